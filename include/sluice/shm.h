@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The shared-memory segment between sluiced (the one writer of snapshots)
+ * and the dataplanes (readers of snapshots, writers of their own worker
+ * records). Plain data at fixed offsets, no pointers: any process maps it
+ * anywhere. Every size and offset is asserted; changing any of them means
+ * bumping SLUICE_ABI_VERSION, and a process refuses a segment whose magic or
+ * version differs from its own.
+ *
+ * Publishing (DESIGN.md, "The shared-memory contract"):
+ *  1. sluiced picks a slot that is not active and that no live worker may
+ *     still read: every live worker's generation_seen is past the slot's
+ *     generation (quiescent-state reclamation);
+ *  2. fills it, including its checksum;
+ *  3. stores `active` = generation << 8 | slot with release semantics.
+ * A worker loads `active` (acquire) once per burst, uses that slot for the
+ * whole burst, and stores the generation it loaded into its own record. It
+ * never reads a slot older than the one its record names, so a slot whose
+ * generation is below every live worker's generation_seen is free. A worker
+ * whose heartbeat is older than the writer's timeout is dead and holds
+ * nothing.
+ */
+#pragma once
+
+#include <sluice/compiler.h>
+#include <sluice/counters.h>
+#include <sluice/hash.h>
+
+#define SLUICE_SHM_MAGIC 0x4D53454349554C53ULL /* "SLUICESM" read little endian */
+#define SLUICE_ABI_VERSION 1u
+
+#define SLUICE_MAX_VIPS 256u
+#define SLUICE_MAX_BACKENDS 4096u /* over all VIPs; also the backend id space */
+#define SLUICE_MAX_WORKERS 64u
+#define SLUICE_SNAPSHOT_SLOTS 4u
+/* Maglev entries over all VIPs of one snapshot: 255 VIPs at the default
+ * M = 65,537, or 16 at M = 1,048,573. tmpfs pages are only backed once
+ * written, so unused room costs address space, not memory. */
+#define SLUICE_RING_POOL (1u << 24)
+#define SLUICE_VIP_HASH_SIZE 1024u /* power of two, load <= 25% */
+#define SLUICE_VIP_HASH_PROBES 16u /* the builder guarantees every VIP within this */
+
+/* `active` packs the generation with the slot so one 64-bit load gives both. */
+#define SLUICE_ACTIVE_SLOT_BITS 8u
+#define SLUICE_ACTIVE_NONE 0ULL /* generation 0 is never published */
+
+SLUICE_INLINE uint32_t sluice_active_slot(uint64_t active)
+{
+	return (uint32_t)(active & ((1u << SLUICE_ACTIVE_SLOT_BITS) - 1));
+}
+
+SLUICE_INLINE uint64_t sluice_active_generation(uint64_t active)
+{
+	return active >> SLUICE_ACTIVE_SLOT_BITS;
+}
+
+SLUICE_INLINE uint64_t sluice_active_pack(uint64_t generation, uint32_t slot)
+{
+	return (generation << SLUICE_ACTIVE_SLOT_BITS) | slot;
+}
+
+/* Forwarding modes (the VIP's `mode`). */
+enum sluice_mode {
+	SLUICE_MODE_IPIP = 1,  /* IPIP, IPv6-in-IPv6 or IPv4-in-IPv6 by the families */
+	SLUICE_MODE_GUE = 2,   /* IP-in-GUE-in-UDP to gue_port */
+	SLUICE_MODE_L2DSR = 3, /* destination MAC rewritten to the backend's */
+};
+
+/* ---------------------------------------------------------------- records */
+
+#define SLUICE_NODE_HAS_IPV4 0x01
+#define SLUICE_NODE_HAS_IPV6 0x02
+#define SLUICE_NODE_HAS_GATEWAY_MAC 0x04
+
+struct sluice_node {
+	uint8_t source_ipv4[4];  /* outer source for IPv4 encapsulation */
+	uint8_t source_ipv6[16]; /* outer source for IPv6 encapsulation */
+	uint8_t gateway_mac[6];  /* if set, every encapsulated packet goes here */
+	uint8_t flags;           /* SLUICE_NODE_* */
+	uint8_t pad0;
+	uint32_t mtu;            /* largest IP packet sluice may send; 0: the port's own */
+	uint8_t pad1[32];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_node) == 64, "node record is one cache line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_node, gateway_mac) == 20, "node.gateway_mac at 20");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_node, mtu) == 28, "node.mtu at 28");
+
+#define SLUICE_VIP_PRESENT 0x01
+
+/* vips[] is indexed by the VIP's stable id, which sluiced keeps across
+ * changes and restarts so counters stay attached to their VIP. */
+struct sluice_vip {
+	uint8_t addr[16];
+	uint16_t port_be;     /* 0: every port */
+	uint8_t proto;        /* SLUICE_IPPROTO_TCP or _UDP */
+	uint8_t family;       /* SLUICE_AF_INET or _INET6; 0: slot unused */
+	uint8_t mode;         /* enum sluice_mode */
+	uint8_t flags;        /* SLUICE_VIP_* */
+	uint16_t gue_port_be; /* GUE outer destination port */
+	uint32_t id;          /* == index in vips[] */
+	uint32_t ring_offset; /* first entry of this VIP's Maglev table in rings[] */
+	uint32_t ring_size;   /* M, prime */
+	uint32_t live_count;  /* backends in the table; 0: drop_no_backend */
+	uint32_t backend_count;
+	uint32_t pad0;
+	uint64_t ring_inv;    /* sluice_fastmod_inverse(ring_size) */
+	uint8_t pad1[8];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_vip) == 64, "VIP record is one cache line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_vip, port_be) == 16, "vip.port_be at 16");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_vip, id) == 24, "vip.id at 24");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_vip, ring_inv) == 48, "vip.ring_inv at 48");
+
+#define SLUICE_BACKEND_PRESENT 0x01
+#define SLUICE_BACKEND_HEALTHY 0x02  /* health checks pass (or check: none) */
+#define SLUICE_BACKEND_DRAINING 0x04 /* weight 0: keeps its flows, gets no new ones */
+#define SLUICE_BACKEND_HAS_MAC 0x08  /* `mac` is the next hop's MAC */
+
+/* backends[] is indexed by the backend's stable id; Maglev tables and the
+ * connection tables hold that id. A flow whose backend is no longer present,
+ * no longer healthy, or now belongs to another VIP is re-picked; a draining
+ * one stays. */
+struct sluice_backend {
+	uint8_t addr[16];
+	uint8_t family; /* 0: slot unused */
+	uint8_t flags;  /* SLUICE_BACKEND_* */
+	uint8_t mac[6]; /* next-hop MAC: the backend's own (l2dsr) or its gateway's */
+	uint32_t weight;
+	uint32_t vip_id;
+	uint32_t id;    /* == index in backends[] */
+	uint8_t pad[28];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_backend) == 64, "backend record is one cache line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_backend, mac) == 18, "backend.mac at 18");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_backend, weight) == 24, "backend.weight at 24");
+
+SLUICE_INLINE bool sluice_backend_keeps_flows(const struct sluice_backend *b, uint32_t vip_id)
+{
+	return (b->flags & (SLUICE_BACKEND_PRESENT | SLUICE_BACKEND_HEALTHY)) ==
+		       (SLUICE_BACKEND_PRESENT | SLUICE_BACKEND_HEALTHY) &&
+	       b->vip_id == vip_id;
+}
+
+struct sluice_snapshot_header {
+	uint64_t generation;   /* > 0, strictly increasing */
+	uint64_t checksum;     /* sluice_snapshot_checksum() of this slot */
+	uint64_t published_ns; /* CLOCK_REALTIME when it became active */
+	uint32_t vip_count;
+	uint32_t backend_count;
+	uint32_t ring_used;    /* entries of rings[] in use */
+	uint8_t pad[28];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot_header) == 64, "snapshot header is one line");
+
+/* One immutable configuration, as the dataplanes see it. */
+struct sluice_snapshot {
+	struct sluice_snapshot_header hdr;
+	struct sluice_node node;
+	uint16_t vip_hash[SLUICE_VIP_HASH_SIZE]; /* vip id + 1; 0: empty */
+	struct sluice_vip vips[SLUICE_MAX_VIPS];
+	struct sluice_backend backends[SLUICE_MAX_BACKENDS];
+	uint32_t rings[SLUICE_RING_POOL]; /* backend ids or SLUICE_MAGLEV_EMPTY */
+};
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, node) == 64, "snapshot.node at 64");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vip_hash) == 128, "snapshot.vip_hash at 128");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vips) == 2176, "snapshot.vips at 2176");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, backends) == 18560, "snapshot.backends");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, rings) == 280704, "snapshot.rings");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 280704 + 4ull * SLUICE_RING_POOL, "snapshot size");
+
+#define SLUICE_WORKER_FREE 0u
+#define SLUICE_WORKER_LIVE 1u
+#define SLUICE_WORKER_STOPPED 2u /* exited cleanly: holds no slot */
+
+#define SLUICE_WORKER_KIND_DPDK 1u
+#define SLUICE_WORKER_KIND_XDP 2u
+#define SLUICE_WORKER_KIND_TEST 3u
+
+/* Written only by the worker that owns it (claimed by CAS on pid). */
+struct sluice_worker_info {
+	uint64_t generation_seen; /* release store; the generation of the slot in use */
+	uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC, every housekeeping tick */
+	uint32_t pid;             /* owner; 0: free */
+	uint32_t state;           /* SLUICE_WORKER_* */
+	uint32_t kind;            /* SLUICE_WORKER_KIND_* */
+	uint32_t queue;           /* RX queue (DPDK) or 0 (XDP: one mirror per interface) */
+	char name[32];            /* e.g. "dpdk eth0 q0", NUL-terminated */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker_info) == 64, "worker info is one line");
+
+/* A worker's record: its own cache lines, so counting needs no atomics. */
+struct sluice_worker {
+	struct sluice_worker_info info;
+	uint64_t counters[SLUICE_COUNTER_SLOTS];                  /* enum sluice_counter */
+	struct sluice_obj_counters vip[SLUICE_MAX_VIPS];          /* by VIP id */
+	struct sluice_obj_counters backend[SLUICE_MAX_BACKENDS];  /* by backend id */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) ==
+			     64 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS),
+		     "worker record size");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) % SLUICE_CACHE_LINE == 0, "worker records line up");
+
+/* Fixed when the segment is created; a reader checks all of it. */
+struct sluice_shm_header {
+	uint64_t magic;
+	uint32_t abi_version;
+	uint32_t header_size;     /* sizeof(struct sluice_shm_header) */
+	uint64_t segment_size;    /* sizeof(struct sluice_shm) */
+	uint32_t max_vips;
+	uint32_t max_backends;
+	uint32_t max_workers;
+	uint32_t snapshot_slots;
+	uint32_t ring_pool;
+	uint32_t counter_slots;
+	uint8_t pad[16];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_shm_header) == 64, "shm header is one line");
+
+/* Written by sluiced only. */
+struct sluice_shm_control {
+	uint64_t active;              /* generation << 8 | slot; SLUICE_ACTIVE_NONE before the first */
+	uint64_t writer_heartbeat_ns; /* CLOCK_MONOTONIC */
+	uint32_t writer_pid;
+	uint32_t pad0;
+	uint64_t slot_generation[SLUICE_SNAPSHOT_SLOTS]; /* what each slot holds; 0: never used */
+	uint8_t pad1[8];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_shm_control) == 64, "shm control is one line");
+
+struct sluice_shm {
+	struct sluice_shm_header hdr;
+	struct sluice_shm_control ctl;
+	struct sluice_worker workers[SLUICE_MAX_WORKERS];
+	struct sluice_snapshot slots[SLUICE_SNAPSHOT_SLOTS];
+};
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, ctl) == 64, "shm.ctl at 64");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, workers) == 128, "shm.workers at 128");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, slots) % SLUICE_CACHE_LINE == 0,
+		     "snapshot slots line up");
+
+/* ------------------------------------------------------------- VIP lookup */
+
+/* Hash of a VIP's (address, family, port, protocol) for vip_hash. */
+SLUICE_INLINE uint32_t sluice_vip_hash(const uint8_t addr[16], uint8_t family, uint16_t port_be,
+				       uint8_t proto)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)addr;
+	uint64_t h = sluice_hash_init(3, SLUICE_FLOW_HASH_SEED);
+	h = sluice_hash_step(h, w[0]);
+	h = sluice_hash_step(h, w[1]);
+	h = sluice_hash_step(h, (uint64_t)port_be | (uint64_t)proto << 16 | (uint64_t)family << 24);
+	h = sluice_fmix64(h);
+	return (uint32_t)h;
+}
+
+SLUICE_INLINE bool sluice_vip_matches(const struct sluice_vip *v, const uint8_t addr[16],
+				      uint8_t family, uint16_t port_be, uint8_t proto)
+{
+	const uint64_t *a = (const uint64_t *)(const void *)v->addr;
+	const uint64_t *b = (const uint64_t *)(const void *)addr;
+	return a[0] == b[0] && a[1] == b[1] && v->family == family && v->port_be == port_be &&
+	       v->proto == proto;
+}
+
+/* Exact (address, port, protocol) match; SLUICE_MAX_VIPS if none. */
+SLUICE_INLINE uint32_t sluice_vip_find_exact(const struct sluice_snapshot *s,
+					     const uint8_t addr[16], uint8_t family,
+					     uint16_t port_be, uint8_t proto)
+{
+	uint32_t i = sluice_vip_hash(addr, family, port_be, proto);
+	for (uint32_t probe = 0; probe < SLUICE_VIP_HASH_PROBES; probe++) {
+		uint16_t e = s->vip_hash[(i + probe) & (SLUICE_VIP_HASH_SIZE - 1)];
+		if (e == 0)
+			break;
+		if (sluice_vip_matches(&s->vips[(e - 1) & (SLUICE_MAX_VIPS - 1)], addr, family,
+				       port_be, proto))
+			return (uint32_t)(e - 1);
+	}
+	return SLUICE_MAX_VIPS;
+}
+
+/* The VIP for (address, port, protocol): the exact one, else the address's
+ * port-0 VIP (every port); SLUICE_MAX_VIPS if neither. */
+SLUICE_INLINE uint32_t sluice_vip_find(const struct sluice_snapshot *s, const uint8_t addr[16],
+				       uint8_t family, uint16_t port_be, uint8_t proto)
+{
+	uint32_t id = sluice_vip_find_exact(s, addr, family, port_be, proto);
+	if (id != SLUICE_MAX_VIPS)
+		return id;
+	return sluice_vip_find_exact(s, addr, family, 0, proto);
+}
+
+/* ---------------------------------------------------------------- checksum */
+
+/* Covers everything a reader uses: node, VIP hash, VIPs, backends and the
+ * used part of the rings, and the counts in the header. Not for the packet
+ * path: tests and a dataplane's snapshot switch verify it. */
+SLUICE_INLINE uint64_t sluice_checksum_words(uint64_t h, const uint64_t *w, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		h = sluice_hash_step(h, w[i]);
+	return h;
+}
+
+SLUICE_INLINE uint64_t sluice_snapshot_checksum(const struct sluice_snapshot *s)
+{
+	uint64_t h = sluice_hash_init(0, s->hdr.generation);
+	h = sluice_hash_step(h, (uint64_t)s->hdr.vip_count | (uint64_t)s->hdr.backend_count << 32);
+	h = sluice_hash_step(h, s->hdr.ring_used);
+	h = sluice_checksum_words(h, (const uint64_t *)(const void *)&s->node,
+				  (SLUICE_OFFSETOF(struct sluice_snapshot, rings) -
+				   SLUICE_OFFSETOF(struct sluice_snapshot, node)) / 8);
+	h = sluice_checksum_words(h, (const uint64_t *)(const void *)s->rings,
+				  (uint64_t)s->hdr.ring_used / 2);
+	if (s->hdr.ring_used & 1)
+		h = sluice_hash_step(h, s->rings[s->hdr.ring_used - 1]);
+	return sluice_fmix64(h);
+}
