@@ -1,1 +1,303 @@
-// placeholder until written
+// SPDX-License-Identifier: Apache-2.0
+#include "config_io.h"
+
+#include "error.h"
+
+#include <charconv>
+#include <initializer_list>
+#include <limits>
+
+namespace sluice {
+
+namespace {
+
+std::string show(const json &v)
+{
+	if (v.is_string())
+		return "'" + v.get<std::string>() + "'";
+	return v.dump();
+}
+
+// Reads one mapping strictly: the caller lists every field it knows first,
+// so an unknown field is refused before anything else is looked at.
+class reader {
+public:
+	reader(const json &j, std::string where, std::initializer_list<const char *> fields)
+		: j_(j), where_(std::move(where))
+	{
+		if (!j.is_object())
+			throw error("{}: expected a mapping, got {}", where_.empty() ? "config" : where_,
+				    show(j));
+		for (auto it = j.begin(); it != j.end(); ++it) {
+			bool known = false;
+			for (const char *f : fields)
+				known = known || it.key() == f;
+			if (!known)
+				throw error("{}: unknown field '{}'", path(it.key()), it.key());
+		}
+	}
+
+	std::string path(std::string_view key) const
+	{
+		return where_.empty() ? std::string(key) : where_ + "." + std::string(key);
+	}
+
+	const json *find(const char *key) const
+	{
+		auto it = j_.find(key);
+		if (it == j_.end() || it->is_null())
+			return nullptr;
+		return &*it;
+	}
+
+	bool has(const char *key) const { return find(key) != nullptr; }
+
+	uint64_t uint(const char *key, uint64_t lo, uint64_t hi, uint64_t dflt) const
+	{
+		const json *v = find(key);
+		if (!v)
+			return dflt;
+		uint64_t out = 0;
+		bool ok = false;
+		if (v->is_number_unsigned()) {
+			out = v->get<uint64_t>();
+			ok = true;
+		} else if (v->is_string()) {
+			const std::string &s = v->get_ref<const std::string &>();
+			auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+			ok = ec == std::errc() && end == s.data() + s.size() && !s.empty();
+		}
+		if (!ok)
+			throw error("{}: {} is not a non-negative integer", path(key), show(*v));
+		if (out < lo || out > hi)
+			throw error("{}: {} is out of range {}-{}", path(key), out, lo, hi);
+		return out;
+	}
+
+	std::string str(const char *key, const std::string &dflt) const
+	{
+		const json *v = find(key);
+		if (!v)
+			return dflt;
+		if (!v->is_string())
+			throw error("{}: {} is not a string", path(key), show(*v));
+		return v->get<std::string>();
+	}
+
+	std::optional<std::string> opt_str(const char *key) const
+	{
+		if (!has(key))
+			return std::nullopt;
+		return str(key, "");
+	}
+
+	bool boolean(const char *key, bool dflt) const
+	{
+		const json *v = find(key);
+		if (!v)
+			return dflt;
+		if (v->is_boolean())
+			return v->get<bool>();
+		if (v->is_string() && (*v == "true" || *v == "false"))
+			return *v == "true";
+		throw error("{}: {} is not true or false", path(key), show(*v));
+	}
+
+	ip_address address(const char *key, bool required) const
+	{
+		auto s = opt_str(key);
+		if (!s) {
+			if (required)
+				throw error("{}: missing", path(key));
+			return {};
+		}
+		auto a = ip_address::parse(*s);
+		if (!a)
+			throw error("{}: '{}' is not an IPv4 or IPv6 address", path(key), *s);
+		return *a;
+	}
+
+	std::optional<mac_address> mac(const char *key) const
+	{
+		auto s = opt_str(key);
+		if (!s)
+			return std::nullopt;
+		auto m = mac_address::parse(*s);
+		if (!m)
+			throw error("{}: '{}' is not a MAC address (like 02:00:00:00:00:fe)", path(key),
+				    *s);
+		return m;
+	}
+
+	const json &raw() const { return j_; }
+
+private:
+	const json &j_;
+	std::string where_;
+};
+
+} // namespace
+
+check_config check_from_json(const json &j, const std::string &where)
+{
+	reader r(j, where,
+		 {"type", "port", "interval_ms", "timeout_ms", "rise", "fall", "path", "expect_status",
+		  "send", "expect"});
+	check_config c;
+	std::string type = r.str("type", "none");
+	auto t = parse_check_type(type);
+	if (!t)
+		throw error("{}: '{}' is not one of none, tcp, http, udp", r.path("type"), type);
+	c.type = *t;
+	c.port = static_cast<uint16_t>(r.uint("port", 0, 65535, 0));
+	c.interval_ms = static_cast<uint32_t>(r.uint("interval_ms", 0, UINT32_MAX, c.interval_ms));
+	c.timeout_ms = static_cast<uint32_t>(r.uint("timeout_ms", 0, UINT32_MAX, c.timeout_ms));
+	c.rise = static_cast<uint32_t>(r.uint("rise", 0, UINT32_MAX, c.rise));
+	c.fall = static_cast<uint32_t>(r.uint("fall", 0, UINT32_MAX, c.fall));
+	c.path = r.str("path", c.path);
+	c.expect_status = static_cast<int>(r.uint("expect_status", 0, 999, c.expect_status));
+	c.send = r.str("send", "");
+	c.expect = r.str("expect", "");
+	return c;
+}
+
+backend_config backend_from_json(const json &j, const std::string &where)
+{
+	reader r(j, where, {"address", "weight", "check", "mac"});
+	backend_config b;
+	b.address = r.address("address", true);
+	b.weight = static_cast<uint32_t>(r.uint("weight", 0, UINT32_MAX, b.weight));
+	if (const json *c = r.find("check"))
+		b.check = check_from_json(*c, r.path("check"));
+	b.mac = r.mac("mac");
+	return b;
+}
+
+vip_config vip_from_json(const json &j, const std::string &where)
+{
+	reader r(j, where,
+		 {"address", "port", "protocol", "mode", "ring_size", "gue_port", "backends"});
+	vip_config v;
+	v.key.address = r.address("address", true);
+	v.key.port = static_cast<uint16_t>(r.uint("port", 0, 65535, 0));
+	std::string proto = r.str("protocol", "tcp");
+	auto p = parse_l4_proto(proto);
+	if (!p)
+		throw error("{}: '{}' is not one of tcp, udp", r.path("protocol"), proto);
+	v.key.proto = *p;
+	std::string mode = r.str("mode", "ipip");
+	auto m = parse_vip_mode(mode);
+	if (!m)
+		throw error("{}: '{}' is not one of ipip, gue, l2dsr", r.path("mode"), mode);
+	v.mode = *m;
+	v.ring_size = static_cast<uint32_t>(r.uint("ring_size", 0, UINT32_MAX, v.ring_size));
+	v.gue_port = static_cast<uint16_t>(r.uint("gue_port", 0, 65535, v.gue_port));
+	if (const json *bs = r.find("backends")) {
+		if (!bs->is_array())
+			throw error("{}: expected a list of backends", r.path("backends"));
+		for (size_t i = 0; i < bs->size(); i++)
+			v.backends.push_back(
+				backend_from_json((*bs)[i], fmt::format("{}[{}]", r.path("backends"), i)));
+	}
+	return v;
+}
+
+config config_from_json(const json &j)
+{
+	config c;
+	if (j.is_null())
+		return c; // an empty file: no VIPs yet
+	reader r(j, "", {"node", "vips"});
+	if (const json *n = r.find("node")) {
+		reader nr(*n, "node", {"source_ipv4", "source_ipv6", "gateway_mac", "mtu"});
+		if (nr.has("source_ipv4"))
+			c.node.source_ipv4 = nr.address("source_ipv4", true);
+		if (nr.has("source_ipv6"))
+			c.node.source_ipv6 = nr.address("source_ipv6", true);
+		c.node.gateway_mac = nr.mac("gateway_mac");
+		c.node.mtu = static_cast<uint32_t>(nr.uint("mtu", 0, UINT32_MAX, 0));
+	}
+	if (const json *vs = r.find("vips")) {
+		if (!vs->is_array())
+			throw error("vips: expected a list of VIPs");
+		for (size_t i = 0; i < vs->size(); i++)
+			c.vips.push_back(vip_from_json((*vs)[i], fmt::format("vips[{}]", i)));
+	}
+	validate(c);
+	return c;
+}
+
+json check_to_json(const check_config &c)
+{
+	json j;
+	j["type"] = to_string(c.type);
+	if (c.type == check_type::none)
+		return j;
+	if (c.port)
+		j["port"] = c.port;
+	j["interval_ms"] = c.interval_ms;
+	j["timeout_ms"] = c.timeout_ms;
+	j["rise"] = c.rise;
+	j["fall"] = c.fall;
+	if (c.type == check_type::http) {
+		j["path"] = c.path;
+		j["expect_status"] = c.expect_status;
+	}
+	if (c.type == check_type::udp) {
+		j["send"] = c.send;
+		if (!c.expect.empty())
+			j["expect"] = c.expect;
+	}
+	return j;
+}
+
+json backend_to_json(const backend_config &b)
+{
+	json j;
+	j["address"] = b.address.str();
+	j["weight"] = b.weight;
+	if (b.check.type != check_type::none)
+		j["check"] = check_to_json(b.check);
+	if (b.mac)
+		j["mac"] = b.mac->str();
+	return j;
+}
+
+json vip_to_json(const vip_config &v, bool with_backends)
+{
+	json j;
+	j["address"] = v.key.address.str();
+	j["port"] = v.key.port;
+	j["protocol"] = to_string(v.key.proto);
+	j["mode"] = to_string(v.mode);
+	j["ring_size"] = v.ring_size;
+	if (v.mode == vip_mode::gue)
+		j["gue_port"] = v.gue_port;
+	if (with_backends) {
+		j["backends"] = json::array();
+		for (const auto &b : v.backends)
+			j["backends"].push_back(backend_to_json(b));
+	}
+	return j;
+}
+
+json config_to_json(const config &c)
+{
+	json j;
+	json node = json::object();
+	if (c.node.source_ipv4)
+		node["source_ipv4"] = c.node.source_ipv4->str();
+	if (c.node.source_ipv6)
+		node["source_ipv6"] = c.node.source_ipv6->str();
+	if (c.node.gateway_mac)
+		node["gateway_mac"] = c.node.gateway_mac->str();
+	if (c.node.mtu)
+		node["mtu"] = c.node.mtu;
+	j["node"] = node;
+	j["vips"] = json::array();
+	for (const auto &v : c.vips)
+		j["vips"].push_back(vip_to_json(v, true));
+	return j;
+}
+
+} // namespace sluice

@@ -1,1 +1,111 @@
-// placeholder until written
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace sluice {
+
+namespace {
+
+// Label values escape backslash, quote and newline (exposition format).
+std::string esc(const std::string &s)
+{
+	std::string out;
+	for (char c : s) {
+		if (c == '\\' || c == '"')
+			out += '\\';
+		if (c == '\n') {
+			out += "\\n";
+			continue;
+		}
+		out += c;
+	}
+	return out;
+}
+
+void family(std::string &out, const char *name, const char *type, const char *help)
+{
+	out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+} // namespace
+
+std::string render_metrics(const stats_view &sv)
+{
+	std::string out;
+	family(out, "sluice_snapshot_generation", "gauge", "Generation of the active snapshot.");
+	out += fmt::format("sluice_snapshot_generation {}\n", sv.generation);
+
+	// Drops share one family labelled by reason; the rest are one family each.
+	family(out, "sluice_drops_total", "counter", "Packets dropped, by reason (see docs).");
+	for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+		if (std::strcmp(counter_table[i].kind, "drop") == 0)
+			out += fmt::format("sluice_drops_total{{reason=\"{}\"}} {}\n",
+					   counter_table[i].name + 5, sv.counters[i]);
+	for (size_t i = 0; i < SLUICE_CNT__COUNT; i++) {
+		if (std::strcmp(counter_table[i].kind, "drop") == 0)
+			continue;
+		std::string name = fmt::format("sluice_{}_total", counter_table[i].name);
+		family(out, name.c_str(), "counter", counter_table[i].help);
+		out += fmt::format("{} {}\n", name, sv.counters[i]);
+	}
+
+	struct obj_metric {
+		const char *name;
+		const char *help;
+		uint64_t sluice_obj_counters::*field;
+	};
+	const obj_metric obj_metrics[] = {
+		{"packets", "Packets forwarded", &sluice_obj_counters::packets},
+		{"bytes", "Bytes forwarded (as received)", &sluice_obj_counters::bytes},
+		{"new_flows", "New flows (connection-table inserts)", &sluice_obj_counters::new_flows},
+	};
+	for (const auto &m : obj_metrics) {
+		std::string name = fmt::format("sluice_vip_{}_total", m.name);
+		family(out, name.c_str(), "counter", m.help);
+		for (const auto &v : sv.vips)
+			out += fmt::format("{}{{vip=\"{}\"}} {}\n", name, esc(v.cfg.key.str()),
+					   v.counters.*m.field);
+	}
+	for (const auto &m : obj_metrics) {
+		std::string name = fmt::format("sluice_backend_{}_total", m.name);
+		family(out, name.c_str(), "counter", m.help);
+		for (const auto &v : sv.vips)
+			for (const auto &b : v.backends)
+				out += fmt::format("{}{{vip=\"{}\",backend=\"{}\"}} {}\n", name,
+						   esc(v.cfg.key.str()), esc(b.cfg.address.str()),
+						   b.counters.*m.field);
+	}
+	family(out, "sluice_backend_healthy", "gauge", "1 if the backend passes its health checks.");
+	for (const auto &v : sv.vips)
+		for (const auto &b : v.backends)
+			out += fmt::format("sluice_backend_healthy{{vip=\"{}\",backend=\"{}\"}} {}\n",
+					   esc(v.cfg.key.str()), esc(b.cfg.address.str()),
+					   b.healthy ? 1 : 0);
+	family(out, "sluice_backend_weight", "gauge", "Configured weight; 0 while draining.");
+	for (const auto &v : sv.vips)
+		for (const auto &b : v.backends)
+			out += fmt::format("sluice_backend_weight{{vip=\"{}\",backend=\"{}\"}} {}\n",
+					   esc(v.cfg.key.str()), esc(b.cfg.address.str()), b.cfg.weight);
+	family(out, "sluice_vip_backends_in_table", "gauge",
+	       "Backends in the VIP's Maglev table (healthy, weight > 0).");
+	for (const auto &v : sv.vips)
+		out += fmt::format("sluice_vip_backends_in_table{{vip=\"{}\"}} {}\n", esc(v.cfg.key.str()),
+				   v.in_table);
+
+	family(out, "sluice_worker_heartbeat_age_seconds", "gauge",
+	       "Seconds since the dataplane worker's last heartbeat.");
+	for (const auto &w : sv.workers)
+		out += fmt::format("sluice_worker_heartbeat_age_seconds{{worker=\"{}\",kind=\"{}\",state=\"{}\"}} {:.3f}\n",
+				   esc(w.name), w.kind, w.state, w.heartbeat_age_s);
+	family(out, "sluice_worker_generation_seen", "gauge",
+	       "Snapshot generation the worker last read.");
+	for (const auto &w : sv.workers)
+		out += fmt::format("sluice_worker_generation_seen{{worker=\"{}\",kind=\"{}\"}} {}\n",
+				   esc(w.name), w.kind, w.generation_seen);
+	return out;
+}
+
+} // namespace sluice

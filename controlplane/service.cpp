@@ -1,1 +1,476 @@
-// placeholder until written
+// SPDX-License-Identifier: Apache-2.0
+#include "service.h"
+
+#include "error.h"
+#include "metrics.h"
+#include "shm_segment.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace sluice {
+
+namespace {
+
+json counters_json(const sluice_obj_counters &c)
+{
+	return json{{"packets", c.packets}, {"bytes", c.bytes}, {"new_flows", c.new_flows}};
+}
+
+sluice_obj_counters minus(const sluice_obj_counters &a, const sluice_obj_counters &b)
+{
+	// A baseline above the live sum means the segment was recreated: the
+	// counters started again from zero, and so does the object.
+	if (a.packets < b.packets || a.bytes < b.bytes || a.new_flows < b.new_flows)
+		return a;
+	return {a.packets - b.packets, a.bytes - b.bytes, a.new_flows - b.new_flows};
+}
+
+const json &arg(const json &args, const char *name)
+{
+	auto it = args.find(name);
+	if (it == args.end() || it->is_null())
+		throw error("missing argument '{}'", name);
+	return *it;
+}
+
+std::string str_arg(const json &args, const char *name)
+{
+	const json &v = arg(args, name);
+	if (!v.is_string())
+		throw error("argument '{}' must be a string", name);
+	return v.get<std::string>();
+}
+
+vip_key vip_arg(const json &args)
+{
+	return vip_key::parse(str_arg(args, "vip"));
+}
+
+ip_address address_arg(const json &args)
+{
+	std::string s = str_arg(args, "address");
+	auto a = ip_address::parse(s);
+	if (!a)
+		throw error("backend address '{}' is not an IPv4 or IPv6 address", s);
+	return *a;
+}
+
+vip_config &vip_in(config &c, const vip_key &k)
+{
+	vip_config *v = c.find_vip(k);
+	if (!v)
+		throw error("no VIP {}", k.str());
+	return *v;
+}
+
+backend_config &backend_in(vip_config &v, const ip_address &a)
+{
+	backend_config *b = v.find_backend(a);
+	if (!b)
+		throw error("no backend {} in VIP {}", a.str(), v.key.str());
+	return *b;
+}
+
+// The API's backend fields as a config mapping, read by the same strict
+// reader as the YAML file so both give the same errors.
+json backend_fields(const json &args, const ip_address &addr)
+{
+	json j;
+	j["address"] = addr.str();
+	for (const char *f : {"weight", "check", "mac"})
+		if (args.contains(f) && !args[f].is_null())
+			j[f] = args[f];
+	return j;
+}
+
+std::string worker_kind(uint32_t k)
+{
+	switch (k) {
+	case SLUICE_WORKER_KIND_DPDK:
+		return "dpdk";
+	case SLUICE_WORKER_KIND_XDP:
+		return "xdp";
+	case SLUICE_WORKER_KIND_TEST:
+		return "test";
+	}
+	return "unknown";
+}
+
+} // namespace
+
+service::service(publisher &pub, const std::string &state_dir, const config &initial)
+	: pub_(pub), store_(state_dir)
+{
+	if (auto restored = store_.load()) {
+		state_ = std::move(*restored);
+		restored_ = true;
+	} else {
+		validate(initial);
+		state_.cfg = initial;
+		state_.ids.reconcile(state_.cfg, [this](object_ids::kind k, uint32_t id) {
+			return read_counters(k, id);
+		});
+		store_.save(state_);
+	}
+	health_ = std::make_unique<health_monitor>([this](uint64_t, bool) { republish(); });
+	std::lock_guard lk(mu_);
+	update_health_targets_locked();
+	publish_locked();
+}
+
+service::~service()
+{
+	// Stop the checker first: its callback takes mu_ and uses pub_.
+	health_.reset();
+}
+
+config service::current_config() const
+{
+	std::lock_guard lk(mu_);
+	return state_.cfg;
+}
+
+void service::republish()
+{
+	std::lock_guard lk(mu_);
+	publish_locked();
+}
+
+void service::publish_locked()
+{
+	snapshot_inputs in{
+		state_.cfg,
+		state_.ids,
+		[this](uint32_t id) {
+			auto s = health_->status(id);
+			return !s || s->healthy;
+		},
+		[](uint32_t) -> std::optional<mac_address> { return std::nullopt; },
+	};
+	pub_.publish([&](sluice_snapshot &s) { builder_.build(in, s); });
+}
+
+void service::update_health_targets_locked()
+{
+	std::map<uint64_t, health_check_spec> targets;
+	for (const auto &v : state_.cfg.vips)
+		for (const auto &b : v.backends)
+			targets[state_.ids.backend_id(v.key, b.address)] = make_check_spec(v, b);
+	health_->set_targets(std::move(targets));
+}
+
+sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) const
+{
+	sluice_obj_counters sum{};
+	const sluice_shm *shm = pub_.segment();
+	if (!shm)
+		return sum;
+	for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
+		const sluice_worker &rec = shm->workers[w];
+		if (__atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE) == 0)
+			continue;
+		const sluice_obj_counters &c =
+			k == object_ids::kind::vip ? rec.vip[id] : rec.backend[id];
+		sum.packets += __atomic_load_n(&c.packets, __ATOMIC_RELAXED);
+		sum.bytes += __atomic_load_n(&c.bytes, __ATOMIC_RELAXED);
+		sum.new_flows += __atomic_load_n(&c.new_flows, __ATOMIC_RELAXED);
+	}
+	return sum;
+}
+
+json service::change(const std::function<void(config &)> &edit)
+{
+	std::lock_guard lk(mu_);
+	persisted_state next = state_;
+	edit(next.cfg);
+	validate(next.cfg, field_names::by_key);
+	next.ids.reconcile(next.cfg, [this](object_ids::kind k, uint32_t id) {
+		return read_counters(k, id);
+	});
+	store_.save(next);
+	persisted_state previous = std::move(state_);
+	state_ = std::move(next);
+	try {
+		update_health_targets_locked();
+		publish_locked();
+	} catch (...) {
+		// Nothing was published: put back what runs, on disk too.
+		state_ = std::move(previous);
+		store_.save(state_);
+		update_health_targets_locked();
+		throw;
+	}
+	return json{{"generation", pub_.generation()}};
+}
+
+json service::handle(const json &request)
+{
+	try {
+		if (!request.is_object() || !request.contains("verb") || !request["verb"].is_string())
+			throw error("request must be an object with a string 'verb'");
+		json args = request.value("args", json::object());
+		if (!args.is_object())
+			throw error("'args' must be an object");
+		return json{{"ok", true}, {"result", dispatch(request["verb"].get<std::string>(), args)}};
+	} catch (const std::exception &e) {
+		return json{{"ok", false}, {"error", e.what()}};
+	}
+}
+
+std::string service::handle_line(std::string_view line)
+{
+	json req;
+	try {
+		req = json::parse(line);
+	} catch (const std::exception &) {
+		return json{{"ok", false}, {"error", "request is not valid JSON"}}.dump();
+	}
+	return handle(req).dump();
+}
+
+json service::dispatch(const std::string &verb, const json &args)
+{
+	if (verb == "vip.add") {
+		json fields = json::object();
+		vip_key k = vip_arg(args);
+		fields["address"] = k.address.str();
+		fields["port"] = k.port;
+		fields["protocol"] = to_string(k.proto);
+		for (const char *f : {"mode", "ring_size", "gue_port"})
+			if (args.contains(f) && !args[f].is_null())
+				fields[f] = args[f];
+		vip_config v = vip_from_json(fields, "vip");
+		return change([&](config &c) {
+			if (c.find_vip(k))
+				throw error("VIP {} already exists", k.str());
+			c.vips.push_back(v);
+		});
+	}
+	if (verb == "vip.del") {
+		vip_key k = vip_arg(args);
+		return change([&](config &c) {
+			vip_in(c, k);
+			std::erase_if(c.vips, [&](const vip_config &v) { return v.key == k; });
+		});
+	}
+	if (verb == "backend.add") {
+		vip_key k = vip_arg(args);
+		ip_address a = address_arg(args);
+		backend_config b = backend_from_json(backend_fields(args, a), "backend");
+		return change([&](config &c) {
+			vip_config &v = vip_in(c, k);
+			if (v.find_backend(a))
+				throw error("backend {} already in VIP {}", a.str(), k.str());
+			v.backends.push_back(b);
+		});
+	}
+	if (verb == "backend.set") {
+		vip_key k = vip_arg(args);
+		ip_address a = address_arg(args);
+		bool drain = args.value("drain", false);
+		if (drain && args.contains("weight"))
+			throw error("give --weight or --drain, not both");
+		json fields = backend_fields(args, a);
+		if (fields.size() == 1 && !drain)
+			throw error("nothing to change: give --weight, --drain, --check or --mac");
+		return change([&](config &c) {
+			backend_config &b = backend_in(vip_in(c, k), a);
+			json merged = backend_to_json(b);
+			for (auto it = fields.begin(); it != fields.end(); ++it) {
+				// Check options given alone (--rise 5) amend the current check.
+				if (it.key() == "check" && it.value().is_object() &&
+				    merged.contains("check") && !it.value().contains("type"))
+					merged["check"].update(it.value());
+				else
+					merged[it.key()] = it.value();
+			}
+			if (drain)
+				merged["weight"] = 0;
+			b = backend_from_json(merged, "backend");
+		});
+	}
+	if (verb == "backend.del") {
+		vip_key k = vip_arg(args);
+		ip_address a = address_arg(args);
+		return change([&](config &c) {
+			vip_config &v = vip_in(c, k);
+			backend_in(v, a);
+			std::erase_if(v.backends, [&](const backend_config &b) { return b.address == a; });
+		});
+	}
+	if (verb == "apply") {
+		config next;
+		if (args.contains("yaml"))
+			next = config_from_yaml(str_arg(args, "yaml"));
+		else
+			next = config_from_json(arg(args, "config"));
+		json r = change([&](config &c) { c = next; });
+		r["vips"] = next.vips.size();
+		return r;
+	}
+	if (verb == "dump") {
+		config c = current_config();
+		return json{{"yaml", config_to_yaml(c)}, {"config", config_to_json(c)}};
+	}
+
+	// Read verbs, all from one consistent view.
+	stats_view sv = stats();
+	auto backend_json = [](const vip_view &v, const backend_view &b) {
+		json j = backend_to_json(b.cfg);
+		j["vip"] = v.cfg.key.str();
+		j["id"] = b.id;
+		j["state"] = b.state;
+		j["healthy"] = b.healthy;
+		if (b.health) {
+			j["last_error"] = b.health->last_error;
+			j["checks"] = b.health->checks;
+		}
+		return j;
+	};
+	auto vip_json = [](const vip_view &v) {
+		json j = vip_to_json(v.cfg, false);
+		j["vip"] = v.cfg.key.str();
+		j["id"] = v.id;
+		j["backends"] = v.backends.size();
+		j["in_table"] = v.in_table;
+		return j;
+	};
+	auto workers_json = [&]() {
+		json a = json::array();
+		for (const auto &w : sv.workers)
+			a.push_back(json{{"index", w.index},
+					 {"name", w.name},
+					 {"kind", w.kind},
+					 {"state", w.state},
+					 {"pid", w.pid},
+					 {"queue", w.queue},
+					 {"heartbeat_age_s", w.heartbeat_age_s},
+					 {"generation_seen", w.generation_seen}});
+		return a;
+	};
+	if (verb == "vip.list") {
+		json a = json::array();
+		for (const auto &v : sv.vips)
+			a.push_back(vip_json(v));
+		return a;
+	}
+	if (verb == "backend.list") {
+		std::optional<vip_key> only;
+		if (args.contains("vip"))
+			only = vip_arg(args);
+		if (only && !std::any_of(sv.vips.begin(), sv.vips.end(),
+					 [&](const vip_view &v) { return v.cfg.key == *only; }))
+			throw error("no VIP {}", only->str());
+		json a = json::array();
+		for (const auto &v : sv.vips)
+			if (!only || v.cfg.key == *only)
+				for (const auto &b : v.backends)
+					a.push_back(backend_json(v, b));
+		return a;
+	}
+	if (verb == "status") {
+		json vips = json::array();
+		for (const auto &v : sv.vips) {
+			json j = vip_json(v);
+			j["backends"] = json::array();
+			for (const auto &b : v.backends)
+				j["backends"].push_back(backend_json(v, b));
+			vips.push_back(j);
+		}
+		return json{{"generation", sv.generation}, {"vips", vips}, {"workers", workers_json()}};
+	}
+	if (verb == "stats") {
+		json counters = json::object();
+		for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+			counters[counter_table[i].name] = sv.counters[i];
+		json vips = json::array();
+		for (const auto &v : sv.vips) {
+			json j{{"vip", v.cfg.key.str()}};
+			j.update(counters_json(v.counters));
+			j["backends"] = json::array();
+			for (const auto &b : v.backends) {
+				json bj{{"address", b.cfg.address.str()}, {"state", b.state}};
+				bj.update(counters_json(b.counters));
+				j["backends"].push_back(bj);
+			}
+			vips.push_back(j);
+		}
+		return json{{"generation", sv.generation},
+			    {"counters", counters},
+			    {"vips", vips},
+			    {"workers", workers_json()}};
+	}
+	throw error("unknown verb '{}'", verb);
+}
+
+stats_view service::stats() const
+{
+	std::lock_guard lk(mu_);
+	return stats_locked();
+}
+
+stats_view service::stats_locked() const
+{
+	stats_view sv;
+	sv.generation = pub_.generation();
+	for (const auto &v : state_.cfg.vips) {
+		vip_view vv;
+		vv.cfg = v;
+		vv.cfg.backends.clear();
+		vv.id = state_.ids.vip_id(v.key);
+		auto vb = state_.ids.vip_baseline.find(vv.id);
+		vv.counters = minus(read_counters(object_ids::kind::vip, vv.id),
+				    vb == state_.ids.vip_baseline.end() ? sluice_obj_counters{} : vb->second);
+		for (const auto &b : v.backends) {
+			backend_view bv;
+			bv.cfg = b;
+			bv.id = state_.ids.backend_id(v.key, b.address);
+			bv.health = health_->status(bv.id);
+			bv.healthy = !bv.health || bv.health->healthy;
+			if (bv.healthy)
+				bv.state = b.weight ? "up" : "draining";
+			else
+				bv.state = b.weight ? "down" : "down+draining";
+			if (bv.healthy && b.weight)
+				vv.in_table++;
+			auto bb = state_.ids.backend_baseline.find(bv.id);
+			bv.counters = minus(read_counters(object_ids::kind::backend, bv.id),
+					    bb == state_.ids.backend_baseline.end() ? sluice_obj_counters{}
+										    : bb->second);
+			vv.backends.push_back(bv);
+		}
+		sv.vips.push_back(vv);
+	}
+	if (const sluice_shm *shm = pub_.segment()) {
+		uint64_t now = monotonic_ns();
+		uint64_t timeout_ns = static_cast<uint64_t>(pub_.worker_timeout().count()) * 1000000;
+		for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
+			const sluice_worker &rec = shm->workers[w];
+			uint32_t pid = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
+			if (pid == 0)
+				continue;
+			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+				sv.counters[i] += __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);
+			worker_view wv;
+			wv.index = w;
+			wv.name = std::string(rec.info.name, strnlen(rec.info.name, sizeof(rec.info.name)));
+			wv.kind = worker_kind(rec.info.kind);
+			wv.pid = pid;
+			wv.queue = rec.info.queue;
+			uint64_t hb = __atomic_load_n(&rec.info.heartbeat_ns, __ATOMIC_ACQUIRE);
+			wv.heartbeat_age_s = now > hb ? static_cast<double>(now - hb) / 1e9 : 0.0;
+			wv.generation_seen = __atomic_load_n(&rec.info.generation_seen, __ATOMIC_ACQUIRE);
+			uint32_t st = __atomic_load_n(&rec.info.state, __ATOMIC_ACQUIRE);
+			if (st == SLUICE_WORKER_LIVE)
+				wv.state = now <= hb || now - hb <= timeout_ns ? "live" : "dead";
+			else
+				wv.state = "stopped";
+			sv.workers.push_back(wv);
+		}
+	}
+	return sv;
+}
+
+} // namespace sluice

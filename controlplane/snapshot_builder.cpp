@@ -1,1 +1,162 @@
-// placeholder until written
+// SPDX-License-Identifier: Apache-2.0
+#include "snapshot_builder.h"
+
+#include "error.h"
+
+#include <sluice/maglev.h>
+#include <sluice/packet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+namespace sluice {
+
+namespace {
+
+uint8_t proto_number(l4_proto p)
+{
+	return p == l4_proto::tcp ? SLUICE_IPPROTO_TCP : SLUICE_IPPROTO_UDP;
+}
+
+uint8_t mode_number(vip_mode m)
+{
+	switch (m) {
+	case vip_mode::ipip:
+		return SLUICE_MODE_IPIP;
+	case vip_mode::gue:
+		return SLUICE_MODE_GUE;
+	case vip_mode::l2dsr:
+		return SLUICE_MODE_L2DSR;
+	}
+	return 0;
+}
+
+bool same_members(const std::vector<maglev_backend> &a, const std::vector<maglev_backend> &b)
+{
+	if (a.size() != b.size())
+		return false;
+	for (size_t i = 0; i < a.size(); i++)
+		if (a[i].address != b[i].address || a[i].weight != b[i].weight || a[i].id != b[i].id)
+			return false;
+	return true;
+}
+
+} // namespace
+
+void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
+{
+	const config &c = in.cfg;
+
+	std::memset(&out.node, 0, sizeof(out.node));
+	if (c.node.source_ipv4) {
+		std::memcpy(out.node.source_ipv4, c.node.source_ipv4->bytes.data(), 4);
+		out.node.flags |= SLUICE_NODE_HAS_IPV4;
+	}
+	if (c.node.source_ipv6) {
+		std::memcpy(out.node.source_ipv6, c.node.source_ipv6->bytes.data(), 16);
+		out.node.flags |= SLUICE_NODE_HAS_IPV6;
+	}
+	if (c.node.gateway_mac) {
+		std::memcpy(out.node.gateway_mac, c.node.gateway_mac->bytes.data(), 6);
+		out.node.flags |= SLUICE_NODE_HAS_GATEWAY_MAC;
+	}
+	out.node.mtu = c.node.mtu;
+
+	std::memset(out.vip_hash, 0, sizeof(out.vip_hash));
+	std::memset(out.vips, 0, sizeof(out.vips));
+	std::memset(out.backends, 0, sizeof(out.backends));
+
+	uint32_t ring_used = 0;
+	uint32_t backend_count = 0;
+	std::set<uint32_t> live_vips;
+	for (const auto &v : c.vips) {
+		uint32_t vid = in.ids.vip_id(v.key);
+		live_vips.insert(vid);
+		sluice_vip &rec = out.vips[vid];
+		std::memcpy(rec.addr, v.key.address.bytes.data(), 16);
+		rec.port_be = sluice_htons(v.key.port);
+		rec.proto = proto_number(v.key.proto);
+		rec.family = v.key.address.family;
+		rec.mode = mode_number(v.mode);
+		rec.flags = SLUICE_VIP_PRESENT;
+		rec.gue_port_be = sluice_htons(v.gue_port);
+		rec.id = vid;
+		rec.ring_size = v.ring_size;
+		rec.ring_inv = sluice_fastmod_inverse(v.ring_size);
+		rec.backend_count = static_cast<uint32_t>(v.backends.size());
+
+		std::vector<maglev_backend> members;
+		for (const auto &b : v.backends) {
+			uint32_t bid = in.ids.backend_id(v.key, b.address);
+			bool healthy = in.healthy(bid);
+			sluice_backend &br = out.backends[bid];
+			std::memcpy(br.addr, b.address.bytes.data(), 16);
+			br.family = b.address.family;
+			br.flags = SLUICE_BACKEND_PRESENT;
+			if (healthy)
+				br.flags |= SLUICE_BACKEND_HEALTHY;
+			if (b.weight == 0)
+				br.flags |= SLUICE_BACKEND_DRAINING;
+			// l2dsr needs the backend's own MAC; encapsulated packets go to
+			// the gateway if one is configured, else to the backend's next hop.
+			std::optional<mac_address> mac;
+			if (v.mode == vip_mode::l2dsr)
+				mac = b.mac ? b.mac : in.next_hop_mac(bid);
+			else
+				mac = c.node.gateway_mac ? c.node.gateway_mac : in.next_hop_mac(bid);
+			if (mac) {
+				std::memcpy(br.mac, mac->bytes.data(), 6);
+				br.flags |= SLUICE_BACKEND_HAS_MAC;
+			}
+			br.weight = b.weight;
+			br.vip_id = vid;
+			br.id = bid;
+			backend_count++;
+			// Drained and unhealthy backends leave the table; the
+			// dataplanes keep a drained backend's existing flows.
+			if (healthy && b.weight > 0)
+				members.push_back(maglev_backend{b.address, b.weight, bid});
+		}
+		rec.live_count = static_cast<uint32_t>(members.size());
+
+		cached_table &ct = cache_[vid];
+		if (ct.ring_size != v.ring_size || !same_members(ct.members, members) ||
+		    ct.table.size() != v.ring_size) {
+			ct.ring_size = v.ring_size;
+			ct.members = members;
+			ct.table = maglev_build(members, v.ring_size);
+			tables_built_++;
+		}
+		if (static_cast<uint64_t>(ring_used) + v.ring_size > SLUICE_RING_POOL)
+			throw error("ring_size: the VIPs' tables exceed the snapshot's {} entries",
+				    SLUICE_RING_POOL);
+		rec.ring_offset = ring_used;
+		std::memcpy(&out.rings[ring_used], ct.table.data(), v.ring_size * sizeof(uint32_t));
+		ring_used += v.ring_size;
+
+		// Open addressing with a bounded probe, the bound the readers use.
+		uint32_t h = sluice_vip_hash(rec.addr, rec.family, rec.port_be, rec.proto);
+		bool placed = false;
+		for (uint32_t p = 0; p < SLUICE_VIP_HASH_PROBES && !placed; p++) {
+			uint16_t &slot = out.vip_hash[(h + p) & (SLUICE_VIP_HASH_SIZE - 1)];
+			if (slot == 0) {
+				slot = static_cast<uint16_t>(vid + 1);
+				placed = true;
+			}
+		}
+		if (!placed)
+			throw error("vips: VIP {} found no place within {} probes of the lookup table",
+				    v.key.str(), SLUICE_VIP_HASH_PROBES);
+	}
+	// Forget tables of VIPs that are gone, so a new VIP reusing the id
+	// cannot be handed a stale one.
+	for (auto it = cache_.begin(); it != cache_.end();)
+		it = live_vips.count(it->first) ? std::next(it) : cache_.erase(it);
+
+	out.hdr.vip_count = static_cast<uint32_t>(c.vips.size());
+	out.hdr.backend_count = backend_count;
+	out.hdr.ring_used = ring_used;
+}
+
+} // namespace sluice

@@ -1,1 +1,660 @@
+// SPDX-License-Identifier: Apache-2.0
+// The shared-memory segment and its publishing protocol: a reader never sees
+// a half-written snapshot, a slot is never reused under a live reader, a dead
+// reader stops holding anything, and a segment of another kind is refused
+// with one clear line.
+#include "error.h"
+#include "shm_segment.h"
+
+#include <sluice/flow.h>
+
 #include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace sluice {
+namespace {
+
+// Simulated workers need pids no process has: pid_max is at most 2^22.
+constexpr uint32_t fake_pid_base = 0x40000000u;
+
+std::string error_of(const std::function<void()> &f)
+{
+	try {
+		f();
+	} catch (const error &e) {
+		return e.what();
+	}
+	return "(no sluice::error thrown)";
+}
+
+// Content derived from the generation, so a reader can tell which snapshot
+// it holds and whether any of it belongs to another one. Counts vary, the
+// ring length both odd and even, so the checksum's tail is covered too.
+void fill_for(sluice_snapshot &s, uint64_t gen)
+{
+	s.hdr.vip_count = 1 + gen % 5;
+	s.hdr.backend_count = 2 + gen % 7;
+	s.hdr.ring_used = 1 + gen % 97;
+	s.node.flags = SLUICE_NODE_HAS_IPV4;
+	s.node.mtu = (uint32_t)gen;
+	for (uint32_t v = 0; v < s.hdr.vip_count; v++) {
+		sluice_vip &vip = s.vips[v];
+		vip.family = SLUICE_AF_INET;
+		vip.flags = SLUICE_VIP_PRESENT;
+		vip.id = v;
+		vip.ring_size = (uint32_t)(gen + v);
+		vip.ring_inv = gen * 7 + v;
+		s.vip_hash[(gen + v) % SLUICE_VIP_HASH_SIZE] = (uint16_t)(v + 1);
+	}
+	for (uint32_t b = 0; b < s.hdr.backend_count; b++) {
+		sluice_backend &be = s.backends[b];
+		be.family = SLUICE_AF_INET;
+		be.flags = SLUICE_BACKEND_PRESENT | SLUICE_BACKEND_HEALTHY;
+		be.id = b;
+		be.weight = (uint32_t)(gen * 3 + b);
+	}
+	for (uint32_t r = 0; r < s.hdr.ring_used; r++)
+		s.rings[r] = (uint32_t)(gen * 131 + r);
+}
+
+// The whole snapshot is generation `gen`'s: what fill_for wrote, and nothing
+// left over from an older snapshot in the same slot.
+bool matches(const sluice_snapshot &s, uint64_t gen)
+{
+	if (s.hdr.generation != gen || s.hdr.vip_count != 1 + gen % 5 ||
+	    s.hdr.backend_count != 2 + gen % 7 || s.hdr.ring_used != 1 + gen % 97 ||
+	    s.node.mtu != (uint32_t)gen || s.node.flags != SLUICE_NODE_HAS_IPV4)
+		return false;
+	uint32_t hashed = 0;
+	for (uint32_t i = 0; i < SLUICE_VIP_HASH_SIZE; i++)
+		if (s.vip_hash[i] != 0) {
+			uint32_t v = s.vip_hash[i] - 1u;
+			if (v >= s.hdr.vip_count || i != (gen + v) % SLUICE_VIP_HASH_SIZE)
+				return false;
+			hashed++;
+		}
+	if (hashed != s.hdr.vip_count)
+		return false;
+	// Up to 5 VIPs and 8 backends ever: check past the counts for leftovers.
+	for (uint32_t v = 0; v < 5; v++) {
+		const sluice_vip &vip = s.vips[v];
+		if (v >= s.hdr.vip_count) {
+			if (vip.family != 0 || vip.ring_size != 0)
+				return false;
+		} else if (vip.id != v || vip.ring_size != (uint32_t)(gen + v) ||
+			   vip.ring_inv != gen * 7 + v || vip.family != SLUICE_AF_INET) {
+			return false;
+		}
+	}
+	for (uint32_t b = 0; b < 8; b++) {
+		const sluice_backend &be = s.backends[b];
+		if (b >= s.hdr.backend_count) {
+			if (be.family != 0 || be.weight != 0)
+				return false;
+		} else if (be.id != b || be.weight != (uint32_t)(gen * 3 + b)) {
+			return false;
+		}
+	}
+	for (uint32_t r = 0; r < s.hdr.ring_used; r++)
+		if (s.rings[r] != (uint32_t)(gen * 131 + r))
+			return false;
+	return true;
+}
+
+bool intact(const sluice_snapshot &s, uint64_t gen)
+{
+	return sluice_snapshot_checksum(&s) == s.hdr.checksum && matches(s, gen);
+}
+
+class shm_test : public ::testing::Test {
+protected:
+	std::string fresh_name()
+	{
+		static std::atomic<int> n{0};
+		std::string name = "sluice-test-" + std::to_string(getpid()) + "-" + std::to_string(n++);
+		shm_segment::unlink(name);
+		names_.push_back(name);
+		return name;
+	}
+
+	void TearDown() override
+	{
+		for (const std::string &name : names_)
+			shm_segment::unlink(name);
+	}
+
+	// Publishes the next generation with fill_for's content.
+	static uint64_t publish_next(snapshot_writer &w)
+	{
+		uint64_t gen = w.generation() + 1;
+		return w.publish([gen](sluice_snapshot &s) { fill_for(s, gen); });
+	}
+
+	// A segment made by hand, as another build or program would leave it.
+	void make_raw(const std::string &name, uint64_t file_size,
+		      const std::function<void(sluice_shm_header &)> &edit)
+	{
+		int fd = shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+		ASSERT_GE(fd, 0) << std::strerror(errno);
+		ASSERT_EQ(ftruncate(fd, (off_t)file_size), 0);
+		void *p = mmap(nullptr, sizeof(sluice_shm_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		ASSERT_NE(p, MAP_FAILED);
+		sluice_shm_header h;
+		std::memset(&h, 0, sizeof(h));
+		h.magic = SLUICE_SHM_MAGIC;
+		h.abi_version = SLUICE_ABI_VERSION;
+		h.header_size = sizeof(sluice_shm_header);
+		h.segment_size = sizeof(sluice_shm);
+		h.max_vips = SLUICE_MAX_VIPS;
+		h.max_backends = SLUICE_MAX_BACKENDS;
+		h.max_workers = SLUICE_MAX_WORKERS;
+		h.snapshot_slots = SLUICE_SNAPSHOT_SLOTS;
+		h.ring_pool = SLUICE_RING_POOL;
+		h.counter_slots = SLUICE_COUNTER_SLOTS;
+		edit(h);
+		std::memcpy(p, &h, sizeof(h));
+		munmap(p, sizeof(sluice_shm_header));
+		close(fd);
+	}
+
+	// Both entry points refuse it with one line containing every `want`,
+	// and neither touches the segment.
+	void expect_refused(const std::string &name, const std::vector<std::string> &wants)
+	{
+		for (int entry = 0; entry < 2; entry++) {
+			std::string msg = error_of([&] {
+				if (entry == 0)
+					shm_segment::attach(name);
+				else
+					shm_segment::create_or_adopt(name);
+			});
+			SCOPED_TRACE(msg);
+			EXPECT_EQ(msg.find('\n'), std::string::npos);
+			EXPECT_NE(msg.find("/dev/shm/" + name), std::string::npos);
+			for (const std::string &want : wants)
+				EXPECT_NE(msg.find(want), std::string::npos) << "missing: " << want;
+		}
+	}
+
+	std::vector<std::string> names_;
+};
+
+// ------------------------------------------------------------- publishing
+
+TEST_F(shm_test, readers_never_see_a_torn_or_reused_snapshot)
+{
+	constexpr int publishes = 10000;
+	constexpr int readers = 3;
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	EXPECT_FALSE(seg.adopted());
+	// Long enough that no reader is ever declared dead on a loaded machine:
+	// this test is about live readers.
+	snapshot_writer writer(seg.get(), 30s);
+
+	std::atomic<bool> done{false};
+	std::atomic<uint64_t> torn{0}, reused{0}, backwards{0};
+	std::vector<uint64_t> reads(readers, 0), distinct(readers, 0);
+	const auto deadline = std::chrono::steady_clock::now() + 120s;
+
+	std::vector<std::thread> threads;
+	for (int r = 0; r < readers; r++) {
+		threads.emplace_back([&, r] {
+			worker_handle w = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, (uint32_t)r,
+							       "reader " + std::to_string(r),
+							       fake_pid_base + (uint32_t)r);
+			std::mt19937 rng((unsigned)r + 1);
+			uint64_t last = 0;
+			while (!done.load(std::memory_order_relaxed) &&
+			       std::chrono::steady_clock::now() < deadline) {
+				const sluice_snapshot *s = w.acquire();
+				w.heartbeat();
+				if (!s)
+					continue;
+				uint64_t gen = __atomic_load_n(&s->hdr.generation, __ATOMIC_RELAXED);
+				if (gen < last)
+					backwards++;
+				if (gen != last) {
+					distinct[r]++;
+				} else {
+					// Nothing new: let the writer and the other
+					// readers have the CPU (2 cores, 4 threads).
+					std::this_thread::yield();
+				}
+				last = gen;
+				if (!intact(*s, gen))
+					torn++;
+				// Hold it a few microseconds, as a burst would.
+				auto until = std::chrono::steady_clock::now() +
+					     std::chrono::microseconds(rng() % 20);
+				while (std::chrono::steady_clock::now() < until) {
+				}
+				if (__atomic_load_n(&s->hdr.generation, __ATOMIC_RELAXED) != gen ||
+				    !intact(*s, gen))
+					reused++;
+				reads[r]++;
+			}
+		});
+	}
+
+	for (int i = 0; i < publishes && std::chrono::steady_clock::now() < deadline; i++)
+		ASSERT_EQ(publish_next(writer), (uint64_t)i + 1);
+	done = true;
+	for (std::thread &t : threads)
+		t.join();
+
+	EXPECT_EQ(writer.generation(), (uint64_t)publishes);
+	EXPECT_EQ(torn.load(), 0u);
+	EXPECT_EQ(reused.load(), 0u);
+	EXPECT_EQ(backwards.load(), 0u);
+	for (int r = 0; r < readers; r++) {
+		EXPECT_GT(reads[r], 0u) << "reader " << r;
+		EXPECT_GT(distinct[r], 0u) << "reader " << r;
+	}
+	// Released on exit: the records hold nothing any more.
+	EXPECT_TRUE(writer.live_workers().empty());
+}
+
+TEST_F(shm_test, acquire_before_the_first_publish_is_null)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	worker_handle w = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, "w", fake_pid_base);
+	EXPECT_EQ(w.acquire(), nullptr);
+	snapshot_writer writer(seg.get(), 30s);
+	EXPECT_EQ(publish_next(writer), 1u);
+	const sluice_snapshot *s = w.acquire();
+	ASSERT_NE(s, nullptr);
+	EXPECT_TRUE(intact(*s, 1));
+	EXPECT_EQ(w.record().info.generation_seen, 1u);
+	EXPECT_NE(s->hdr.published_ns, 0u);
+}
+
+TEST_F(shm_test, a_reader_that_stops_heartbeating_stops_blocking_after_the_timeout)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	snapshot_writer writer(seg.get(), 200ms);
+	worker_handle stuck = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, "stuck", fake_pid_base);
+	publish_next(writer);
+	ASSERT_NE(stuck.acquire(), nullptr); // holds generation 1, then never again
+	std::vector<uint32_t> live = writer.live_workers();
+	EXPECT_NE(std::find(live.begin(), live.end(), stuck.index()), live.end());
+
+	// After SLUICE_SNAPSHOT_SLOTS - 1 of these every free slot is one the
+	// stuck reader may read; the rest go through once its heartbeat ages.
+	for (int i = 0; i < 10; i++)
+		publish_next(writer);
+	EXPECT_EQ(writer.generation(), 11u);
+	live = writer.live_workers();
+	EXPECT_EQ(std::find(live.begin(), live.end(), stuck.index()), live.end());
+}
+
+TEST_F(shm_test, a_live_slow_reader_keeps_its_slot_until_it_moves_on)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	snapshot_writer writer(shm, 60s);
+	worker_handle slow = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "slow", fake_pid_base);
+	publish_next(writer);
+	const sluice_snapshot *held = slow.acquire();
+	ASSERT_NE(held, nullptr);
+	const uint32_t held_slot = (uint32_t)(held - shm->slots);
+
+	// The slots it has not seen are free: these need no waiting.
+	for (uint32_t i = 1; i < SLUICE_SNAPSHOT_SLOTS; i++)
+		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
+
+	// The next one must wait for the reader: it may move to any of them.
+	std::atomic<bool> advanced{false};
+	bool intact_while_waiting = false;
+	std::thread mover([&] {
+		std::this_thread::sleep_for(100ms);
+		intact_while_waiting = intact(*held, 1);
+		slow.heartbeat();
+		advanced = true;
+		const sluice_snapshot *now = slow.acquire();
+		EXPECT_EQ(now->hdr.generation, (uint64_t)SLUICE_SNAPSHOT_SLOTS);
+	});
+	const uint64_t gen = publish_next(writer);
+	const bool advanced_first = advanced.load();
+	mover.join();
+
+	EXPECT_TRUE(advanced_first) << "publish returned while the reader still held generation 1";
+	EXPECT_TRUE(intact_while_waiting);
+	EXPECT_EQ(gen, (uint64_t)SLUICE_SNAPSHOT_SLOTS + 1);
+	// The oldest slot, the one the reader left, is the one reused.
+	EXPECT_EQ(shm->ctl.slot_generation[held_slot], gen);
+	EXPECT_EQ(sluice_active_slot(shm->ctl.active), held_slot);
+}
+
+TEST_F(shm_test, a_worker_that_has_seen_nothing_keeps_every_published_slot)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	snapshot_writer writer(seg.get(), 60s);
+	worker_handle fresh = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, "fresh", fake_pid_base);
+
+	// Never-used slots are free even though it has seen generation 0.
+	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS; i++)
+		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
+
+	// Any published slot might be the one it is loading right now.
+	std::atomic<bool> advanced{false};
+	std::thread mover([&] {
+		std::this_thread::sleep_for(100ms);
+		advanced = true;
+		fresh.acquire();
+	});
+	publish_next(writer);
+	const bool advanced_first = advanced.load();
+	mover.join();
+	EXPECT_TRUE(advanced_first);
+}
+
+TEST_F(shm_test, a_throwing_fill_publishes_nothing)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	snapshot_writer writer(shm, 30s);
+	publish_next(writer);
+	const uint64_t active = shm->ctl.active;
+	uint64_t slots[SLUICE_SNAPSHOT_SLOTS];
+	std::memcpy(slots, shm->ctl.slot_generation, sizeof(slots));
+
+	EXPECT_THROW(writer.publish([](sluice_snapshot &s) {
+		s.hdr.vip_count = 1;
+		throw error("vips[0]: bad");
+	}),
+		     error);
+	// Counts the segment cannot hold would make the checksum read past
+	// the slot: refused the same way.
+	std::string msg = error_of([&] {
+		writer.publish([](sluice_snapshot &s) { s.hdr.ring_used = SLUICE_RING_POOL + 1; });
+	});
+	EXPECT_NE(msg.find("ring entries"), std::string::npos) << msg;
+
+	EXPECT_EQ(shm->ctl.active, active);
+	EXPECT_EQ(std::memcmp(slots, shm->ctl.slot_generation, sizeof(slots)), 0);
+	EXPECT_EQ(writer.generation(), 1u);
+	EXPECT_TRUE(intact(shm->slots[sluice_active_slot(active)], 1));
+	EXPECT_EQ(publish_next(writer), 2u);
+}
+
+// --------------------------------------------------------------- segments
+
+TEST_F(shm_test, create_or_adopt_twice_adopts_and_continues_the_generations)
+{
+	const std::string name = fresh_name();
+	shm_segment first = shm_segment::create_or_adopt(name);
+	EXPECT_FALSE(first.adopted());
+	EXPECT_EQ(first.name(), name);
+	EXPECT_EQ(first->hdr.magic, SLUICE_SHM_MAGIC);
+	EXPECT_EQ(first->hdr.abi_version, SLUICE_ABI_VERSION);
+	EXPECT_EQ(first->hdr.segment_size, sizeof(sluice_shm));
+	EXPECT_EQ(first->ctl.active, SLUICE_ACTIVE_NONE);
+
+	worker_handle w = worker_handle::claim(first.get(), SLUICE_WORKER_KIND_TEST, 0, "w", fake_pid_base);
+	{
+		snapshot_writer writer(first.get(), 30s);
+		for (int i = 0; i < 3; i++)
+			publish_next(writer);
+		ASSERT_NE(w.acquire(), nullptr);
+	}
+	const uint64_t active = first->ctl.active;
+
+	shm_segment second = shm_segment::create_or_adopt(name);
+	EXPECT_TRUE(second.adopted());
+	EXPECT_NE(second.get(), first.get()); // another mapping of the same memory
+	EXPECT_EQ(second->ctl.active, active);
+	snapshot_writer writer(second.get(), 30s);
+	EXPECT_EQ(writer.generation(), 3u);
+	EXPECT_EQ(publish_next(writer), 4u);
+
+	// The worker attached through the first mapping follows.
+	const sluice_snapshot *s = w.acquire();
+	ASSERT_NE(s, nullptr);
+	EXPECT_TRUE(intact(*s, 4));
+
+	shm_segment dataplane = shm_segment::attach(name);
+	EXPECT_EQ(sluice_active_generation(dataplane->ctl.active), 4u);
+}
+
+TEST_F(shm_test, an_unfinished_segment_is_waited_for_or_recreated)
+{
+	const std::string name = fresh_name();
+	// What a creator that died before writing the magic leaves behind.
+	make_raw(name, sizeof(sluice_shm), [](sluice_shm_header &h) { h.magic = 0; });
+	std::string msg = error_of([&] { shm_segment::attach(name); });
+	EXPECT_NE(msg.find("not initialised yet"), std::string::npos) << msg;
+
+	shm_segment seg = shm_segment::create_or_adopt(name);
+	EXPECT_FALSE(seg.adopted());
+	EXPECT_EQ(seg->hdr.magic, SLUICE_SHM_MAGIC);
+	shm_segment::attach(name);
+}
+
+TEST_F(shm_test, another_magic_is_refused)
+{
+	const std::string name = fresh_name();
+	make_raw(name, sizeof(sluice_shm), [](sluice_shm_header &h) { h.magic = 0x1234; });
+	expect_refused(name, {"magic 0x0000000000001234", "0x4d53454349554c53"});
+}
+
+TEST_F(shm_test, another_abi_version_is_refused)
+{
+	const std::string name = fresh_name();
+	// Another version has another size too; the version is what to report.
+	make_raw(name, 4096, [](sluice_shm_header &h) { h.abi_version = SLUICE_ABI_VERSION + 1; });
+	expect_refused(name, {"ABI version " + std::to_string(SLUICE_ABI_VERSION + 1),
+			      "speaks " + std::to_string(SLUICE_ABI_VERSION)});
+	std::string msg = error_of([&] { shm_segment::create_or_adopt(name); });
+	EXPECT_NE(msg.find("this sluiced speaks"), std::string::npos) << msg;
+	EXPECT_NE(msg.find("remove it"), std::string::npos) << msg;
+}
+
+TEST_F(shm_test, another_size_is_refused)
+{
+	const std::string name = fresh_name();
+	const uint64_t bigger = sizeof(sluice_shm) + 4096;
+	make_raw(name, bigger, [&](sluice_shm_header &h) { h.segment_size = bigger; });
+	expect_refused(name, {"segment_size " + std::to_string(bigger),
+			      "expects " + std::to_string(sizeof(sluice_shm))});
+
+	const std::string other = fresh_name();
+	make_raw(other, sizeof(sluice_shm) - 4096, [](sluice_shm_header &) {});
+	expect_refused(other, {std::to_string(sizeof(sluice_shm) - 4096) + " bytes",
+			       "expects " + std::to_string(sizeof(sluice_shm))});
+
+	const std::string third = fresh_name();
+	make_raw(third, sizeof(sluice_shm), [](sluice_shm_header &h) { h.max_workers = 128; });
+	expect_refused(third, {"max_workers 128", "expects " + std::to_string(SLUICE_MAX_WORKERS)});
+}
+
+TEST_F(shm_test, attach_to_a_missing_segment_says_what_to_do)
+{
+	const std::string name = fresh_name();
+	EXPECT_EQ(error_of([&] { shm_segment::attach(name); }),
+		  "no shm segment /dev/shm/" + name + ": is sluiced running with --shm " + name + "?");
+	std::string msg = error_of([&] { shm_segment::attach_wait(name, 120ms); });
+	EXPECT_NE(msg.find("no shm segment /dev/shm/" + name), std::string::npos) << msg;
+	EXPECT_NE(msg.find("after 120 ms"), std::string::npos) << msg;
+	EXPECT_EQ(msg.find('\n'), std::string::npos);
+
+	EXPECT_NE(error_of([] { shm_segment::attach("a/b"); }).find("one file name"), std::string::npos);
+	EXPECT_NO_THROW(shm_segment::unlink(name)); // missing: fine
+}
+
+TEST_F(shm_test, attach_wait_sees_a_segment_created_meanwhile)
+{
+	const std::string name = fresh_name();
+	std::thread creator([&] {
+		std::this_thread::sleep_for(100ms);
+		shm_segment seg = shm_segment::create_or_adopt(name);
+	});
+	shm_segment seg = shm_segment::attach_wait("/" + name, 60s);
+	creator.join();
+	EXPECT_EQ(seg.name(), name);
+	EXPECT_EQ(seg->hdr.magic, SLUICE_SHM_MAGIC);
+}
+
+TEST_F(shm_test, a_segment_moves_and_unmaps_once)
+{
+	const std::string name = fresh_name();
+	shm_segment a = shm_segment::create_or_adopt(name);
+	sluice_shm *p = a.get();
+	shm_segment b = std::move(a);
+	EXPECT_EQ(a.get(), nullptr);
+	EXPECT_EQ(b.get(), p);
+	shm_segment c;
+	c = std::move(b);
+	EXPECT_EQ(c.get(), p);
+	p->ctl.pad0 = 7; // still mapped
+}
+
+// ----------------------------------------------------------------- writers
+
+TEST_F(shm_test, a_second_live_writer_is_refused)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	// Our parent is alive and, for this test, heartbeating as a sluiced.
+	shm->ctl.writer_pid = (uint32_t)getppid();
+	shm->ctl.writer_heartbeat_ns = monotonic_ns();
+	std::string msg = error_of([&] { snapshot_writer w(shm, 30s); });
+	EXPECT_NE(msg.find("another sluiced (pid " + std::to_string(getppid()) + ")"),
+		  std::string::npos)
+		<< msg;
+
+	// A writer whose pid is gone is not in the way, heartbeat or not.
+	shm->ctl.writer_pid = fake_pid_base;
+	snapshot_writer w(shm, 30s);
+	EXPECT_EQ(shm->ctl.writer_pid, (uint32_t)getpid());
+}
+
+// ----------------------------------------------------------------- workers
+
+TEST_F(shm_test, claim_reclaims_a_stopped_record_and_keeps_its_counters)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	snapshot_writer writer(shm, 30s);
+	publish_next(writer);
+
+	worker_handle first = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 3, "dpdk eth0 q3", fake_pid_base);
+	const uint32_t index = first.index();
+	first.acquire();
+	first.record().counters[0] = 123;
+	first.record().vip[7].packets = 45;
+	first.record().backend[9].bytes = 6789;
+	first.release();
+	EXPECT_FALSE(first.owned());
+	EXPECT_EQ(shm->workers[index].info.state, SLUICE_WORKER_STOPPED);
+
+	// Fill every other record, so the only one left is the stopped one.
+	std::vector<worker_handle> others;
+	for (uint32_t i = 1; i < SLUICE_MAX_WORKERS; i++)
+		others.push_back(worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, i, "other", (uint32_t)getpid()));
+
+	worker_handle again = worker_handle::claim(shm, SLUICE_WORKER_KIND_XDP, 0, "xdp eth1", fake_pid_base + 1);
+	EXPECT_EQ(again.index(), index);
+	const sluice_worker &rec = shm->workers[index];
+	EXPECT_EQ(rec.info.pid, fake_pid_base + 1);
+	EXPECT_EQ(rec.info.state, SLUICE_WORKER_LIVE);
+	EXPECT_EQ(rec.info.kind, SLUICE_WORKER_KIND_XDP);
+	EXPECT_STREQ(rec.info.name, "xdp eth1");
+	EXPECT_EQ(rec.info.generation_seen, 0u);
+	EXPECT_EQ(rec.counters[0], 123u);
+	EXPECT_EQ(rec.vip[7].packets, 45u);
+	EXPECT_EQ(rec.backend[9].bytes, 6789u);
+
+	// All live now.
+	for (int i = 0; i < 3; i++)
+		for (worker_handle &h : others)
+			h.heartbeat();
+	std::string msg = error_of([&] {
+		worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "one too many", (uint32_t)getpid());
+	});
+	EXPECT_NE(msg.find("all 64 worker records"), std::string::npos) << msg;
+	EXPECT_EQ(writer.live_workers().size(), SLUICE_MAX_WORKERS);
+
+	// A live-looking record whose owner went silent is taken over too.
+	sluice_worker_info &silent = others[5].record().info;
+	silent.heartbeat_ns = monotonic_ns() - 10'000'000'000ull;
+	const uint32_t silent_index = others[5].index();
+	worker_handle taker = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "taker", (uint32_t)getpid());
+	EXPECT_EQ(taker.index(), silent_index);
+	EXPECT_STREQ(shm->workers[silent_index].info.name, "taker");
+}
+
+TEST_F(shm_test, long_names_are_cut_and_terminated)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	worker_handle w = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, std::string(100, 'x'), fake_pid_base);
+	EXPECT_EQ(std::string(w.record().info.name), std::string(31, 'x'));
+}
+
+TEST_F(shm_test, concurrent_claims_never_share_a_record)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	// Release some first, so claims race over stopped records of the same
+	// pid as well as over free ones.
+	for (int i = 0; i < 16; i++)
+		worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "gone", (uint32_t)getpid());
+
+	constexpr int threads = 8;
+	std::vector<std::vector<worker_handle>> got(threads);
+	std::atomic<int> refused{0};
+	std::vector<std::thread> ts;
+	for (int t = 0; t < threads; t++)
+		ts.emplace_back([&, t] {
+			for (int i = 0; i < 9; i++) {
+				try {
+					got[t].push_back(worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0,
+									      "racer", (uint32_t)getpid()));
+				} catch (const error &) {
+					refused++;
+				}
+			}
+		});
+	for (std::thread &t : ts)
+		t.join();
+
+	std::vector<uint32_t> indices;
+	for (auto &v : got)
+		for (auto &h : v)
+			indices.push_back(h.index());
+	std::sort(indices.begin(), indices.end());
+	EXPECT_EQ(std::adjacent_find(indices.begin(), indices.end()), indices.end());
+	EXPECT_EQ(indices.size(), SLUICE_MAX_WORKERS);
+	EXPECT_EQ(refused.load(), threads * 9 - (int)SLUICE_MAX_WORKERS);
+}
+
+TEST_F(shm_test, a_moved_worker_handle_releases_once)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	uint32_t index;
+	{
+		worker_handle a = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "a", fake_pid_base);
+		index = a.index();
+		worker_handle b = std::move(a);
+		EXPECT_FALSE(a.owned());
+		EXPECT_EQ(shm->workers[index].info.state, SLUICE_WORKER_LIVE);
+	}
+	EXPECT_EQ(shm->workers[index].info.state, SLUICE_WORKER_STOPPED);
+}
+
+} // namespace
+} // namespace sluice

@@ -1,1 +1,441 @@
-int main() { return 0; }
+// SPDX-License-Identifier: Apache-2.0
+// sluicectl: drives sluiced over its Unix socket. A NOUN VERB command table
+// (like iproute2 and xdp-tools); every read verb has --json.
+//
+// Exit status: 0 done; 1 sluiced refused (its one-line reason printed);
+// 2 usage error, or sluiced could not be reached.
+#include "api_socket.h"
+#include "config_io.h"
+#include "error.h"
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+namespace po = boost::program_options;
+using sluice::json;
+
+namespace {
+
+constexpr int exit_refused = 1;
+constexpr int exit_usage = 2;
+
+struct usage_error : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
+struct globals {
+	std::string socket = "/run/sluice/sluiced.sock";
+	bool json_out = false;
+	uint32_t timeout_ms = 10000;
+};
+
+struct command {
+	const char *noun;
+	const char *verb; // nullptr: the noun alone is the command (status, stats, ...)
+	const char *args; // positional synopsis
+	const char *help;
+	std::vector<const char *> positional;
+	std::function<void(po::options_description &)> options;
+	// Builds the request's args from the parsed options.
+	std::function<json(const po::variables_map &)> request;
+	const char *api_verb;
+	// Prints a successful result for people (read verbs); nullptr: "ok".
+	std::function<void(const json &)> print;
+};
+
+// ------------------------------------------------------------ printing
+
+std::string pad(const std::string &s, size_t w)
+{
+	return s.size() >= w ? s : s + std::string(w - s.size(), ' ');
+}
+
+void print_table(const std::vector<std::string> &head, const std::vector<std::vector<std::string>> &rows)
+{
+	std::vector<size_t> w(head.size());
+	for (size_t i = 0; i < head.size(); i++)
+		w[i] = head[i].size();
+	for (const auto &r : rows)
+		for (size_t i = 0; i < r.size() && i < w.size(); i++)
+			w[i] = std::max(w[i], r[i].size());
+	auto line = [&](const std::vector<std::string> &r) {
+		std::string out;
+		for (size_t i = 0; i < r.size(); i++)
+			out += (i + 1 == r.size() ? r[i] : pad(r[i], w[i] + 2));
+		std::puts(out.c_str());
+	};
+	line(head);
+	for (const auto &r : rows)
+		line(r);
+}
+
+std::string num(const json &j)
+{
+	return j.is_number_float() ? fmt::format("{:.1f}", j.get<double>()) : j.dump();
+}
+
+std::string check_text(const json &b)
+{
+	if (!b.contains("check"))
+		return "none";
+	const json &c = b["check"];
+	std::string s = c["type"].get<std::string>();
+	if (c.contains("port"))
+		s += ":" + c["port"].dump();
+	return s;
+}
+
+void print_vips(const json &r)
+{
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &v : r)
+		rows.push_back({v["vip"], v["mode"], num(v["ring_size"]),
+				fmt::format("{}/{}", num(v["in_table"]), num(v["backends"]))});
+	print_table({"VIP", "MODE", "RING", "IN-TABLE/BACKENDS"}, rows);
+}
+
+std::vector<std::string> backend_row(const json &b, bool with_vip)
+{
+	std::vector<std::string> r;
+	if (with_vip)
+		r.push_back(b["vip"]);
+	r.push_back(b["address"]);
+	r.push_back(num(b["weight"]));
+	r.push_back(b["state"]);
+	r.push_back(check_text(b));
+	r.push_back(b.value("last_error", ""));
+	return r;
+}
+
+void print_backends(const json &r)
+{
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &b : r)
+		rows.push_back(backend_row(b, true));
+	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CHECK", "LAST-ERROR"}, rows);
+}
+
+void print_workers(const json &ws)
+{
+	if (ws.empty()) {
+		std::puts("dataplanes: none attached");
+		return;
+	}
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &w : ws)
+		rows.push_back({w["name"], w["kind"], num(w["pid"]), w["state"],
+				fmt::format("{:.1f}s", w["heartbeat_age_s"].get<double>()),
+				num(w["generation_seen"])});
+	print_table({"WORKER", "KIND", "PID", "STATE", "HEARTBEAT", "GENERATION"}, rows);
+}
+
+void print_status(const json &r)
+{
+	std::printf("generation %s\n\n", num(r["generation"]).c_str());
+	for (const auto &v : r["vips"]) {
+		std::printf("%s  mode %s  ring %s  %s of %zu backends in the table\n",
+			    v["vip"].get<std::string>().c_str(), v["mode"].get<std::string>().c_str(),
+			    num(v["ring_size"]).c_str(), num(v["in_table"]).c_str(), v["backends"].size());
+		std::vector<std::vector<std::string>> rows;
+		for (const auto &b : v["backends"])
+			rows.push_back(backend_row(b, false));
+		if (!rows.empty())
+			print_table({"  BACKEND", "WEIGHT", "STATE", "CHECK", "LAST-ERROR"}, [&] {
+				for (auto &row : rows)
+					row[0] = "  " + row[0];
+				return rows;
+			}());
+		std::puts("");
+	}
+	if (r["vips"].empty())
+		std::puts("no VIPs\n");
+	print_workers(r["workers"]);
+}
+
+void print_stats(const json &r)
+{
+	std::printf("generation %s\n\n", num(r["generation"]).c_str());
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &v : r["vips"]) {
+		rows.push_back({v["vip"], "", num(v["packets"]), num(v["bytes"]), num(v["new_flows"])});
+		for (const auto &b : v["backends"])
+			rows.push_back({"", b["address"], num(b["packets"]), num(b["bytes"]),
+					num(b["new_flows"])});
+	}
+	print_table({"VIP", "BACKEND", "PACKETS", "BYTES", "NEW-FLOWS"}, rows);
+	std::puts("");
+	std::vector<std::vector<std::string>> crows;
+	for (auto it = r["counters"].begin(); it != r["counters"].end(); ++it)
+		if (it.value().get<uint64_t>() != 0)
+			crows.push_back({it.key(), num(it.value())});
+	if (crows.empty())
+		std::puts("dataplane counters: all zero");
+	else
+		print_table({"COUNTER", "VALUE"}, crows);
+	std::puts("");
+	print_workers(r["workers"]);
+}
+
+// ------------------------------------------------------------ options
+
+std::string need(const po::variables_map &vm, const char *name)
+{
+	if (!vm.count(name))
+		throw usage_error(fmt::format("missing {}", name == std::string("vip") ? "VIP (ADDRESS:PORT/PROTO)" : name == std::string("address") ? "backend ADDRESS" : name));
+	return vm[name].as<std::string>();
+}
+
+void put_if(json &j, const po::variables_map &vm, const char *opt, const char *field)
+{
+	if (vm.count(opt))
+		j[field] = vm[opt].as<std::string>();
+}
+
+void vip_options(po::options_description &d)
+{
+	d.add_options()("mode", po::value<std::string>(), "ipip (default), gue or l2dsr")(
+		"ring-size", po::value<std::string>(), "Maglev table size, a prime (default 65537)")(
+		"gue-port", po::value<std::string>(), "GUE outer UDP port (default 6080)");
+}
+
+void backend_options(po::options_description &d, bool for_set)
+{
+	d.add_options()("weight", po::value<std::string>(), "relative weight (default 100; 0 drains)");
+	if (for_set)
+		d.add_options()("drain", "weight 0: keep existing flows, take no new ones");
+	d.add_options()("check", po::value<std::string>(), "health check: none, tcp, http, udp")(
+		"check-port", po::value<std::string>(), "port to check (default: the VIP's)")(
+		"interval-ms", po::value<std::string>(), "between checks (default 1000)")(
+		"timeout-ms", po::value<std::string>(), "per check (default 500)")(
+		"rise", po::value<std::string>(), "successes to come up (default 2)")(
+		"fall", po::value<std::string>(), "failures to go down (default 3)")(
+		"path", po::value<std::string>(), "http: path to GET (default /)")(
+		"expect-status", po::value<std::string>(), "http: status meaning healthy (default 200)")(
+		"send", po::value<std::string>(), "udp: payload to send")(
+		"expect", po::value<std::string>(), "udp: text the reply must contain")(
+		"mac", po::value<std::string>(), "backend MAC for l2dsr (default: resolved)");
+}
+
+json backend_request(const po::variables_map &vm)
+{
+	json a{{"vip", need(vm, "vip")}, {"address", need(vm, "address")}};
+	put_if(a, vm, "weight", "weight");
+	put_if(a, vm, "mac", "mac");
+	if (vm.count("drain"))
+		a["drain"] = true;
+	json check = json::object();
+	put_if(check, vm, "check", "type");
+	put_if(check, vm, "check-port", "port");
+	put_if(check, vm, "interval-ms", "interval_ms");
+	put_if(check, vm, "timeout-ms", "timeout_ms");
+	put_if(check, vm, "rise", "rise");
+	put_if(check, vm, "fall", "fall");
+	put_if(check, vm, "path", "path");
+	put_if(check, vm, "expect-status", "expect_status");
+	put_if(check, vm, "send", "send");
+	put_if(check, vm, "expect", "expect");
+	if (!check.empty())
+		a["check"] = check;
+	return a;
+}
+
+std::vector<command> commands()
+{
+	auto none = [](po::options_description &) {};
+	return {
+		{"vip", "add", "VIP", "add a VIP (ADDRESS:PORT/tcp|udp; IPv6 as [ADDRESS]:PORT/tcp)",
+		 {"vip"}, vip_options,
+		 [](const po::variables_map &vm) {
+			 json a{{"vip", need(vm, "vip")}};
+			 put_if(a, vm, "mode", "mode");
+			 put_if(a, vm, "ring-size", "ring_size");
+			 put_if(a, vm, "gue-port", "gue_port");
+			 return a;
+		 },
+		 "vip.add", nullptr},
+		{"vip", "del", "VIP", "delete a VIP and its backends", {"vip"}, none,
+		 [](const po::variables_map &vm) { return json{{"vip", need(vm, "vip")}}; }, "vip.del",
+		 nullptr},
+		{"vip", "list", "", "list VIPs", {}, none,
+		 [](const po::variables_map &) { return json::object(); }, "vip.list", print_vips},
+		{"backend", "add", "VIP ADDRESS", "add a backend to a VIP", {"vip", "address"},
+		 [](po::options_description &d) { backend_options(d, false); }, backend_request,
+		 "backend.add", nullptr},
+		{"backend", "set", "VIP ADDRESS", "change a backend's weight, drain it, or change its check",
+		 {"vip", "address"}, [](po::options_description &d) { backend_options(d, true); },
+		 backend_request, "backend.set", nullptr},
+		{"backend", "del", "VIP ADDRESS", "remove a backend (its flows move)", {"vip", "address"},
+		 none,
+		 [](const po::variables_map &vm) {
+			 return json{{"vip", need(vm, "vip")}, {"address", need(vm, "address")}};
+		 },
+		 "backend.del", nullptr},
+		{"backend", "list", "[VIP]", "list backends, with health", {"vip"}, none,
+		 [](const po::variables_map &vm) {
+			 json a = json::object();
+			 put_if(a, vm, "vip", "vip");
+			 return a;
+		 },
+		 "backend.list", print_backends},
+		{"status", nullptr, "", "VIPs, backends with health, and the attached dataplanes", {}, none,
+		 [](const po::variables_map &) { return json::object(); }, "status", print_status},
+		{"stats", nullptr, "", "traffic per VIP and backend, drop reasons, dataplanes", {}, none,
+		 [](const po::variables_map &) { return json::object(); }, "stats", print_stats},
+		{"apply", nullptr, "-f FILE", "replace the whole configuration with a YAML file (all or nothing)",
+		 {}, [](po::options_description &d) {
+			 d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+		 },
+		 [](const po::variables_map &vm) {
+			 std::string path = need(vm, "file");
+			 std::stringstream ss;
+			 if (path == "-") {
+				 ss << std::cin.rdbuf();
+			 } else {
+				 std::ifstream in(path);
+				 if (!in)
+					 throw usage_error(fmt::format("cannot read {}", path));
+				 ss << in.rdbuf();
+			 }
+			 return json{{"yaml", ss.str()}};
+		 },
+		 "apply", nullptr},
+		{"dump", nullptr, "", "print the running configuration as YAML", {}, none,
+		 [](const po::variables_map &) { return json::object(); }, "dump",
+		 [](const json &r) { std::fputs(r["yaml"].get<std::string>().c_str(), stdout); }},
+	};
+}
+
+void print_usage(const std::vector<command> &cmds, const char *noun)
+{
+	std::printf("Usage: sluicectl [--socket PATH] [--json] %s\n\nCommands:\n",
+		    noun ? fmt::format("{} VERB ...", noun).c_str() : "NOUN VERB ...");
+	for (const auto &c : cmds) {
+		if (noun && std::string(noun) != c.noun)
+			continue;
+		std::string syn = c.verb ? fmt::format("{} {} {}", c.noun, c.verb, c.args)
+					 : fmt::format("{} {}", c.noun, c.args);
+		std::printf("  %s%s\n", pad(syn, 34).c_str(), c.help);
+	}
+	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default /run/sluice/sluiced.sock)\n"
+		  "  --json          machine-readable output of read verbs\n"
+		  "  --timeout-ms N  how long to wait for sluiced (default 10000)\n"
+		  "  --help          help for any level, e.g. `sluicectl backend add --help`\n\n"
+		  "Exit status: 0 done, 1 refused by sluiced, 2 usage or connection error.");
+}
+
+int run(int argc, char **argv)
+{
+	globals g;
+	bool help = false;
+	po::options_description global;
+	global.add_options()("socket", po::value(&g.socket))("json", po::bool_switch(&g.json_out))(
+		"timeout-ms", po::value(&g.timeout_ms))("help,h", po::bool_switch(&help))(
+		"args", po::value<std::vector<std::string>>());
+	po::positional_options_description pos;
+	pos.add("args", -1);
+	// Global options are taken anywhere on the line; the rest (noun, verb,
+	// their arguments and options) is parsed again against the command.
+	po::parsed_options parsed = po::command_line_parser(argc, argv)
+					    .options(global)
+					    .positional(pos)
+					    .allow_unregistered()
+					    .run();
+	po::variables_map gvm;
+	po::store(parsed, gvm);
+	po::notify(gvm);
+	std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+
+	auto cmds = commands();
+	if (rest.empty()) {
+		print_usage(cmds, nullptr);
+		return help ? 0 : exit_usage;
+	}
+	const command *cmd = nullptr;
+	bool noun_known = false;
+	for (const auto &c : cmds) {
+		if (rest[0] != c.noun)
+			continue;
+		noun_known = true;
+		if (!c.verb || (rest.size() > 1 && rest[1] == c.verb))
+			cmd = &c;
+	}
+	if (!noun_known)
+		throw usage_error(fmt::format("unknown command '{}'", rest[0]));
+	if (!cmd) {
+		if (help || rest.size() == 1) {
+			print_usage(cmds, rest[0].c_str());
+			return help ? 0 : exit_usage;
+		}
+		throw usage_error(fmt::format("unknown verb '{} {}'", rest[0], rest[1]));
+	}
+	rest.erase(rest.begin(), rest.begin() + (cmd->verb ? 2 : 1));
+
+	po::options_description desc(
+		fmt::format("Usage: sluicectl {}{}{} [options]\n{}\n\nOptions", cmd->noun,
+			    cmd->verb ? std::string(" ") + cmd->verb : "",
+			    *cmd->args ? std::string(" ") + cmd->args : "", cmd->help));
+	cmd->options(desc);
+	if (help) {
+		std::cout << desc << "\n";
+		return 0;
+	}
+	po::options_description all;
+	all.add(desc);
+	po::positional_options_description cpos;
+	for (const char *p : cmd->positional) {
+		all.add_options()(p, po::value<std::string>());
+		cpos.add(p, 1);
+	}
+	po::variables_map vm;
+	po::store(po::command_line_parser(rest).options(all).positional(cpos).run(), vm);
+	po::notify(vm);
+
+	json req{{"verb", cmd->api_verb}, {"args", cmd->request(vm)}};
+	std::string line;
+	try {
+		line = sluice::api_call(g.socket, req.dump(), std::chrono::milliseconds(g.timeout_ms));
+	} catch (const sluice::error &e) {
+		std::fprintf(stderr, "sluicectl: %s\n", e.what());
+		return exit_usage;
+	}
+	json resp = json::parse(line, nullptr, false);
+	if (resp.is_discarded() || !resp.is_object()) {
+		std::fprintf(stderr, "sluicectl: sluiced sent a malformed answer\n");
+		return exit_usage;
+	}
+	if (!resp.value("ok", false)) {
+		std::fprintf(stderr, "sluicectl: %s\n", resp.value("error", std::string("refused")).c_str());
+		return exit_refused;
+	}
+	const json &result = resp["result"];
+	if (g.json_out)
+		std::puts(result.dump(2).c_str());
+	else if (cmd->print)
+		cmd->print(result);
+	else
+		std::printf("ok (generation %s)\n", num(result.value("generation", json(0))).c_str());
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	try {
+		return run(argc, argv);
+	} catch (const usage_error &e) {
+		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
+	} catch (const po::error &e) {
+		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "sluicectl: %s\n", e.what());
+	}
+	return exit_usage;
+}

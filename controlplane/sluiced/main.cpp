@@ -1,1 +1,177 @@
-int main() { return 0; }
+// SPDX-License-Identifier: Apache-2.0
+// sluiced: the control plane. Owns the configuration, runs health checks,
+// publishes snapshots into shared memory, serves sluicectl on a Unix socket
+// and Prometheus on --metrics. Never touches a packet.
+#include "api_socket.h"
+#include "config_io.h"
+#include "error.h"
+#include "metrics.h"
+#include "publishers.h"
+#include "service.h"
+#include "shm_segment.h"
+
+#include <boost/program_options.hpp>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+namespace po = boost::program_options;
+
+namespace {
+
+struct options {
+	std::string config_path;
+	std::string shm_name = "sluice";
+	std::string socket_path = "/run/sluice/sluiced.sock";
+	std::string state_dir = "/var/lib/sluice";
+	std::string metrics;
+	uint32_t worker_timeout_ms = 1000;
+	std::string log_level = "info";
+};
+
+std::pair<std::string, int> split_host_port(const std::string &s)
+{
+	// HOST:PORT, [IPv6]:PORT
+	auto colon = s.rfind(':');
+	if (colon == std::string::npos || colon + 1 == s.size())
+		throw sluice::error("--metrics: '{}' is not HOST:PORT", s);
+	std::string host = s.substr(0, colon);
+	if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+		host = host.substr(1, host.size() - 2);
+	int port = 0;
+	try {
+		size_t used = 0;
+		port = std::stoi(s.substr(colon + 1), &used);
+		if (used != s.size() - colon - 1)
+			port = -1;
+	} catch (...) {
+		port = -1;
+	}
+	if (port <= 0 || port > 65535)
+		throw sluice::error("--metrics: '{}' has no valid port", s);
+	return {host, port};
+}
+
+int run(const options &o)
+{
+	sluice::config initial;
+	if (!o.config_path.empty())
+		initial = sluice::load_config_file(o.config_path);
+
+	std::error_code ec;
+	std::filesystem::create_directories(o.state_dir, ec);
+	if (ec)
+		throw sluice::error("--state-dir {}: {}", o.state_dir, ec.message());
+	auto sock_dir = std::filesystem::path(o.socket_path).parent_path();
+	if (!sock_dir.empty()) {
+		std::filesystem::create_directories(sock_dir, ec);
+		if (ec)
+			throw sluice::error("--socket {}: {}", o.socket_path, ec.message());
+	}
+
+	auto segment = sluice::shm_segment::create_or_adopt(o.shm_name);
+	spdlog::info("{} shared memory /dev/shm/{} (ABI {})",
+		     segment.adopted() ? "adopted" : "created", o.shm_name, SLUICE_ABI_VERSION);
+	sluice::shm_publisher pub(segment.get(), std::chrono::milliseconds(o.worker_timeout_ms));
+	pub.writer().heartbeat();
+
+	// Signals are taken synchronously by the main thread below; every thread
+	// started after this inherits the blocked mask.
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+	sluice::service svc(pub, o.state_dir, initial);
+	auto cfg = svc.current_config();
+	if (svc.restored_from_state()) {
+		spdlog::info("restored the last acknowledged configuration from {}/state.json ({} VIPs)",
+			     o.state_dir, cfg.vips.size());
+		if (!o.config_path.empty())
+			spdlog::warn("--config {} not loaded: the saved state wins; use `sluicectl apply -f` "
+				     "to replace it",
+				     o.config_path);
+	} else {
+		spdlog::info("configuration: {} VIPs from {}", cfg.vips.size(),
+			     o.config_path.empty() ? "nothing (empty)" : o.config_path);
+	}
+	spdlog::info("published generation {}", pub.generation());
+
+	sluice::api_server api(o.socket_path, [&](std::string_view line) { return svc.handle_line(line); });
+	spdlog::info("API on {}", o.socket_path);
+
+	std::unique_ptr<httplib::Server> http;
+	std::thread http_thread;
+	if (!o.metrics.empty()) {
+		auto [host, port] = split_host_port(o.metrics);
+		http = std::make_unique<httplib::Server>();
+		http->Get("/metrics", [&](const httplib::Request &, httplib::Response &res) {
+			res.set_content(sluice::render_metrics(svc.stats()), "text/plain; version=0.0.4");
+		});
+		if (!http->bind_to_port(host, port))
+			throw sluice::error("--metrics {}: cannot listen there", o.metrics);
+		http_thread = std::thread([&] { http->listen_after_bind(); });
+		spdlog::info("metrics on http://{}/metrics", o.metrics);
+	}
+
+	// Housekeeping: the writer's heartbeat, so dataplanes can tell a live
+	// control plane from a dead one.
+	timespec tick{0, 100 * 1000 * 1000};
+	for (;;) {
+		int sig = sigtimedwait(&sigs, nullptr, &tick);
+		if (sig == SIGINT || sig == SIGTERM) {
+			spdlog::info("signal {}: stopping (the dataplanes keep forwarding)", sig);
+			break;
+		}
+		pub.writer().heartbeat();
+	}
+	if (http) {
+		http->stop();
+		http_thread.join();
+	}
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	options o;
+	po::options_description desc("Usage: sluiced [options]\n\nOptions");
+	desc.add_options()
+		("help,h", "show this help")
+		("config", po::value(&o.config_path), "YAML configuration to start with (ignored once --state-dir holds a saved state)")
+		("shm", po::value(&o.shm_name)->default_value(o.shm_name), "shared-memory segment name (/dev/shm/NAME)")
+		("socket", po::value(&o.socket_path)->default_value(o.socket_path), "API socket for sluicectl")
+		("state-dir", po::value(&o.state_dir)->default_value(o.state_dir), "where the acknowledged configuration is kept")
+		("metrics", po::value(&o.metrics), "serve Prometheus /metrics on HOST:PORT")
+		("worker-timeout-ms", po::value(&o.worker_timeout_ms)->default_value(o.worker_timeout_ms), "a dataplane worker silent this long is dead and holds no snapshot")
+		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
+	try {
+		po::variables_map vm;
+		po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+		po::notify(vm);
+		if (vm.count("help")) {
+			std::cout << desc << "\n";
+			return 0;
+		}
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "sluiced: %s (see --help)\n", e.what());
+		return 2;
+	}
+	spdlog::set_level(spdlog::level::from_str(o.log_level));
+	spdlog::set_pattern("sluiced: %^%l%$: %v");
+	try {
+		return run(o);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "sluiced: %s\n", e.what());
+		return 1;
+	}
+}

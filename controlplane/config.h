@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+// The configuration model (DESIGN.md's YAML schema) and its validation.
+// One model for every way in: the YAML file, `sluicectl apply -f`, the
+// single-object API verbs, and the persisted state.
+#pragma once
+
+#include "address.h"
+#include "health.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+enum class vip_mode : uint8_t { ipip, gue, l2dsr };
+enum class l4_proto : uint8_t { tcp, udp };
+
+std::string to_string(vip_mode m);
+std::string to_string(l4_proto p);
+std::optional<vip_mode> parse_vip_mode(std::string_view text);
+std::optional<l4_proto> parse_l4_proto(std::string_view text);
+
+// A backend's health check as written in the configuration. `port` 0 means
+// the VIP's port; the address is always the backend's.
+struct check_config {
+	check_type type = check_type::none;
+	uint16_t port = 0;
+	uint32_t interval_ms = 1000;
+	uint32_t timeout_ms = 500;
+	uint32_t rise = 2;
+	uint32_t fall = 3;
+	std::string path = "/";
+	int expect_status = 200;
+	std::string send;
+	std::string expect;
+
+	bool operator==(const check_config &) const = default;
+};
+
+struct backend_config {
+	ip_address address;
+	uint32_t weight = 100; // 0: drained (keeps its flows, gets no new ones)
+	check_config check;
+	std::optional<mac_address> mac; // next-hop MAC for l2dsr; else resolved
+
+	bool operator==(const backend_config &) const = default;
+};
+
+// What identifies a VIP: address, port (0: every port) and protocol.
+struct vip_key {
+	ip_address address;
+	uint16_t port = 0;
+	l4_proto proto = l4_proto::tcp;
+
+	// "10.200.1.1:80/tcp", "[fd00::1]:443/tcp", "10.200.1.1:0/udp"
+	static vip_key parse(std::string_view text);
+	std::string str() const;
+	auto operator<=>(const vip_key &) const = default;
+};
+
+struct vip_config {
+	vip_key key;
+	vip_mode mode = vip_mode::ipip;
+	uint32_t ring_size = 65537;
+	uint16_t gue_port = 6080;
+	std::vector<backend_config> backends;
+
+	const backend_config *find_backend(const ip_address &a) const;
+	backend_config *find_backend(const ip_address &a);
+	bool operator==(const vip_config &) const = default;
+};
+
+struct node_config {
+	std::optional<ip_address> source_ipv4;
+	std::optional<ip_address> source_ipv6;
+	std::optional<mac_address> gateway_mac;
+	uint32_t mtu = 0; // largest IP packet to send; 0: the port's MTU
+
+	bool operator==(const node_config &) const = default;
+};
+
+struct config {
+	node_config node;
+	std::vector<vip_config> vips;
+
+	const vip_config *find_vip(const vip_key &k) const;
+	vip_config *find_vip(const vip_key &k);
+	bool operator==(const config &) const = default;
+};
+
+// Checks a whole configuration; throws sluice::error naming the first
+// offending field and value. Files name fields by position
+// ("vips[1].ring_size: 65536 is not a prime ..."); API changes name them by
+// the objects a user typed ("VIP 10.200.1.1:80/tcp ring_size: ...").
+enum class field_names { by_position, by_key };
+void validate(const config &c, field_names names = field_names::by_position);
+
+// The health-check spec the monitor runs for one backend of one VIP.
+health_check_spec make_check_spec(const vip_config &vip, const backend_config &b);
+
+} // namespace sluice

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// Backend health checks, as keepalived and HAProxy run them: a tcp connect, an
+// HTTP/1.0 GET, or a UDP request/reply, every interval, damped by rise/fall so
+// one lost probe does not pull a backend out of its Maglev table.
+//
+// One thread and one epoll loop serve every target with non-blocking sockets:
+// thousands of backends must not cost thousands of threads, and a backend
+// that never answers only ever costs its own probe's timeout.
+#pragma once
+
+#include "address.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sluice {
+
+enum class check_type { none, tcp, http, udp };
+
+std::string to_string(check_type type);
+std::optional<check_type> parse_check_type(std::string_view text);
+
+struct health_check_spec {
+	check_type type = check_type::none;
+	ip_address address; // the backend's address (v4 or v6)
+	uint16_t port = 0;
+	// 0 is read as 1: a zero interval would spin, a zero rise/fall would
+	// flip on no evidence at all.
+	uint32_t interval_ms = 1000, timeout_ms = 500, rise = 2, fall = 3;
+	// http: "GET <http_path> HTTP/1.0"; healthy iff the status line's code
+	// is http_expect_status.
+	std::string http_path = "/";
+	int http_expect_status = 200;
+	// udp: send udp_send on a connected socket; healthy iff a datagram comes
+	// back before the timeout and, when udp_expect is set, contains it.
+	std::string udp_send, udp_expect;
+
+	bool operator==(const health_check_spec &) const = default;
+};
+
+struct health_status {
+	// Starts true: a restarted control plane must not take every backend
+	// out while it waits for its first `rise` probes.
+	bool healthy = true;
+	uint32_t successes_in_row = 0, failures_in_row = 0;
+	// Why the last probe failed; empty once one passes.
+	std::string last_error;
+	// Wall clock (ns since the Unix epoch) when the last probe ended; 0: never.
+	uint64_t last_check_ns = 0;
+	// Probes finished since this spec was set.
+	uint64_t checks = 0;
+};
+
+class health_monitor {
+public:
+	// Called from the monitor's thread, never while it holds its lock, so
+	// the callback may call status()/set_targets(). Not to be called after
+	// the destructor has returned; the destructor waits for one in progress.
+	using on_change = std::function<void(uint64_t key, bool healthy)>;
+
+	explicit health_monitor(on_change cb);
+	// Stops the thread without waiting out any interval or timeout, and
+	// closes every probe socket.
+	~health_monitor();
+	health_monitor(const health_monitor &) = delete;
+	health_monitor &operator=(const health_monitor &) = delete;
+
+	// Reconciles the target set. A key that is absent is dropped (no
+	// callback); a key whose spec is unchanged keeps its state and schedule;
+	// a new key or a changed spec starts fresh: healthy, counters zero, first
+	// probe within one interval. A key that was down and starts fresh gets
+	// on_change(key, true), so whoever mirrors health sees what status()
+	// says. type none: always healthy, never probed.
+	void set_targets(std::map<uint64_t, health_check_spec> targets);
+
+	std::optional<health_status> status(uint64_t key) const;
+	std::map<uint64_t, health_status> statuses() const;
+
+private:
+	struct impl;
+	std::unique_ptr<impl> impl_;
+};
+
+} // namespace sluice

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// sluiced's brain, without its sockets: the API verbs over the
+// configuration, health checks, ids, persistence and publishing. Every change
+// is validated whole, persisted, then published; a change that fails at any
+// step leaves the running configuration as it was.
+#pragma once
+
+#include "config.h"
+#include "config_io.h"
+#include "health.h"
+#include "snapshot_builder.h"
+#include "state.h"
+
+#include <sluice/shm.h>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace sluice {
+
+// Where snapshots go. sluiced hands in the shared-memory writer; unit tests
+// hand in memory, so they need neither root nor a segment.
+class publisher {
+public:
+	virtual ~publisher() = default;
+	// Fills a free slot through `fill` and makes it active; returns its generation.
+	virtual uint64_t publish(const std::function<void(sluice_snapshot &)> &fill) = 0;
+	virtual uint64_t generation() const = 0;
+	// The segment to read counters and workers from; nullptr if none.
+	virtual const sluice_shm *segment() const = 0;
+	virtual std::chrono::milliseconds worker_timeout() const = 0;
+};
+
+struct worker_view {
+	uint32_t index = 0;
+	std::string name;
+	std::string kind;  // dpdk, xdp, test
+	std::string state; // live, dead (heartbeat stopped), stopped
+	uint32_t pid = 0;
+	uint32_t queue = 0;
+	double heartbeat_age_s = 0;
+	uint64_t generation_seen = 0;
+};
+
+struct backend_view {
+	backend_config cfg;
+	uint32_t id = 0;
+	bool healthy = true;
+	std::string state; // up, down, draining (weight 0), down+draining
+	std::optional<health_status> health;
+	sluice_obj_counters counters{};
+};
+
+struct vip_view {
+	vip_config cfg; // without backends
+	uint32_t id = 0;
+	uint32_t in_table = 0; // backends in the Maglev table
+	sluice_obj_counters counters{};
+	std::vector<backend_view> backends;
+};
+
+struct stats_view {
+	uint64_t generation = 0;
+	std::vector<vip_view> vips;
+	std::array<uint64_t, SLUICE_CNT__COUNT> counters{};
+	std::vector<worker_view> workers;
+};
+
+class service {
+public:
+	// Restores `state_dir`/state.json if present (the last acknowledged
+	// configuration), else starts from `initial`. Publishes once.
+	service(publisher &pub, const std::string &state_dir, const config &initial);
+	~service();
+
+	service(const service &) = delete;
+	service &operator=(const service &) = delete;
+
+	// One API request ({"verb": "...", "args": {...}}) to one response
+	// ({"ok": true, "result": ...} or {"ok": false, "error": "one line"}).
+	// Never throws.
+	json handle(const json &request);
+	std::string handle_line(std::string_view line);
+
+	config current_config() const;
+	stats_view stats() const;
+	bool restored_from_state() const { return restored_; }
+
+	// Publishes the same configuration again (health changed, or a timer).
+	void republish();
+
+private:
+	json dispatch(const std::string &verb, const json &args);
+	json change(const std::function<void(config &)> &edit);
+	void publish_locked();
+	void update_health_targets_locked();
+	sluice_obj_counters read_counters(object_ids::kind k, uint32_t id) const;
+	stats_view stats_locked() const;
+
+	publisher &pub_;
+	state_store store_;
+	mutable std::mutex mu_;
+	persisted_state state_;
+	snapshot_builder builder_;
+	bool restored_ = false;
+	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
+};
+
+} // namespace sluice
