@@ -59,7 +59,7 @@ public:
 			return dflt;
 		uint64_t out = 0;
 		bool ok = false;
-		if (v->is_number_unsigned()) {
+		if (v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0)) {
 			out = v->get<uint64_t>();
 			ok = true;
 		} else if (v->is_string()) {

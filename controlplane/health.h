@@ -29,8 +29,8 @@ struct health_check_spec {
 	check_type type = check_type::none;
 	ip_address address; // the backend's address (v4 or v6)
 	uint16_t port = 0;
-	// 0 is read as 1: a zero interval would spin, a zero rise/fall would
-	// flip on no evidence at all.
+	// A zero is read as 1 (ms, or probes): a zero interval would spin, a
+	// zero rise/fall would flip on no evidence at all.
 	uint32_t interval_ms = 1000, timeout_ms = 500, rise = 2, fall = 3;
 	// http: "GET <http_path> HTTP/1.0"; healthy iff the status line's code
 	// is http_expect_status.
@@ -59,8 +59,10 @@ struct health_status {
 class health_monitor {
 public:
 	// Called from the monitor's thread, never while it holds its lock, so
-	// the callback may call status()/set_targets(). Not to be called after
-	// the destructor has returned; the destructor waits for one in progress.
+	// the callback may call status() or set_targets() (but not destroy the
+	// monitor). The destructor waits for a call in progress and makes no
+	// more. A change found just before set_targets dropped its key may
+	// still be reported once.
 	using on_change = std::function<void(uint64_t key, bool healthy)>;
 
 	explicit health_monitor(on_change cb);
@@ -73,7 +75,7 @@ public:
 	// Reconciles the target set. A key that is absent is dropped (no
 	// callback); a key whose spec is unchanged keeps its state and schedule;
 	// a new key or a changed spec starts fresh: healthy, counters zero, first
-	// probe within one interval. A key that was down and starts fresh gets
+	// probe within one interval (at most 1 s, spread by key). A key that was down and starts fresh gets
 	// on_change(key, true), so whoever mirrors health sees what status()
 	// says. type none: always healthy, never probed.
 	void set_targets(std::map<uint64_t, health_check_spec> targets);

@@ -21,7 +21,12 @@
 //    within M rounds.
 // Within a round, turns go in address order. Credit is kept in integer
 // units of 1 / max_weight: no floating point that could round differently
-// on another machine or build.
+// on another machine or build. With equal weights this is Pseudocode 1
+// exactly (tests/maglev_test.cpp builds both and compares).
+//
+// Speed: a build walks about M * ln(M) permutation entries in all, most of
+// them in its last turns; table_filler below keeps each step to an add and
+// a bit test, and finishes the last ~sqrt(M) slots another way.
 
 #include "maglev.h"
 
@@ -34,10 +39,6 @@
 #include <functional>
 #include <tuple>
 #include <utility>
-
-#ifndef TAIL_K
-#define TAIL_K 1.0
-#endif
 
 namespace sluice {
 
@@ -67,8 +68,9 @@ void check_size(size_t m)
 		throw error("maglev table size {} is not prime", m);
 }
 
-// What the fill touches per backend, in address order; 32 bytes, so 1,000
-// backends stay in L1 next to the filled-slot bitmap.
+// What the fill touches per backend, in address order. 32 bytes: 1,000
+// backends (32 KiB) and the bitmap of an M = 65,537 table (8 KiB) share a
+// 48 KiB L1.
 struct fill_state {
 	uint32_t cur; // permutation[i][next[i]] of Pseudocode 1, as a slot number
 	uint32_t skip;
@@ -96,12 +98,12 @@ public:
 		: table_(table), m_((uint32_t)table.size()), free_count_(m_),
 		  used_((table.size() + 63) / 64, 0), inv_m_(1.0 / m_)
 	{
-		// Endgame switch: a walk costs about M / F probes once F slots are
-		// free, a scan of the free list F candidates; they cross near
-		// F = sqrt(M). TAIL_K from bench/maglev_bench.cpp.
-		endgame_at_ = (uint32_t)(TAIL_K * std::sqrt((double)m_));
-		if (free_count_ <= endgame_at_)
-			enter_endgame();
+		// A walk costs about M / F probes once F slots are free, a scan
+		// of the free list F candidates, so the two cross near
+		// F = sqrt(M). 0.5 * sqrt(M) measured best of 0, 0.5, 1, 2 and 4
+		// times sqrt(M) at M = 65,537 and 1,048,573 (bench_maglev, and
+		// instruction counts under callgrind).
+		endgame_at_ = (uint32_t)(0.5 * std::sqrt((double)m_)); // >= 7: M >= 251
 	}
 
 	// One turn: claim the backend's next preferred free slot. True once
@@ -118,11 +120,11 @@ public:
 		// skip are below M < 2^23, so the add cannot overflow). The
 		// bitmap, not the table, says which slots are taken: M / 8 bytes
 		// (8 KiB at M = 65,537) stay in L1.
-		while (used_[c >> 6] & (1ULL << (c & 63))) {
+		while (used(c)) {
 			c += skip;
 			c = c >= m ? c - m : c;
 		}
-		used_[c >> 6] |= 1ULL << (c & 63);
+		mark(c);
 		table_[c] = s.id;
 		c += skip;
 		s.cur = c >= m ? c - m : c;
@@ -132,6 +134,9 @@ public:
 	}
 
 private:
+	bool used(uint32_t c) const { return used_[c >> 6] & (1ULL << (c & 63)); }
+	void mark(uint32_t c) { used_[c >> 6] |= 1ULL << (c & 63); }
+
 	// The last few slots are where a walk is long: with F free, about
 	// M / F probes, and most of a build's probes are spent there (M * H(M)
 	// in all). So once few are left, find the backend's next free slot
@@ -142,9 +147,13 @@ private:
 	void enter_endgame()
 	{
 		free_.clear();
-		for (uint32_t c = 0; c < m_; c++)
-			if (!(used_[c >> 6] & (1ULL << (c & 63))))
-				free_.push_back(c);
+		for (uint32_t w = 0; w < used_.size(); w++) {
+			for (uint64_t bits = ~used_[w]; bits != 0; bits &= bits - 1) {
+				const uint32_t c = w * 64 + (uint32_t)std::countr_zero(bits);
+				if (c < m_)
+					free_.push_back(c);
+			}
+		}
 	}
 
 	bool take_turn_endgame(fill_state &s)
@@ -174,7 +183,7 @@ private:
 		const uint32_t c = free_[best_k];
 		free_[best_k] = free_.back();
 		free_.pop_back();
-		used_[c >> 6] |= 1ULL << (c & 63);
+		mark(c);
 		table_[c] = s.id;
 		const uint32_t next = c + s.skip;
 		s.cur = next >= m ? next - m : next;
@@ -191,14 +200,14 @@ private:
 };
 
 // Two schedulers for the same turns. The sweep visits every backend every
-// round: rounds * N visits, about M * max_weight / mean_weight, which is
-// cheapest when weights are close (all equal, or a few lowered). The heap
-// visits only backends whose turn it is, at O(log N) each, so a skewed set
-// (one backend of weight 10^6 among 10,000 of weight 1) cannot cost M * N.
-// Switch at max/mean = 16: there the sweep's extra visits (~1 ns each) cost
-// about what the heap's sift (~10-20 ns at N = 1,000) does; see
-// bench/maglev_bench.cpp's skewed cases.
-constexpr uint64_t sweep_max_over_mean = 16;
+// round: rounds * N visits, M * max_weight / mean_weight in all, about 1 ns
+// each; cheapest when weights are close (all equal, or a few lowered). The
+// heap visits only backends whose turn it is, but its sift costs ~60 ns a
+// turn (mispredicted compares); it is there so that a skewed set (one
+// backend of weight 10^6 among 10,000 of weight 1) cannot cost M * N.
+// Measured with bench_maglev's skewed cases (M = 65,537, N = 1,000): the
+// sweep wins at max/mean = 21, the heap at 42.
+constexpr uint64_t sweep_max_over_mean = 32;
 
 void fill_sweep(table_filler &f, std::span<fill_state> st, uint32_t max_w)
 {
@@ -317,8 +326,8 @@ void maglev_build(std::span<const maglev_backend> backends, std::span<uint32_t> 
 	if (backends.size() >= 0xFFFFFFFFu)
 		throw error("maglev: {} backends is too many", backends.size());
 
-	// Insertion order must not matter (§3.4's "consistency" across LBs):
-	// fill in address order, not list order.
+	// Every LB must build the same table from the same set, whatever
+	// order its configuration lists it in: fill in address order.
 	std::vector<sort_key> keys;
 	keys.reserve(backends.size());
 	for (uint32_t i = 0; i < backends.size(); i++) {
@@ -361,7 +370,7 @@ void maglev_build(std::span<const maglev_backend> backends, std::span<uint32_t> 
 		return;
 	}
 	table_filler f(table);
-	if ((uint64_t)max_w * st.size() <= sweep_max_over_mean * sum_w)
+	if ((uint64_t)max_w * st.size() / sweep_max_over_mean <= sum_w)
 		fill_sweep(f, st, max_w);
 	else
 		fill_heap(f, st, max_w, m);

@@ -109,7 +109,6 @@ header_state check_header(int fd, const std::string &path, const char *who, cons
 	// created (or its creator died doing so), not that it is foreign.
 	if ((size_t)st.st_size < sizeof(h) || h.magic == 0)
 		return header_state::uninitialised;
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 
 	const sluice_shm_header want = expected_header();
 	if (h.magic != want.magic)
@@ -483,7 +482,8 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 		for (uint32_t i = 0; i < SLUICE_MAX_WORKERS; i++) {
 			sluice_worker_info &info = shm->workers[i].info;
 			uint32_t owner = __atomic_load_n(&info.pid, __ATOMIC_ACQUIRE);
-			if (owner == pid_claiming || (pass == 0) != (owner == 0))
+			const bool free_record = owner == 0;
+			if (owner == pid_claiming || free_record != (pass == 0))
 				continue;
 			if (owner != 0 && !owner_gone(info, owner, monotonic_ns(), stale_ns))
 				continue;

@@ -64,8 +64,9 @@ private:
 	bool adopted_ = false;
 };
 
-// The one writer of snapshots (sluiced). Not thread-safe: one thread
-// publishes.
+// The one writer of snapshots (sluiced). publish() and generation() need
+// one thread at a time; heartbeat() is two atomic stores and may run on a
+// housekeeping thread beside them.
 class snapshot_writer {
 public:
 	// worker_timeout: a worker whose heartbeat is older holds nothing. On an

@@ -1,1 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+// The configuration: the bad-input table (tests/data/bad_inputs.json, also
+// run against a live sluiced by controlplane_e2e.py), round trips, and the
+// service's all-or-nothing changes, persistence and snapshots, published
+// into memory.
+#include "config_io.h"
+#include "error.h"
+#include "publishers.h"
+#include "service.h"
+
+#include <sluice/packet.h>
+
 #include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace sluice;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string data_dir()
+{
+	const char *d = std::getenv("SLUICE_TEST_DATA");
+	return d ? d : "tests/data";
+}
+
+std::string read_file(const std::string &p)
+{
+	std::ifstream in(p);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+json bad_inputs()
+{
+	return json::parse(read_file(data_dir() + "/bad_inputs.json"));
+}
+
+std::string error_of(const std::function<void()> &f)
+{
+	try {
+		f();
+	} catch (const error &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
+TEST(BadInputs, EveryYamlCaseGivesItsLine)
+{
+	json t = bad_inputs();
+	ASSERT_GE(t["yaml"].size() + t["cli"].size(), 20u);
+	for (const auto &c : t["yaml"]) {
+		std::string got = error_of([&] { config_from_yaml(c["yaml"].get<std::string>()); });
+		if (c.contains("error"))
+			EXPECT_EQ(got, c["error"].get<std::string>()) << c["name"];
+		else
+			EXPECT_EQ(got.rfind(c["error_prefix"].get<std::string>(), 0), 0u)
+				<< c["name"] << ": " << got;
+	}
+}
+
+TEST(BadInputs, BaseConfigurationIsValid)
+{
+	config c = config_from_yaml(bad_inputs()["base_yaml"].get<std::string>());
+	EXPECT_EQ(c.vips.size(), 2u);
+}
+
+TEST(Config, ExampleLoadsAndRoundTripsThroughYaml)
+{
+	config c = load_config_file(data_dir() + "/../../examples/sluice.yaml");
+	ASSERT_EQ(c.vips.size(), 3u);
+	EXPECT_EQ(c.vips[0].key.str(), "10.200.1.1:80/tcp");
+	EXPECT_EQ(c.vips[0].backends[2].weight, 50u);
+	EXPECT_EQ(c.vips[1].mode, vip_mode::gue);
+	EXPECT_EQ(c.vips[1].gue_port, 6080);
+	EXPECT_EQ(c.vips[2].key.address.str(), "fd00:200::1");
+	config again = config_from_yaml(config_to_yaml(c));
+	EXPECT_EQ(again, c);
+	EXPECT_EQ(config_from_json(config_to_json(c)), c);
+}
+
+TEST(Config, DefaultsAreTheDocumentedOnes)
+{
+	config c = config_from_yaml("node: {source_ipv4: 10.0.0.2}\n"
+				    "vips: [{address: 10.200.1.1, port: 80, backends: [{address: 10.0.0.11}]}]\n");
+	const auto &v = c.vips[0];
+	EXPECT_EQ(v.key.proto, l4_proto::tcp);
+	EXPECT_EQ(v.mode, vip_mode::ipip);
+	EXPECT_EQ(v.ring_size, 65537u);
+	EXPECT_EQ(v.backends[0].weight, 100u);
+	EXPECT_EQ(v.backends[0].check.type, check_type::none);
+}
+
+TEST(Config, EmptyFileIsAnEmptyConfiguration)
+{
+	EXPECT_TRUE(config_from_yaml("").vips.empty());
+	EXPECT_TRUE(config_from_yaml("# nothing yet\n").vips.empty());
+}
+
+TEST(Config, LoadErrorsNameTheFile)
+{
+	std::string e = error_of([] { load_config_file("/nonexistent/sluice.yaml"); });
+	EXPECT_EQ(e, "/nonexistent/sluice.yaml: cannot read: No such file or directory");
+}
+
+// ------------------------------------------------------------ the service
+
+class ServiceTest : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		dir = fs::temp_directory_path() /
+		      ("sluice-svc-" + std::to_string(::getpid()) + "-" +
+		       ::testing::UnitTest::GetInstance()->current_test_info()->name());
+		fs::remove_all(dir);
+		fs::create_directories(dir);
+	}
+	void TearDown() override { fs::remove_all(dir); }
+
+	json call(service &s, const std::string &verb, json args = json::object())
+	{
+		return s.handle(json{{"verb", verb}, {"args", args}});
+	}
+
+	config base() { return config_from_yaml(bad_inputs()["base_yaml"].get<std::string>()); }
+
+	fs::path dir;
+};
+
+TEST_F(ServiceTest, AddListChangeDelete)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	uint64_t g0 = pub.generation();
+	EXPECT_GE(g0, 1u);
+
+	json r = call(s, "vip.add", {{"vip", "[fd00:200::1]:443/tcp"}, {"ring_size", "251"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	EXPECT_EQ(pub.generation(), g0 + 1);
+	r = call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.13"}, {"weight", "7"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	r = call(s, "backend.set", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.13"}, {"weight", "9"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	EXPECT_EQ(s.current_config().vips[0].backends[2].weight, 9u);
+
+	json list = call(s, "vip.list")["result"];
+	ASSERT_EQ(list.size(), 3u);
+	EXPECT_EQ(list[2]["vip"], "[fd00:200::1]:443/tcp");
+	EXPECT_EQ(list[0]["in_table"], 3);
+
+	r = call(s, "backend.del", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.12"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	r = call(s, "vip.del", {{"vip", "10.200.1.2:53/udp"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	config c = s.current_config();
+	ASSERT_EQ(c.vips.size(), 2u);
+	EXPECT_EQ(c.vips[0].backends.size(), 2u);
+}
+
+TEST_F(ServiceTest, RefusedChangeLeavesEverythingAsItWas)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	config before = s.current_config();
+	uint64_t gen = pub.generation();
+	std::string state_before = read_file(dir / "state.json");
+
+	json r = call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.50"}, {"weight", "-1"}});
+	EXPECT_FALSE(r["ok"]);
+	EXPECT_EQ(r["error"], "backend.weight: '-1' is not a non-negative integer");
+	r = call(s, "apply", {{"yaml", "vips: [{address: 10.200.1.1, port: 80, ring_size: 100}]"}});
+	EXPECT_FALSE(r["ok"]);
+	r = call(s, "nonsense");
+	EXPECT_EQ(r["error"], "unknown verb 'nonsense'");
+	EXPECT_EQ(s.handle_line("{not json"), R"({"ok":false,"error":"request is not valid JSON"})");
+
+	EXPECT_EQ(s.current_config(), before);
+	EXPECT_EQ(pub.generation(), gen);
+	EXPECT_EQ(read_file(dir / "state.json"), state_before);
+}
+
+TEST_F(ServiceTest, ApplyReplacesTheWholeConfiguration)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	json r = call(s, "apply", {{"yaml", "node: {source_ipv6: 'fd00::2'}\nvips: [{address: 'fd00:200::1', port: 443, backends: [{address: 'fd00::31'}]}]\n"}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	config c = s.current_config();
+	ASSERT_EQ(c.vips.size(), 1u);
+	EXPECT_EQ(c.vips[0].key.str(), "[fd00:200::1]:443/tcp");
+	EXPECT_FALSE(c.node.source_ipv4);
+	// dump gives back YAML that applies to the same configuration
+	std::string yaml = call(s, "dump")["result"]["yaml"];
+	EXPECT_EQ(config_from_yaml(yaml), c);
+}
+
+TEST_F(ServiceTest, RestartRestoresTheLastAcknowledgedStateAndIds)
+{
+	std::map<std::string, uint32_t> ids;
+	{
+		memory_publisher pub;
+		service s(pub, dir, base());
+		ASSERT_TRUE(call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.13"}})["ok"]);
+		ASSERT_TRUE(call(s, "backend.del", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.11"}})["ok"]);
+		json list = call(s, "backend.list")["result"];
+		for (const auto &b : list)
+			ids[b["vip"].get<std::string>() + " " + b["address"].get<std::string>()] = b["id"];
+	}
+	memory_publisher pub;
+	service s(pub, dir, config{}); // the state wins over the initial configuration
+	EXPECT_TRUE(s.restored_from_state());
+	config c = s.current_config();
+	ASSERT_EQ(c.vips.size(), 2u);
+	ASSERT_EQ(c.vips[0].backends.size(), 2u);
+	EXPECT_EQ(c.vips[0].backends[0].address.str(), "10.0.0.12");
+	EXPECT_EQ(c.vips[0].backends[1].address.str(), "10.0.0.13");
+	json list = call(s, "backend.list")["result"];
+	for (const auto &b : list)
+		EXPECT_EQ(ids[b["vip"].get<std::string>() + " " + b["address"].get<std::string>()], b["id"]);
+}
+
+TEST_F(ServiceTest, FreedIdsAreReusedLast)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	auto id_of = [&](const std::string &addr) {
+		json list = call(s, "backend.list")["result"];
+		for (const auto &b : list)
+			if (b["address"] == addr)
+				return b["id"].get<uint32_t>();
+		return UINT32_MAX;
+	};
+	uint32_t old = id_of("10.0.0.11");
+	ASSERT_TRUE(call(s, "backend.del", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.11"}})["ok"]);
+	ASSERT_TRUE(call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.77"}})["ok"]);
+	EXPECT_NE(id_of("10.0.0.77"), old);
+}
+
+TEST_F(ServiceTest, CorruptStateIsAnErrorNotAnEmptyConfiguration)
+{
+	{
+		std::ofstream(dir / "state.json") << "{ truncated";
+	}
+	memory_publisher pub;
+	std::string e = error_of([&] { service s(pub, dir, base()); });
+	EXPECT_NE(e.find("corrupt state file"), std::string::npos) << e;
+}
+
+TEST_F(ServiceTest, SnapshotCarriesDrainAndLookup)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	ASSERT_TRUE(call(s, "backend.set", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.12"}, {"drain", true}})["ok"]);
+	ASSERT_TRUE(call(s, "vip.add", {{"vip", "10.200.1.1:0/udp"}})["ok"]);
+	const sluice_snapshot &snap = pub.last();
+	EXPECT_EQ(snap.hdr.checksum, sluice_snapshot_checksum(&snap));
+	EXPECT_EQ(snap.hdr.vip_count, 3u);
+
+	auto addr = ip_address::parse("10.200.1.1")->bytes;
+	uint32_t vid = sluice_vip_find(&snap, addr.data(), SLUICE_AF_INET, sluice_htons(80), SLUICE_IPPROTO_TCP);
+	ASSERT_LT(vid, SLUICE_MAX_VIPS);
+	const sluice_vip &v = snap.vips[vid];
+	EXPECT_EQ(v.live_count, 1u);
+	EXPECT_EQ(v.backend_count, 2u);
+	EXPECT_EQ(v.mode, SLUICE_MODE_IPIP);
+	// Every slot of the drained VIP's table names the one backend left.
+	uint32_t only = snap.rings[v.ring_offset];
+	for (uint32_t i = 0; i < v.ring_size; i++)
+		ASSERT_EQ(snap.rings[v.ring_offset + i], only);
+	EXPECT_EQ(snap.backends[only].addr[3], 11);
+	bool saw_drained = false;
+	for (const auto &b : snap.backends)
+		if (b.family && b.addr[3] == 12) {
+			EXPECT_TRUE(b.flags & SLUICE_BACKEND_DRAINING);
+			EXPECT_TRUE(sluice_backend_keeps_flows(&b, vid)); // drained keeps its flows
+			saw_drained = true;
+		}
+	EXPECT_TRUE(saw_drained);
+	// Port 0 VIP matches any port; a TCP port without VIP matches nothing.
+	uint32_t any = sluice_vip_find(&snap, addr.data(), SLUICE_AF_INET, sluice_htons(5353), SLUICE_IPPROTO_UDP);
+	ASSERT_LT(any, SLUICE_MAX_VIPS);
+	EXPECT_EQ(snap.vips[any].port_be, 0);
+	EXPECT_EQ(sluice_vip_find(&snap, addr.data(), SLUICE_AF_INET, sluice_htons(81), SLUICE_IPPROTO_TCP),
+		  SLUICE_MAX_VIPS);
+	// The gateway is not set, so the encapsulating VIP's backends have no MAC yet.
+	EXPECT_FALSE(snap.backends[only].flags & SLUICE_BACKEND_HAS_MAC);
+}
+
+} // namespace

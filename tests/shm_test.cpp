@@ -600,7 +600,8 @@ TEST_F(shm_test, claim_reclaims_a_stopped_record_and_keeps_its_counters)
 TEST_F(shm_test, long_names_are_cut_and_terminated)
 {
 	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
-	worker_handle w = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, std::string(100, 'x'), fake_pid_base);
+	worker_handle w = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0,
+					       std::string(100, 'x'), fake_pid_base);
 	EXPECT_EQ(std::string(w.record().info.name), std::string(31, 'x'));
 }
 

@@ -325,7 +325,7 @@ void print_usage(const std::vector<command> &cmds, const char *noun)
 	}
 	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default /run/sluice/sluiced.sock)\n"
 		  "  --json          machine-readable output of read verbs\n"
-		  "  --timeout-ms N  how long to wait for sluiced (default 10000)\n"
+		  "  --wait-ms N     how long to wait for sluiced (default 10000)\n"
 		  "  --help          help for any level, e.g. `sluicectl backend add --help`\n\n"
 		  "Exit status: 0 done, 1 refused by sluiced, 2 usage or connection error.");
 }
