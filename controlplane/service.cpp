@@ -169,7 +169,8 @@ sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) cons
 		return sum;
 	for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
 		const sluice_worker &rec = shm->workers[w];
-		if (__atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE) == 0)
+		uint32_t owner = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
+		if (owner == 0 || owner == SLUICE_WORKER_PID_CLAIMING)
 			continue;
 		const sluice_obj_counters &c =
 			k == object_ids::kind::vip ? rec.vip[id] : rec.backend[id];
@@ -449,7 +450,7 @@ stats_view service::stats_locked() const
 		for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
 			const sluice_worker &rec = shm->workers[w];
 			uint32_t pid = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
-			if (pid == 0)
+			if (pid == 0 || pid == SLUICE_WORKER_PID_CLAIMING)
 				continue;
 			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
 				sv.counters[i] += __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -27,7 +28,7 @@ constexpr uint64_t ns_per_ms = 1000000;
 // stores, so that two claimers of one dead record (including two threads of
 // one process, whose pids are equal) cannot both take it. Never a real pid:
 // pid_max is at most 2^22.
-constexpr uint32_t pid_claiming = 0xFFFFFFFFu;
+constexpr uint32_t pid_claiming = SLUICE_WORKER_PID_CLAIMING;
 
 // How long a record whose pid no longer exists may stay silent before a
 // claimer takes it. kill(pid, 0) alone is not trusted: in another pid
@@ -157,6 +158,16 @@ sluice_shm *map_segment(int fd, const std::string &path)
 // ftruncate on tmpfs reserves nothing: pages are backed once written.
 sluice_shm *initialise(int fd, const std::string &path)
 {
+	// tmpfs lets a file be sized past its free space and then kills the
+	// writer with SIGBUS on the first page it cannot back: refuse up front.
+	struct statvfs vfs;
+	if (fstatvfs(fd, &vfs) == 0) {
+		uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+		if (free_bytes < sizeof(sluice_shm))
+			throw error("shm segment {}: needs {} MiB but its filesystem has {} MiB free "
+				    "(enlarge /dev/shm)",
+				    path, sizeof(sluice_shm) >> 20, free_bytes >> 20);
+	}
 	// Through zero so that whatever a crashed creator left is gone.
 	if (ftruncate(fd, 0) != 0 || ftruncate(fd, sizeof(sluice_shm)) != 0)
 		throw error("shm segment {}: sizing to {} bytes: {}", path, sizeof(sluice_shm),

@@ -336,7 +336,7 @@ int run(int argc, char **argv)
 	bool help = false;
 	po::options_description global;
 	global.add_options()("socket", po::value(&g.socket))("json", po::bool_switch(&g.json_out))(
-		"timeout-ms", po::value(&g.timeout_ms))("help,h", po::bool_switch(&help))(
+		"wait-ms", po::value(&g.timeout_ms))("help,h", po::bool_switch(&help))(
 		"args", po::value<std::vector<std::string>>());
 	po::positional_options_description pos;
 	pos.add("args", -1);

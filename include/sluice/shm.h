@@ -13,12 +13,22 @@
  *     generation (quiescent-state reclamation);
  *  2. fills it, including its checksum;
  *  3. stores `active` = generation << 8 | slot with release semantics.
- * A worker loads `active` (acquire) once per burst, uses that slot for the
- * whole burst, and stores the generation it loaded into its own record. It
- * never reads a slot older than the one its record names, so a slot whose
- * generation is below every live worker's generation_seen is free. A worker
+ * A worker loads `active` (acquire) at every poll, empty ones included, uses
+ * that slot for the whole burst, and stores the generation it loaded into its
+ * own record. It never reads a slot older than the one its record names, so a
+ * slot whose generation is below every live worker's generation_seen is free;
+ * a slot that never held a snapshot (generation 0) is always free. A worker
  * whose heartbeat is older than the writer's timeout is dead and holds
- * nothing.
+ * nothing. Both sides put a full fence between their store and their load
+ * (worker: state LIVE, then `active`; writer: `active`, then the workers'
+ * states), or each could miss the other's store.
+ *
+ * Claiming a worker record: CAS info.pid from 0 (or a dead owner's pid) to
+ * SLUICE_WORKER_PID_CLAIMING, fill the record, then store the real pid.
+ * Readers of the segment skip records holding that value.
+ *
+ * Addresses passed to the helpers below are 8-byte aligned (the flow key's
+ * and the records' are): they are read as 64-bit words.
  */
 #pragma once
 
@@ -167,6 +177,8 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vips) == 2176, "sna
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, backends) == 18560, "snapshot.backends");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, rings) == 280704, "snapshot.rings");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 280704 + 4ull * SLUICE_RING_POOL, "snapshot size");
+
+#define SLUICE_WORKER_PID_CLAIMING 0xFFFFFFFFu /* a claim in progress */
 
 #define SLUICE_WORKER_FREE 0u
 #define SLUICE_WORKER_LIVE 1u

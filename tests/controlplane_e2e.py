@@ -1,0 +1,287 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""sluiced + sluicectl end to end, as an operator drives them.
+
+Starts a real sluiced in a temp dir (own socket, state dir, shm segment and
+metrics port), then: the bad-input table (tests/data/bad_inputs.json) through
+sluicectl, with the configuration unchanged after each; add, list, change,
+delete, apply, dump; SIGKILL and restart with the state intact; health checks
+against a real listener; a simulated dataplane worker whose counters must
+show in `sluicectl stats` and /metrics. Everything is bounded in time and
+torn down on failure.
+
+usage: controlplane_e2e.py BUILD_DIR SOURCE_DIR
+"""
+import json
+import mmap
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+BUILD = SOURCE = None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Sluiced:
+    def __init__(self, tmp, config=None):
+        self.tmp = tmp
+        self.sock = os.path.join(tmp, "sluiced.sock")
+        self.state = os.path.join(tmp, "state")
+        self.shm = f"sluice-e2e-{os.getpid()}"
+        self.metrics_port = free_port()
+        self.proc = None
+        self.config = config
+
+    def start(self, config=None):
+        args = [os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm", self.shm,
+                "--socket", self.sock, "--state-dir", self.state,
+                "--metrics", f"127.0.0.1:{self.metrics_port}", "--worker-timeout-ms", "500"]
+        if config:
+            args += ["--config", config]
+        self.log = open(os.path.join(self.tmp, "sluiced.log"), "a")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        wait_for(lambda: self.ctl("vip", "list")[0] == 0 or self.proc.poll() is not None, 10,
+                 "sluiced to answer")
+        assert self.proc.poll() is None, open(os.path.join(self.tmp, "sluiced.log")).read()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+
+    def ctl(self, *args, stdin=None):
+        sock = [] if "--socket" in args else ["--socket", self.sock]
+        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), *sock, *args],
+                           capture_output=True, text=True, timeout=30, input=stdin)
+        return p.returncode, p.stdout, p.stderr
+
+    def ok(self, *args):
+        rc, out, err = self.ctl(*args)
+        assert rc == 0, f"sluicectl {' '.join(args)}: rc {rc}: {err}"
+        return out
+
+    def json(self, *args):
+        return json.loads(self.ok("--json", *args))
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            assert r.status == 200
+            return r.read().decode()
+
+
+class ControlPlane(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sluice-e2e-")
+        self.table = json.load(open(os.path.join(SOURCE, "tests/data/bad_inputs.json")))
+        self.base = os.path.join(self.tmp, "base.yaml")
+        with open(self.base, "w") as f:
+            f.write(self.table["base_yaml"])
+        self.d = Sluiced(self.tmp)
+        self.d.start(self.base)
+
+    def tearDown(self):
+        self.d.kill(signal.SIGTERM)
+        try:
+            os.unlink(f"/dev/shm/{self.d.shm}")
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_bad_inputs_refused_with_their_line_and_nothing_changes(self):
+        before = self.d.ok("dump")
+        gen = self.d.json("status")["generation"]
+        for c in self.table["cli"]:
+            rc, out, err = self.d.ctl(*c["args"])
+            self.assertEqual(rc, c["exit"], f"{c['name']}: {err}")
+            self.assertEqual(err.strip(), "sluicectl: " + c["error"], c["name"])
+            self.assertEqual(self.d.ok("dump"), before, c["name"])
+        for c in self.table["yaml"]:
+            path = os.path.join(self.tmp, "bad.yaml")
+            with open(path, "w") as f:
+                f.write(c["yaml"])
+            rc, out, err = self.d.ctl("apply", "-f", path)
+            self.assertEqual(rc, 1, f"{c['name']}: {err}")
+            if "error" in c:
+                self.assertEqual(err.strip(), "sluicectl: " + c["error"], c["name"])
+            else:
+                self.assertTrue(err.startswith("sluicectl: " + c["error_prefix"]), err)
+            self.assertEqual(self.d.ok("dump"), before, c["name"])
+        self.assertEqual(self.d.json("status")["generation"], gen, "a refused change published")
+
+    def test_add_list_change_delete_apply_dump(self):
+        V = "10.200.1.1:80/tcp"
+        self.d.ok("vip", "add", "[fd00:200::1]:443/tcp", "--mode", "l2dsr", "--ring-size", "251")
+        self.d.ok("backend", "add", "[fd00:200::1]:443/tcp", "fd00::31", "--mac", "02:00:00:00:00:31")
+        self.d.ok("backend", "add", V, "10.0.0.13", "--weight", "20")
+        vips = {v["vip"]: v for v in self.d.json("vip", "list")}
+        self.assertEqual(set(vips), {V, "10.200.1.2:53/udp", "[fd00:200::1]:443/tcp"})
+        self.assertEqual(vips["[fd00:200::1]:443/tcp"]["mode"], "l2dsr")
+        self.assertEqual(vips[V]["in_table"], 3)
+
+        self.d.ok("backend", "set", V, "10.0.0.13", "--drain")
+        b = {x["address"]: x for x in self.d.json("backend", "list", V)}
+        self.assertEqual(b["10.0.0.13"]["weight"], 0)
+        self.assertEqual(b["10.0.0.13"]["state"], "draining")
+        self.assertEqual({v["vip"]: v for v in self.d.json("vip", "list")}[V]["in_table"], 2)
+        self.d.ok("backend", "set", V, "10.0.0.13", "--weight", "30")
+        self.d.ok("backend", "del", V, "10.0.0.12")
+        self.d.ok("vip", "del", "10.200.1.2:53/udp")
+        self.assertEqual([x["address"] for x in self.d.json("backend", "list", V)],
+                         ["10.0.0.11", "10.0.0.13"])
+
+        # The human views show what the JSON says.
+        self.assertIn("10.0.0.13  30", self.d.ok("backend", "list"))
+        self.assertIn("[fd00:200::1]:443/tcp  l2dsr", self.d.ok("vip", "list"))
+
+        # dump | apply is the identity; apply replaces everything.
+        dumped = self.d.ok("dump")
+        rc, out, err = self.d.ctl("apply", "-f", "-", stdin=dumped)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.d.ok("dump"), dumped)
+        self.d.ok("apply", "-f", self.base)
+        self.assertEqual(len(self.d.json("vip", "list")), 2)
+        self.assertEqual(self.d.json("dump")["config"]["vips"][0]["backends"][1]["weight"], 50)
+
+    def test_sigkill_and_restart_restore_the_last_acknowledged_configuration(self):
+        self.d.ok("backend", "add", "10.200.1.1:80/tcp", "10.0.0.14", "--weight", "7")
+        self.d.ok("vip", "add", "10.200.1.3:0/udp", "--mode", "gue", "--gue-port", "7000")
+        before = self.d.ok("dump")
+        ids = {(b["vip"], b["address"]): b["id"] for b in self.d.json("backend", "list")}
+        gen = self.d.json("status")["generation"]
+        self.d.kill(signal.SIGKILL)
+        # The segment outlives sluiced: running dataplanes keep their snapshot.
+        self.assertTrue(os.path.exists(f"/dev/shm/{self.d.shm}"))
+        self.d.start(self.base)  # the saved state wins over --config
+        self.assertEqual(self.d.ok("dump"), before)
+        self.assertEqual({(b["vip"], b["address"]): b["id"] for b in self.d.json("backend", "list")}, ids)
+        self.assertGreater(self.d.json("status")["generation"], gen)
+        self.d.ok("backend", "del", "10.200.1.1:80/tcp", "10.0.0.14")
+        self.assertNotIn("10.0.0.14", self.d.ok("dump"))
+
+    def test_second_sluiced_on_the_same_socket_is_refused(self):
+        p = subprocess.run([os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm",
+                            self.d.shm + "-other", "--socket", self.d.sock, "--state-dir",
+                            os.path.join(self.tmp, "other")], capture_output=True, text=True,
+                           timeout=30)
+        try:
+            self.assertEqual(p.returncode, 1)
+            self.assertEqual(p.stderr.strip().splitlines()[-1],
+                             f"sluiced: another sluiced is serving {self.d.sock}")
+        finally:
+            subprocess.run(["rm", "-f", f"/dev/shm/{self.d.shm}-other"])
+
+    def test_health_check_marks_down_and_up(self):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.listen(64)
+        V = "10.200.1.1:80/tcp"
+        interval, fall, rise = 0.2, 2, 2
+        self.d.ok("backend", "add", V, "127.0.0.1", "--check", "tcp", "--check-port", str(port),
+                  "--interval-ms", "200", "--timeout-ms", "100", "--rise", str(rise), "--fall", str(fall))
+        state = lambda: {b["address"]: b for b in self.d.json("backend", "list", V)}["127.0.0.1"]
+        wait_for(lambda: state()["checks"] >= 3, 10, "checks to run")
+        self.assertEqual(state()["state"], "up")
+        listener.close()
+        t0 = time.monotonic()
+        wait_for(lambda: state()["state"] == "down", 10, "the backend to go down")
+        # Observed well within fall x interval + 1 s (polling adds a little).
+        self.assertLess(time.monotonic() - t0, fall * interval + 1 + 1)
+        self.assertIn("refused", state()["last_error"])
+        self.assertEqual({v["vip"]: v for v in self.d.json("vip", "list")}[V]["in_table"], 2)
+        self.assertIn('sluice_backend_healthy{vip="10.200.1.1:80/tcp",backend="127.0.0.1"} 0',
+                      self.d.metrics())
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        try:
+            wait_for(lambda: state()["state"] == "up", 10, "the backend to come back")
+            self.assertEqual({v["vip"]: v for v in self.d.json("vip", "list")}[V]["in_table"], 3)
+        finally:
+            listener.close()
+
+    def test_dataplane_counters_reach_stats_and_metrics(self):
+        # Play a dataplane worker: claim a record in the segment the way the
+        # ABI (include/sluice/shm.h) lays it out, and count some traffic.
+        vip_id = self.d.json("vip", "list")[0]["id"]
+        b = self.d.json("backend", "list", "10.200.1.1:80/tcp")
+        bid = {x["address"]: x["id"] for x in b}["10.0.0.12"]
+        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 256
+        STRIDE = 64 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
+        fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
+        m = mmap.mmap(fd, 0)
+        os.close(fd)
+        try:
+            magic, abi = struct.unpack_from("<QI", m, 0)
+            self.assertEqual(magic, 0x4D53454349554C53)
+            active = struct.unpack_from("<Q", m, 64)[0]
+            w = WORKERS + 5 * STRIDE
+            struct.pack_into("<QQIIII", m, w, active >> 8, time.monotonic_ns(), os.getpid(), 1, 3, 0)
+            m[w + 32:w + 40] = b"e2e-q0\0\0"
+            counters = w + 64
+            struct.pack_into("<QQQQ", m, counters, 1000, 64000, 990, 70000)  # rx, rx_bytes, tx, tx_bytes
+            struct.pack_into("<QQQ", m, counters + 8 * COUNTER_SLOTS + 24 * vip_id, 990, 63360, 30)
+            struct.pack_into("<QQQ", m, counters + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + bid), 400, 25600, 12)
+            st = self.d.json("stats")
+            self.assertEqual(st["counters"]["rx_packets"], 1000)
+            self.assertEqual(st["counters"]["tx_packets"], 990)
+            v = [x for x in st["vips"] if x["vip"] == "10.200.1.1:80/tcp"][0]
+            self.assertEqual((v["packets"], v["bytes"], v["new_flows"]), (990, 63360, 30))
+            be = {x["address"]: x for x in v["backends"]}["10.0.0.12"]
+            self.assertEqual((be["packets"], be["new_flows"]), (400, 12))
+            workers = self.d.json("status")["workers"]
+            self.assertEqual([(x["name"], x["kind"], x["state"]) for x in workers], [("e2e-q0", "test", "live")])
+            text = self.d.metrics()
+            self.assertIn('sluice_vip_packets_total{vip="10.200.1.1:80/tcp"} 990', text)
+            self.assertIn('sluice_backend_new_flows_total{vip="10.200.1.1:80/tcp",backend="10.0.0.12"} 12', text)
+            self.assertIn("sluice_rx_packets_total 1000", text)
+            self.assertIn('sluice_worker_generation_seen{worker="e2e-q0",kind="test"}', text)
+            self.assertIn("e2e-q0", self.d.ok("status"))
+            # A silent worker is reported dead after the timeout (500 ms here).
+            wait_for(lambda: self.d.json("status")["workers"][0]["state"] == "dead", 10, "worker to die")
+            # A deleted then re-added backend starts again from zero.
+            self.d.ok("backend", "del", "10.200.1.1:80/tcp", "10.0.0.12")
+            self.d.ok("backend", "add", "10.200.1.1:80/tcp", "10.0.0.12")
+            v = [x for x in self.d.json("stats")["vips"] if x["vip"] == "10.200.1.1:80/tcp"][0]
+            self.assertEqual({x["address"]: x for x in v["backends"]}["10.0.0.12"]["packets"], 0)
+        finally:
+            m.close()
+
+    def test_help_at_every_level(self):
+        for args in (["--help"], ["vip", "--help"], ["backend", "add", "--help"], ["status", "--help"]):
+            rc, out, err = self.d.ctl(*args)
+            self.assertEqual(rc, 0, args)
+            self.assertIn("sluicectl", out)
+        self.assertIn("--drain", self.d.ctl("backend", "set", "--help")[1])
+
+
+if __name__ == "__main__":
+    BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    unittest.main(argv=[sys.argv[0], "-v"])
