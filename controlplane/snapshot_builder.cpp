@@ -42,6 +42,20 @@ bool same_members(const std::vector<maglev_backend> &a, const std::vector<maglev
 	return true;
 }
 
+// Open addressing with a bounded probe, the bound the readers use.
+void place_in_vip_hash(sluice_snapshot &out, uint32_t h, uint32_t vid, const std::string &what)
+{
+	for (uint32_t p = 0; p < SLUICE_VIP_HASH_PROBES; p++) {
+		uint16_t &slot = out.vip_hash[(h + p) & (SLUICE_VIP_HASH_SIZE - 1)];
+		if (slot == 0) {
+			slot = static_cast<uint16_t>(vid + 1);
+			return;
+		}
+	}
+	throw error("vips: {} found no place within {} probes of the VIP lookup table", what,
+		    SLUICE_VIP_HASH_PROBES);
+}
+
 } // namespace
 
 void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
@@ -135,19 +149,12 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 		std::memcpy(&out.rings[ring_used], ct.table.data(), v.ring_size * sizeof(uint32_t));
 		ring_used += v.ring_size;
 
-		// Open addressing with a bounded probe, the bound the readers use.
-		uint32_t h = sluice_vip_hash(rec.addr, rec.family, rec.port_be, rec.proto);
-		bool placed = false;
-		for (uint32_t p = 0; p < SLUICE_VIP_HASH_PROBES && !placed; p++) {
-			uint16_t &slot = out.vip_hash[(h + p) & (SLUICE_VIP_HASH_SIZE - 1)];
-			if (slot == 0) {
-				slot = static_cast<uint16_t>(vid + 1);
-				placed = true;
-			}
-		}
-		if (!placed)
-			throw error("vips: VIP {} found no place within {} probes of the lookup table",
-				    v.key.str(), SLUICE_VIP_HASH_PROBES);
+		place_in_vip_hash(out, sluice_vip_hash(rec.addr, rec.family, rec.port_be, rec.proto), vid,
+				  v.key.str());
+		// The address entry (port 0, protocol 0), once per address.
+		if (sluice_vip_find_address(&out, rec.addr, rec.family) == SLUICE_MAX_VIPS)
+			place_in_vip_hash(out, sluice_vip_hash(rec.addr, rec.family, 0, 0), vid,
+					  v.key.address.str());
 	}
 	// Forget tables of VIPs that are gone, so a new VIP reusing the id
 	// cannot be handed a stale one.

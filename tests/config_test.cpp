@@ -288,6 +288,10 @@ TEST_F(ServiceTest, SnapshotCarriesDrainAndLookup)
 	EXPECT_EQ(snap.vips[any].port_be, 0);
 	EXPECT_EQ(sluice_vip_find(&snap, addr.data(), SLUICE_AF_INET, sluice_htons(81), SLUICE_IPPROTO_TCP),
 		  SLUICE_MAX_VIPS);
+	// The address alone finds a VIP of it; another address finds none.
+	EXPECT_LT(sluice_vip_find_address(&snap, addr.data(), SLUICE_AF_INET), SLUICE_MAX_VIPS);
+	auto other = ip_address::parse("10.200.1.77")->bytes;
+	EXPECT_EQ(sluice_vip_find_address(&snap, other.data(), SLUICE_AF_INET), SLUICE_MAX_VIPS);
 	// The gateway is not set, so the encapsulating VIP's backends have no MAC yet.
 	EXPECT_FALSE(snap.backends[only].flags & SLUICE_BACKEND_HAS_MAC);
 }

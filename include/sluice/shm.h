@@ -47,7 +47,7 @@
  * M = 65,537, or 16 at M = 1,048,573. tmpfs pages are only backed once
  * written, so unused room costs address space, not memory. */
 #define SLUICE_RING_POOL (1u << 24)
-#define SLUICE_VIP_HASH_SIZE 1024u /* power of two, load <= 25% */
+#define SLUICE_VIP_HASH_SIZE 1024u /* power of two; <= 512 entries (VIPs + addresses) */
 #define SLUICE_VIP_HASH_PROBES 16u /* the builder guarantees every VIP within this */
 
 /* `active` packs the generation with the slot so one 64-bit load gives both. */
@@ -286,6 +286,27 @@ SLUICE_INLINE uint32_t sluice_vip_find_exact(const struct sluice_snapshot *s,
 			break;
 		if (sluice_vip_matches(&s->vips[(e - 1) & (SLUICE_MAX_VIPS - 1)], addr, family,
 				       port_be, proto))
+			return (uint32_t)(e - 1);
+	}
+	return SLUICE_MAX_VIPS;
+}
+
+/* vip_hash also holds one entry per VIP address, keyed (address, port 0,
+ * protocol 0) and naming one VIP of that address: it tells "a VIP address,
+ * but no service on this port" (counted drop, echo answered) from "not a
+ * VIP" (the kernel's) in one more probe. */
+SLUICE_INLINE uint32_t sluice_vip_find_address(const struct sluice_snapshot *s,
+					       const uint8_t addr[16], uint8_t family)
+{
+	uint32_t i = sluice_vip_hash(addr, family, 0, 0);
+	for (uint32_t probe = 0; probe < SLUICE_VIP_HASH_PROBES; probe++) {
+		uint16_t e = s->vip_hash[(i + probe) & (SLUICE_VIP_HASH_SIZE - 1)];
+		if (e == 0)
+			break;
+		const struct sluice_vip *v = &s->vips[(e - 1) & (SLUICE_MAX_VIPS - 1)];
+		const uint64_t *a = (const uint64_t *)(const void *)v->addr;
+		const uint64_t *b = (const uint64_t *)(const void *)addr;
+		if (a[0] == b[0] && a[1] == b[1] && v->family == family)
 			return (uint32_t)(e - 1);
 	}
 	return SLUICE_MAX_VIPS;
