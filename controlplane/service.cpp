@@ -3,11 +3,13 @@
 
 #include "error.h"
 #include "metrics.h"
+#include "neighbor.h"
 #include "shm_segment.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 namespace sluice {
 
@@ -100,8 +102,9 @@ std::string worker_kind(uint32_t k)
 
 } // namespace
 
-service::service(publisher &pub, const std::string &state_dir, const config &initial)
-	: pub_(pub), store_(state_dir)
+service::service(publisher &pub, const std::string &state_dir, const config &initial,
+		 bool resolve_next_hops)
+	: pub_(pub), store_(state_dir), resolve_next_hops_(resolve_next_hops)
 {
 	if (auto restored = store_.load()) {
 		state_ = std::move(*restored);
@@ -147,7 +150,10 @@ void service::publish_locked()
 			auto s = health_->status(id);
 			return !s || s->healthy;
 		},
-		[](uint32_t) -> std::optional<mac_address> { return std::nullopt; },
+		[this](uint32_t id) -> std::optional<mac_address> {
+			auto it = hops_.find(id);
+			return it == hops_.end() ? std::nullopt : it->second.mac;
+		},
 	};
 	pub_.publish([&](sluice_snapshot &s) { builder_.build(in, s); });
 }
@@ -179,6 +185,50 @@ sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) cons
 		sum.new_flows += __atomic_load_n(&c.new_flows, __ATOMIC_RELAXED);
 	}
 	return sum;
+}
+
+void service::refresh_next_hops()
+{
+	if (!resolve_next_hops_)
+		return;
+	// Which backends the dataplanes need a MAC for: the configured gateway
+	// or an l2dsr backend's own mac make a lookup unnecessary.
+	std::map<uint32_t, ip_address> want;
+	{
+		std::lock_guard lk(mu_);
+		for (const auto &v : state_.cfg.vips)
+			for (const auto &b : v.backends) {
+				bool configured = v.mode == vip_mode::l2dsr ? b.mac.has_value()
+									    : state_.cfg.node.gateway_mac.has_value();
+				if (!configured)
+					want[state_.ids.backend_id(v.key, b.address)] = b.address;
+			}
+	}
+	// Netlink without the lock: the API and the health checker go on.
+	std::map<uint32_t, hop_state> found;
+	for (const auto &[id, addr] : want) {
+		hop_state h;
+		try {
+			next_hop nh = resolve_next_hop(addr);
+			h.mac = nh.mac;
+			if (!nh.mac) {
+				h.error = fmt::format("{} not in the neighbour table yet", nh.via.str());
+				poke_neighbor(nh.via, nh.ifindex);
+			}
+		} catch (const error &e) {
+			h.error = e.what();
+		}
+		found[id] = h;
+	}
+	std::lock_guard lk(mu_);
+	bool changed = found.size() != hops_.size();
+	for (const auto &[id, h] : found) {
+		auto it = hops_.find(id);
+		changed = changed || it == hops_.end() || it->second.mac != h.mac;
+	}
+	hops_ = std::move(found);
+	if (changed)
+		publish_locked();
 }
 
 json service::change(const std::function<void(config &)> &edit)
@@ -214,7 +264,14 @@ json service::handle(const json &request)
 		json args = request.value("args", json::object());
 		if (!args.is_object())
 			throw error("'args' must be an object");
-		return json{{"ok", true}, {"result", dispatch(request["verb"].get<std::string>(), args)}};
+		std::string verb = request["verb"].get<std::string>();
+		json result = dispatch(verb, args);
+		// New backends want their next hop before the first packet.
+		static const std::set<std::string> changes = {"vip.add", "vip.del", "backend.add",
+								     "backend.set", "backend.del", "apply"};
+		if (changes.count(verb))
+			refresh_next_hops();
+		return json{{"ok", true}, {"result", result}};
 	} catch (const std::exception &e) {
 		return json{{"ok", false}, {"error", e.what()}};
 	}
@@ -324,6 +381,9 @@ json service::dispatch(const std::string &verb, const json &args)
 		j["id"] = b.id;
 		j["state"] = b.state;
 		j["healthy"] = b.healthy;
+		j["next_hop_mac"] = b.next_hop_mac ? b.next_hop_mac->str() : "";
+		if (!b.next_hop_error.empty())
+			j["next_hop_error"] = b.next_hop_error;
 		if (b.health) {
 			j["last_error"] = b.health->last_error;
 			j["checks"] = b.health->checks;
@@ -429,6 +489,14 @@ stats_view service::stats_locked() const
 			bv.cfg = b;
 			bv.id = state_.ids.backend_id(v.key, b.address);
 			bv.health = health_->status(bv.id);
+			if (auto h = hops_.find(bv.id); h != hops_.end()) {
+				bv.next_hop_mac = h->second.mac;
+				bv.next_hop_error = h->second.error;
+			} else if (v.mode == vip_mode::l2dsr) {
+				bv.next_hop_mac = b.mac;
+			} else {
+				bv.next_hop_mac = state_.cfg.node.gateway_mac;
+			}
 			bv.healthy = !bv.health || bv.health->healthy;
 			if (bv.healthy)
 				bv.state = b.weight ? "up" : "draining";

@@ -17,7 +17,9 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace sluice {
@@ -49,6 +51,8 @@ struct worker_view {
 struct backend_view {
 	backend_config cfg;
 	uint32_t id = 0;
+	std::optional<mac_address> next_hop_mac; // what the dataplanes send to
+	std::string next_hop_error;              // why there is none
 	bool healthy = true;
 	std::string state; // up, down, draining (weight 0), down+draining
 	std::optional<health_status> health;
@@ -74,7 +78,10 @@ class service {
 public:
 	// Restores `state_dir`/state.json if present (the last acknowledged
 	// configuration), else starts from `initial`. Publishes once.
-	service(publisher &pub, const std::string &state_dir, const config &initial);
+	// resolve_next_hops: look backends' next-hop MACs up in the kernel
+	// (sluiced); off, only configured MACs are used (unit tests).
+	service(publisher &pub, const std::string &state_dir, const config &initial,
+		bool resolve_next_hops = false);
 	~service();
 
 	service(const service &) = delete;
@@ -93,6 +100,11 @@ public:
 	// Publishes the same configuration again (health changed, or a timer).
 	void republish();
 
+	// Looks every backend's next-hop MAC up again (route, then neighbour
+	// table; unresolved ones are probed) and republishes if any changed.
+	// sluiced calls it every second and after every change.
+	void refresh_next_hops();
+
 private:
 	json dispatch(const std::string &verb, const json &args);
 	json change(const std::function<void(config &)> &edit);
@@ -107,6 +119,12 @@ private:
 	persisted_state state_;
 	snapshot_builder builder_;
 	bool restored_ = false;
+	bool resolve_next_hops_ = false;
+	struct hop_state {
+		std::optional<mac_address> mac;
+		std::string error;
+	};
+	std::map<uint32_t, hop_state> hops_; // by backend id
 	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
 };
 

@@ -274,6 +274,45 @@ class ControlPlane(unittest.TestCase):
         finally:
             m.close()
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root for network namespaces")
+    def test_next_hop_macs_come_from_the_kernel(self):
+        # sluiced in a namespace whose backends sit behind a veth: with no
+        # gateway_mac configured, it must find the backend's MAC itself.
+        ns, peer = f"sl-nh-{os.getpid()}", f"sl-nhp-{os.getpid()}"
+        run = lambda *a: subprocess.run(a, check=True, timeout=10)
+        d = None
+        try:
+            run("ip", "netns", "add", ns)
+            run("ip", "netns", "add", peer)
+            run("ip", "link", "add", "nh0", "netns", ns, "type", "veth", "peer", "name", "nh1", "netns", peer)
+            run("ip", "-n", ns, "addr", "add", "10.99.0.1/24", "dev", "nh0")
+            run("ip", "-n", peer, "addr", "add", "10.99.0.2/24", "dev", "nh1")
+            run("ip", "-n", ns, "link", "set", "nh0", "up")
+            run("ip", "-n", peer, "link", "set", "nh1", "up")
+            mac = json.loads(subprocess.run(["ip", "-n", peer, "-j", "link", "show", "nh1"],
+                                            capture_output=True, text=True, check=True).stdout)[0]["address"]
+            cfg = os.path.join(self.tmp, "nh.yaml")
+            with open(cfg, "w") as f:
+                f.write("node: {source_ipv4: 10.99.0.1}\nvips: [{address: 10.200.9.1, port: 80, "
+                        "backends: [{address: 10.99.0.2}, {address: 10.99.0.77}]}]\n")
+            d = Sluiced(os.path.join(self.tmp))
+            d.sock, d.state, d.shm = os.path.join(self.tmp, "nh.sock"), os.path.join(self.tmp, "nh-state"), d.shm + "-nh"
+            d.proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(BUILD, "controlplane/sluiced/sluiced"),
+                                       "--shm", d.shm, "--socket", d.sock, "--state-dir", d.state,
+                                       "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            hop = lambda addr: {b["address"]: b for b in d.json("backend", "list")}[addr]
+            wait_for(lambda: d.ctl("vip", "list")[0] == 0, 10, "sluiced in the namespace")
+            wait_for(lambda: hop("10.99.0.2")["next_hop_mac"] == mac, 10, "the backend's MAC")
+            # An address nobody answers for stays unresolved, and says why.
+            self.assertEqual(hop("10.99.0.77")["next_hop_mac"], "")
+            self.assertIn("not in the neighbour table", hop("10.99.0.77")["next_hop_error"])
+        finally:
+            if d:
+                d.kill(signal.SIGTERM)
+                subprocess.run(["rm", "-f", f"/dev/shm/{d.shm}"])
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+            subprocess.run(["ip", "netns", "del", peer], stderr=subprocess.DEVNULL)
+
     def test_help_at_every_level(self):
         for args in (["--help"], ["vip", "--help"], ["backend", "add", "--help"], ["status", "--help"]):
             rc, out, err = self.d.ctl(*args)

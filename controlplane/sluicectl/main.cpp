@@ -110,7 +110,9 @@ std::vector<std::string> backend_row(const json &b, bool with_vip)
 	r.push_back(num(b["weight"]));
 	r.push_back(b["state"]);
 	r.push_back(check_text(b));
-	r.push_back(b.value("last_error", ""));
+	std::string hop = b.value("next_hop_mac", "");
+	r.push_back(hop.empty() ? "-" : hop);
+	r.push_back(b.value("last_error", "") + b.value("next_hop_error", ""));
 	return r;
 }
 
@@ -119,7 +121,7 @@ void print_backends(const json &r)
 	std::vector<std::vector<std::string>> rows;
 	for (const auto &b : r)
 		rows.push_back(backend_row(b, true));
-	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CHECK", "LAST-ERROR"}, rows);
+	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CHECK", "NEXT-HOP", "ERROR"}, rows);
 }
 
 void print_workers(const json &ws)
@@ -147,7 +149,7 @@ void print_status(const json &r)
 		for (const auto &b : v["backends"])
 			rows.push_back(backend_row(b, false));
 		if (!rows.empty())
-			print_table({"  BACKEND", "WEIGHT", "STATE", "CHECK", "LAST-ERROR"}, [&] {
+			print_table({"  BACKEND", "WEIGHT", "STATE", "CHECK", "NEXT-HOP", "ERROR"}, [&] {
 				for (auto &row : rows)
 					row[0] = "  " + row[0];
 				return rows;

@@ -89,7 +89,8 @@ int run(const options &o)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-	sluice::service svc(pub, o.state_dir, initial);
+	sluice::service svc(pub, o.state_dir, initial, true);
+	svc.refresh_next_hops();
 	auto cfg = svc.current_config();
 	if (svc.restored_from_state()) {
 		spdlog::info("restored the last acknowledged configuration from {}/state.json ({} VIPs)",
@@ -123,14 +124,17 @@ int run(const options &o)
 
 	// Housekeeping: the writer's heartbeat, so dataplanes can tell a live
 	// control plane from a dead one.
+	// and every second the backends' next-hop MACs (neighbours change).
 	timespec tick{0, 100 * 1000 * 1000};
-	for (;;) {
+	for (unsigned n = 1;; n++) {
 		int sig = sigtimedwait(&sigs, nullptr, &tick);
 		if (sig == SIGINT || sig == SIGTERM) {
 			spdlog::info("signal {}: stopping (the dataplanes keep forwarding)", sig);
 			break;
 		}
 		pub.writer().heartbeat();
+		if (n % 10 == 0)
+			svc.refresh_next_hops();
 	}
 	if (http) {
 		http->stop();
