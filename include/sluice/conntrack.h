@@ -1,4 +1,385 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The connection table: which backend each flow already went to, so a flow
+ * keeps its backend when the Maglev table changes under it (Maglev §3.3:
+ * connection tracking plus consistent hashing).
+ *
+ * One definition for both dataplanes. The table is a power-of-two array of
+ * 4-way set-associative buckets of 64-byte entries:
+ *  - the DPDK worker keeps one struct sluice_ct_table per worker lcore in
+ *    hugepage memory (rte_zmalloc_socket of sluice_ct_table_bytes());
+ *  - the XDP program lays struct sluice_ct_bucket over the values of a BPF
+ *    array map, one set of buckets per CPU, gets a bucket pointer from
+ *    bpf_map_lookup_elem and calls the same sluice_ct_find/_insert/_update.
+ * Each table has exactly one writer (its lcore, its CPU), so nothing here is
+ * atomic. now_s is a coarse monotonic clock in seconds that the writer sets
+ * once per burst; ages are computed modulo 2^32, so it may wrap.
+ *
+ * A lookup touches one bucket (four cache lines, adjacent: the worker
+ * prefetches them a burst ahead). A full bucket evicts its least recently
+ * seen entry, so a full table never stops forwarding: an evicted flow is
+ * picked again by Maglev, which gives the same backend unless the backend
+ * set changed since (counted as conn_evict).
+ */
 #pragma once
+
+#include <sluice/compiler.h>
 #include <sluice/flow.h>
-struct sluice_ct_table;
+#include <sluice/packet.h>
+
+/* ------------------------------------------------------------------ entry */
+
+/* SLUICE_CT_FREE is 0, so zeroed memory is an empty table. */
+enum sluice_ct_state {
+	SLUICE_CT_FREE = 0,
+	SLUICE_CT_SYN,  /* client SYN seen, no ACK yet */
+	SLUICE_CT_EST,  /* client ACK seen after its SYN (or mid-stream pickup) */
+	SLUICE_CT_FIN,  /* client FIN or RST seen */
+	SLUICE_CT_UDP,  /* UDP and every other non-TCP protocol */
+	SLUICE_CT_FRAG, /* a datagram's fragments: keyed by sluice_frag_key() */
+};
+
+/* One cache line: a lookup that hits reads the key and the backend from the
+ * same line. */
+struct sluice_ct_entry {
+	struct sluice_flow_key key; /* client-to-VIP direction (flow.h) */
+	uint32_t backend_id;        /* stable backend id (shm.h backends[]) */
+	uint32_t vip_id;            /* stable VIP id: a backend now in another VIP is re-picked */
+	uint32_t last_seen_s;       /* now_s of the last packet */
+	uint8_t state;              /* enum sluice_ct_state */
+	uint8_t pad[11];            /* always zero */
+} SLUICE_ALIGNED(SLUICE_CACHE_LINE);
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_ct_entry) == SLUICE_CACHE_LINE,
+		     "connection entry is one cache line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, backend_id) == 40, "ct.backend_id at 40");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, vip_id) == 44, "ct.vip_id at 44");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, last_seen_s) == 48, "ct.last_seen_s at 48");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, state) == 52, "ct.state at 52");
+
+/* Four ways, a 256-byte bucket. With flows landing Poisson-distributed over
+ * the buckets, a table sized at twice its concurrent flows keeps 96% of
+ * them (a direct-mapped one 79%), one filled to capacity 80% (63%): size it
+ * at twice the expected flows. */
+#define SLUICE_CT_WAYS 4
+SLUICE_STATIC_ASSERT((SLUICE_CT_WAYS & (SLUICE_CT_WAYS - 1)) == 0,
+		     "ways are a power of two: way indexes are masked for the verifier");
+
+struct sluice_ct_bucket {
+	struct sluice_ct_entry way[SLUICE_CT_WAYS];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_ct_bucket) == SLUICE_CT_WAYS * SLUICE_CACHE_LINE,
+		     "a bucket is its ways, no overhead");
+
+/* Loops over the ways have a constant bound. Under BPF they are unrolled
+ * anyway, so that every way is a fixed offset from the bucket pointer the
+ * verifier checks against the map's value size, and so kernels before 5.3
+ * (no bounded loops) accept them. */
+#if defined(__bpf__)
+#define SLUICE_CT_UNROLL _Pragma("unroll")
+#else
+#define SLUICE_CT_UNROLL
+#endif
+
+/* --------------------------------------------------------------- timeouts */
+
+/*
+ * Idle timeouts in seconds, by state. TCP and UDP follow IPVS's defaults
+ * (net/netfilter/ipvs/ip_vs_proto_tcp.c tcp_timeouts[], ip_vs_proto_udp.c
+ * udp_timeouts[]; `ipvsadm --set tcp tcpfin udp` shows 900 120 300), which
+ * like sluice in direct server return sees the client's packets only:
+ *   SYN  60 s: IP_VS_TCP_S_SYN_RECV (a SYN with no ACK after it);
+ *   EST 900 s: IP_VS_TCP_S_ESTABLISHED, ipvsadm's "tcp";
+ *   FIN 120 s: IP_VS_TCP_S_FIN_WAIT, ipvsadm's "tcpfin" (IPVS gives RST's
+ *              CLOSE 10 s; one FIN state keeps late retransmits on their
+ *              backend for the same 2 minutes);
+ *   UDP 300 s: IP_VS_UDP_S_NORMAL, ipvsadm's "udp".
+ * FRAG 2 s is sluice's own: the fragments of one datagram leave the sender
+ * back to back, and the key is a 16-bit IPv4 id that a busy host reuses
+ * within seconds (RFC 4963 §2), so the entry must not outlive its datagram.
+ */
+#define SLUICE_CT_TIMEOUT_SYN_S 60u
+#define SLUICE_CT_TIMEOUT_EST_S 900u
+#define SLUICE_CT_TIMEOUT_FIN_S 120u
+#define SLUICE_CT_TIMEOUT_UDP_S 300u
+#define SLUICE_CT_TIMEOUT_FRAG_S 2u
+
+struct sluice_ct_timeouts {
+	uint32_t syn_s;
+	uint32_t est_s;
+	uint32_t fin_s;
+	uint32_t udp_s;
+	uint32_t frag_s;
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_ct_timeouts) == 20, "timeouts are five words");
+
+SLUICE_INLINE struct sluice_ct_timeouts sluice_ct_default_timeouts(void)
+{
+	struct sluice_ct_timeouts to = {
+		SLUICE_CT_TIMEOUT_SYN_S, SLUICE_CT_TIMEOUT_EST_S, SLUICE_CT_TIMEOUT_FIN_S,
+		SLUICE_CT_TIMEOUT_UDP_S, SLUICE_CT_TIMEOUT_FRAG_S,
+	};
+	return to;
+}
+
+/* An if-chain, not a switch: no jump table for the BPF backend to refuse. */
+SLUICE_INLINE uint32_t sluice_ct_timeout(const struct sluice_ct_timeouts *to, uint8_t state)
+{
+	if (state == SLUICE_CT_EST)
+		return to->est_s;
+	if (state == SLUICE_CT_SYN)
+		return to->syn_s;
+	if (state == SLUICE_CT_FIN)
+		return to->fin_s;
+	if (state == SLUICE_CT_UDP)
+		return to->udp_s;
+	if (state == SLUICE_CT_FRAG)
+		return to->frag_s;
+	return 0;
+}
+
+/* A live entry is one seen at most its timeout ago: it lives at least that
+ * many seconds, and with a whole-second clock less than one more. */
+SLUICE_INLINE bool sluice_ct_expired(const struct sluice_ct_entry *e, uint32_t now_s,
+				     const struct sluice_ct_timeouts *to)
+{
+	return (uint32_t)(now_s - e->last_seen_s) > sluice_ct_timeout(to, e->state);
+}
+
+/* ---------------------------------------------------------------- keys */
+
+/*
+ * The key of an IP datagram's fragments: only the first fragment carries the
+ * ports, so the worker stores the backend the first one went to under this
+ * key, and later fragments (no ports) find it. src16/dst16 are 16-byte
+ * address fields as in the flow key (IPv4 in the first 4 bytes, the rest
+ * zero); frag_id is the IPv4 identification or the IPv6 fragment header's
+ * identification, in host order; proto is the datagram's upper-layer protocol.
+ * pad[0] = 1 marks it: flow keys always have zero pad, so a fragment key
+ * never equals any flow key, whatever the id and ports.
+ */
+#define SLUICE_CT_FRAG_MARK 1
+
+SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
+				   const uint8_t src16[16], const uint8_t dst16[16],
+				   uint32_t frag_id, uint8_t proto)
+{
+	uint64_t *o = (uint64_t *)out;
+	const uint64_t *s = (const uint64_t *)(const void *)src16;
+	const uint64_t *d = (const uint64_t *)(const void *)dst16;
+	o[0] = s[0];
+	o[1] = s[1];
+	o[2] = d[0];
+	o[3] = d[1];
+	o[4] = 0;
+	out->sport_be = (uint16_t)(frag_id >> 16);
+	out->dport_be = (uint16_t)frag_id;
+	out->proto = proto;
+	out->family = family;
+	out->pad[0] = SLUICE_CT_FRAG_MARK;
+}
+
+/* -------------------------------------------------------------- buckets */
+
+/*
+ * The bucket of a flow: the flow hash remixed (MurmurHash3's fmix32), then
+ * masked. Maglev takes hash % M and the GUE source port the low 14 bits, so
+ * masking the raw hash would put flows that share those low bits in the same
+ * buckets; the remix spreads every input bit over the index. mask = buckets - 1.
+ */
+SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t mask)
+{
+	uint32_t h = flow_hash;
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	h *= 0xC2B2AE35u;
+	h ^= h >> 16;
+	return h & mask;
+}
+
+/* The live entry for k, or NULL. An expired entry for k is freed on the way
+ * (lazy expiry: nothing sweeps the table). Does not refresh the entry: the
+ * caller checks the backend, then calls sluice_ct_update(). */
+SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
+						     const struct sluice_flow_key *k, uint32_t now_s,
+						     const struct sluice_ct_timeouts *to)
+{
+	SLUICE_CT_UNROLL
+	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
+		struct sluice_ct_entry *e = &b->way[i];
+		if (e->state == SLUICE_CT_FREE || !sluice_flow_key_equal(&e->key, k))
+			continue;
+		if (sluice_ct_expired(e, now_s, to)) {
+			e->state = SLUICE_CT_FREE;
+			return 0;
+		}
+		return e;
+	}
+	return 0;
+}
+
+/*
+ * Stores k -> (backend_id, vip_id) in state `state` and returns its entry.
+ * The way taken is, in order: k's own (an insert replaces), a free one, an
+ * expired one, else the least recently seen one, whose live flow is evicted
+ * (*evicted set, if evicted is not NULL). Never NULL: a full table keeps
+ * forwarding.
+ */
+SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *b,
+						       const struct sluice_flow_key *k,
+						       uint32_t backend_id, uint32_t vip_id,
+						       uint8_t state, uint32_t now_s,
+						       const struct sluice_ct_timeouts *to,
+						       bool *evicted)
+{
+	int same = -1, free_way = -1, expired = -1, oldest = 0;
+	uint32_t oldest_age = 0;
+	SLUICE_CT_UNROLL
+	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
+		const struct sluice_ct_entry *e = &b->way[i];
+		if (e->state == SLUICE_CT_FREE) {
+			if (free_way < 0)
+				free_way = i;
+			continue;
+		}
+		if (sluice_flow_key_equal(&e->key, k))
+			same = i;
+		if (sluice_ct_expired(e, now_s, to)) {
+			if (expired < 0)
+				expired = i;
+			continue;
+		}
+		uint32_t age = now_s - e->last_seen_s;
+		if (age >= oldest_age) { /* >=: way 0 is the fallback even at age 0 */
+			oldest_age = age;
+			oldest = i;
+		}
+	}
+	int w = same >= 0 ? same : free_way >= 0 ? free_way : expired >= 0 ? expired : oldest;
+	if (evicted)
+		*evicted = same < 0 && free_way < 0 && expired < 0;
+	/* w is in [0, WAYS) already; the mask tells the verifier so. */
+	struct sluice_ct_entry *e = &b->way[w & (SLUICE_CT_WAYS - 1)];
+	uint64_t *dst = (uint64_t *)&e->key;
+	const uint64_t *src = (const uint64_t *)k;
+	dst[0] = src[0];
+	dst[1] = src[1];
+	dst[2] = src[2];
+	dst[3] = src[3];
+	dst[4] = src[4];
+	e->backend_id = backend_id;
+	e->vip_id = vip_id;
+	e->last_seen_s = now_s;
+	e->state = state;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	return e;
+}
+
+/* --------------------------------------------------------------- states */
+
+/* The state of a flow's first packet. A TCP packet other than a SYN is a
+ * flow already open (the table was full, this LB restarted, or ECMP moved the
+ * flow here): it is picked up as established, as Maglev §3.3 expects. */
+SLUICE_INLINE uint8_t sluice_ct_initial_state(uint8_t proto, uint8_t tcp_flags)
+{
+	if (proto != SLUICE_IPPROTO_TCP)
+		return SLUICE_CT_UDP;
+	if (tcp_flags & (SLUICE_TCP_FIN | SLUICE_TCP_RST))
+		return SLUICE_CT_FIN;
+	if ((tcp_flags & (SLUICE_TCP_SYN | SLUICE_TCP_ACK)) == SLUICE_TCP_SYN)
+		return SLUICE_CT_SYN;
+	return SLUICE_CT_EST;
+}
+
+/*
+ * A packet of e's flow arrived: refresh it and move its TCP state. With
+ * direct server return the LB sees the client's half only (IPVS's
+ * "input only" table), so:
+ *   SYN --ACK without SYN--> EST;  any --FIN or RST--> FIN;
+ *   FIN --SYN without ACK--> SYN   (the client reuses the port: a new
+ *                                   connection, same backend);
+ * a SYN on EST is a retransmit or a probe and changes nothing. UDP and FRAG
+ * entries keep their state. tcp_flags is 0 for non-TCP packets.
+ */
+SLUICE_INLINE void sluice_ct_update(struct sluice_ct_entry *e, uint8_t tcp_flags, uint32_t now_s)
+{
+	e->last_seen_s = now_s;
+	uint8_t s = e->state;
+	if (s != SLUICE_CT_SYN && s != SLUICE_CT_EST && s != SLUICE_CT_FIN)
+		return;
+	uint8_t syn_ack = tcp_flags & (SLUICE_TCP_SYN | SLUICE_TCP_ACK);
+	if (tcp_flags & (SLUICE_TCP_FIN | SLUICE_TCP_RST))
+		e->state = SLUICE_CT_FIN;
+	else if (s == SLUICE_CT_FIN && syn_ack == SLUICE_TCP_SYN)
+		e->state = SLUICE_CT_SYN;
+	else if (s == SLUICE_CT_SYN && syn_ack == SLUICE_TCP_ACK)
+		e->state = SLUICE_CT_EST;
+}
+
+/* ---------------------------------------------------------- DPDK table */
+
+#ifndef __bpf__
+/*
+ * A worker's table: a 64-byte header, then the buckets. The caller allocates
+ * sluice_ct_table_bytes(entries) zeroed, 64-byte aligned bytes (hugepages:
+ * rte_zmalloc_socket) and calls sluice_ct_table_init().
+ */
+struct sluice_ct_table {
+	uint32_t mask; /* buckets - 1; buckets is a power of two */
+	uint32_t pad0;
+	struct sluice_ct_timeouts to;
+	uint8_t pad1[36];
+	struct sluice_ct_bucket buckets[];
+};
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, to) == 8, "ct_table.to at 8");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, buckets) == SLUICE_CACHE_LINE,
+		     "buckets start on the second cache line");
+
+/* Buckets for `entries`: the power of two at or above entries / WAYS, at
+ * least 1, at most 2^30 (so entries up to 2^32 - 1 fit). */
+SLUICE_INLINE uint32_t sluice_ct_table_buckets_for(uint32_t entries)
+{
+	uint32_t want = (uint32_t)(((uint64_t)entries + SLUICE_CT_WAYS - 1) / SLUICE_CT_WAYS);
+	uint32_t n = 1;
+	while (n < want)
+		n <<= 1;
+	return n;
+}
+
+SLUICE_INLINE uint64_t sluice_ct_table_bytes(uint32_t entries)
+{
+	return sizeof(struct sluice_ct_table) +
+	       (uint64_t)sluice_ct_table_buckets_for(entries) * sizeof(struct sluice_ct_bucket);
+}
+
+/* to may be NULL: the defaults. */
+SLUICE_INLINE void sluice_ct_table_init(struct sluice_ct_table *t, uint32_t entries,
+					const struct sluice_ct_timeouts *to)
+{
+	t->mask = sluice_ct_table_buckets_for(entries) - 1;
+	t->pad0 = 0;
+	t->to = to ? *to : sluice_ct_default_timeouts();
+}
+
+SLUICE_INLINE uint64_t sluice_ct_table_entries(const struct sluice_ct_table *t)
+{
+	return ((uint64_t)t->mask + 1) * SLUICE_CT_WAYS;
+}
+
+SLUICE_INLINE struct sluice_ct_bucket *sluice_ct_table_bucket(struct sluice_ct_table *t,
+							      uint32_t flow_hash)
+{
+	return &t->buckets[sluice_ct_bucket_index(flow_hash, t->mask)];
+}
+
+/* The worker computes a burst's hashes, prefetches every bucket, then looks
+ * up: one bucket is four adjacent cache lines, all read by a miss. */
+SLUICE_INLINE void sluice_ct_prefetch(const struct sluice_ct_bucket *b)
+{
+	const char *p = (const char *)b;
+	__builtin_prefetch(p, 1, 3);
+	__builtin_prefetch(p + 64, 1, 3);
+	__builtin_prefetch(p + 128, 1, 3);
+	__builtin_prefetch(p + 192, 1, 3);
+}
+#endif
