@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "lcore.h"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+namespace sluice {
+
+std::atomic<bool> stop_requested{false};
+
+namespace {
+
+// A heartbeat every 10 ms keeps a worker well inside sluiced's timeout
+// (1 s by default) at the cost of one vDSO clock read per 10 ms.
+constexpr uint64_t heartbeats_per_s = 100;
+
+// af_packet also hands us the kernel's own outgoing frames and whatever a
+// bridge floods (TESTBED.md): keep what is addressed to the port, and
+// broadcast and multicast.
+inline uint16_t keep_ours(rte_mbuf **pkts, uint16_t n, const rte_ether_addr &mac)
+{
+	uint16_t k = 0;
+	for (uint16_t i = 0; i < n; i++) {
+		rte_mbuf *m = pkts[i];
+		const auto *eth = rte_pktmbuf_mtod(m, const rte_ether_hdr *);
+		if (m->data_len < RTE_ETHER_ADDR_LEN || rte_is_multicast_ether_addr(&eth->dst_addr) ||
+		    rte_is_same_ether_addr(&eth->dst_addr, &mac))
+			pkts[k++] = m; // too short: process_burst counts it truncated
+		else
+			rte_pktmbuf_free(m);
+	}
+	return k;
+}
+
+// Transmits pkts[0..n) on (port, queue); frees and returns how many did not fit.
+inline uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n)
+{
+	if (n == 0)
+		return 0;
+	uint16_t sent = rte_eth_tx_burst(port, queue, pkts, n);
+	if (unlikely(sent < n))
+		rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+	return static_cast<uint16_t>(n - sent);
+}
+
+} // namespace
+
+int worker_main(void *arg)
+{
+	worker_lcore &w = *static_cast<worker_lcore *>(arg);
+	worker_state &st = w.state;
+	uint64_t *counters = st.stats->counters;
+	const uint64_t hz = rte_get_tsc_hz();
+	const uint64_t heartbeat_ticks = hz / heartbeats_per_s;
+	uint64_t next_heartbeat = 0;
+	rte_mbuf *pkts[burst_size];
+	burst_result res;
+
+	while (!stop_requested.load(std::memory_order_relaxed)) {
+		// Every poll, empty ones too: the writer may reuse what we no
+		// longer name (shm_segment.h, worker_handle::acquire).
+		const sluice_snapshot *snap = w.handle.acquire();
+		const uint16_t got = rte_eth_rx_burst(w.port, w.queue, pkts, burst_size);
+		const uint64_t tsc = rte_rdtsc();
+		if (tsc >= next_heartbeat) {
+			w.handle.heartbeat();
+			next_heartbeat = tsc + heartbeat_ticks;
+		}
+		if (got == 0)
+			continue;
+		uint16_t n = got;
+		if (w.filter_other_hosts)
+			n = keep_ours(pkts, n, st.params.port_mac);
+		st.now_s = static_cast<uint32_t>(tsc / hz);
+		res.n_tx = 0;
+		res.n_kernel = 0;
+		process_burst(st, snap, pkts, n, res);
+
+		counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.port, w.queue, res.tx, res.n_tx);
+		if (w.exception != UINT16_MAX)
+			counters[SLUICE_CNT_drop_exception_full] +=
+				send_or_free(w.exception, w.queue, res.kernel, res.n_kernel);
+		else if (res.n_kernel)
+			rte_pktmbuf_free_bulk(res.kernel, res.n_kernel); // the kernel saw it already
+		__atomic_store_n(&w.rx_done, w.rx_done + got, __ATOMIC_RELEASE);
+	}
+	return 0;
+}
+
+uint32_t relay_kernel_tx(uint16_t tap, uint16_t queues, uint16_t data, uint16_t txq)
+{
+	uint32_t moved = 0;
+	rte_mbuf *pkts[burst_size];
+	for (uint16_t q = 0; q < queues; q++) {
+		uint16_t n = rte_eth_rx_burst(tap, q, pkts, burst_size);
+		// Dropped when the data port's queue is full, as a NIC would.
+		send_or_free(data, txq, pkts, n);
+		moved += n;
+	}
+	return moved;
+}
+
+} // namespace sluice
