@@ -45,8 +45,8 @@ struct burst_result {
 };
 
 // Processes pkts[0..n) (n <= burst_size) against `snap` (nullptr: nothing
-// published yet — every packet is counted drop_no_snapshot unless it is for
-// the kernel). Counts rx/tx/drops into state.stats.
+// published yet — non-IP frames still go to the kernel, every IP packet is
+// counted drop_no_snapshot, since which are VIPs' is not known). Counts rx/tx/drops into state.stats.
 void process_burst(worker_state &state, const sluice_snapshot *snap, rte_mbuf **pkts, uint16_t n,
 		   burst_result &out);
 

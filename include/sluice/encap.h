@@ -187,14 +187,28 @@ SLUICE_INLINE void sluice_encap_write(uint8_t *outer, uint8_t mode, const struct
 
 /* Echo request to echo reply, in place: addresses swapped, a fresh TTL, the
  * type changed and both checksums updated. */
+/* RFC 1624 eqn. 3: the checksum after one 16-bit word changed, every value
+ * as it lies in memory. */
+SLUICE_INLINE uint16_t sluice_csum_replace(uint16_t check, uint16_t old_word, uint16_t new_word)
+{
+	uint64_t sum = (uint16_t)~check;
+	sum += (uint16_t)~old_word;
+	sum += new_word;
+	return sluice_csum_fold(sum);
+}
+
 SLUICE_INLINE void sluice_icmp4_echo_reply(struct sluice_ipv4_hdr *ip, struct sluice_icmp_hdr *icmp)
 {
 	uint32_t a = ip->saddr_be;
 	ip->saddr_be = ip->daddr_be;
 	ip->daddr_be = a;
+	/* Swapping the addresses keeps the sum; the TTL word changes. Updated,
+	 * not recomputed, so a header with options stays right. */
+	uint16_t old_word, new_word;
+	__builtin_memcpy(&old_word, &ip->ttl, 2);
 	ip->ttl = SLUICE_OUTER_TTL;
-	ip->check_be = 0;
-	ip->check_be = sluice_ipv4_csum(ip);
+	__builtin_memcpy(&new_word, &ip->ttl, 2);
+	ip->check_be = sluice_csum_replace(ip->check_be, old_word, new_word);
 	/* RFC 1624 incremental update: the type word goes from 8 << 8 to 0. */
 	uint64_t sum = (uint16_t)~icmp->check_be;
 	sum += (uint16_t)~sluice_htons(SLUICE_ICMP_ECHO_REQUEST << 8);

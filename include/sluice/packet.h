@@ -136,6 +136,8 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_icmp_hdr) == 8, "ICMP header is 8 byte
 #define SLUICE_ICMPV6_TIME_EXCEEDED 3
 #define SLUICE_ICMPV6_ECHO_REQUEST 128
 #define SLUICE_ICMPV6_ECHO_REPLY 129
+#define SLUICE_ICMPV6_ND_FIRST 133 /* router solicitation */
+#define SLUICE_ICMPV6_ND_LAST 137  /* redirect */
 
 /*
  * Generic UDP Encapsulation, variant 0 (draft-ietf-intarea-gue §3.1): a

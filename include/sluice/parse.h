@@ -24,7 +24,7 @@
 
 /* What the packet is, for the dataplane's decision. */
 enum sluice_pkt_kind {
-	SLUICE_PKT_NOT_IP = 0, /* not IPv4/IPv6 (ARP, LLDP, ...): the kernel's */
+	SLUICE_PKT_NOT_IP = 0, /* not IPv4/IPv6 (ARP, LLDP, ...) or IPv6 ND: the kernel's */
 	SLUICE_PKT_L4,         /* TCP or UDP, whole or a first fragment: key complete */
 	SLUICE_PKT_FRAG,       /* a later fragment: key has addresses and proto, ports 0 */
 	SLUICE_PKT_ICMP_ERROR, /* ICMP(v6) error: key is the quoted flow, client to VIP */
@@ -78,6 +78,13 @@ SLUICE_INLINE bool sluice_parse_quote4(const uint8_t *q, const uint8_t *ip_end, 
 		return false;
 	if (ip->protocol != SLUICE_IPPROTO_TCP && ip->protocol != SLUICE_IPPROTO_UDP)
 		return false;
+	/* An error goes back to the quoted packet's source: one addressed
+	 * elsewhere (the host itself) is not about a VIP flow. */
+	uint32_t quoted_src, outer_dst;
+	__builtin_memcpy(&quoted_src, &ip->saddr_be, 4);
+	__builtin_memcpy(&outer_dst, p->key.dst, 4);
+	if (quoted_src != outer_dst)
+		return false;
 	__builtin_memcpy(p->key.src, &ip->daddr_be, 4);
 	__builtin_memcpy(p->key.dst, &ip->saddr_be, 4);
 	const uint16_t *ports = (const uint16_t *)l4;
@@ -94,6 +101,14 @@ SLUICE_INLINE bool sluice_parse_quote6(const uint8_t *q, const uint8_t *ip_end, 
 	if (q + sizeof(*ip) + 4 > end || q + sizeof(*ip) + 4 > ip_end)
 		return false;
 	if (ip->nexthdr != SLUICE_IPPROTO_TCP && ip->nexthdr != SLUICE_IPPROTO_UDP)
+		return false;
+	/* Word loads, not memcmp: BPF has no memcmp to call. */
+	uint64_t q0, q1, o0, o1;
+	__builtin_memcpy(&q0, ip->saddr, 8);
+	__builtin_memcpy(&q1, ip->saddr + 8, 8);
+	__builtin_memcpy(&o0, p->key.dst, 8);
+	__builtin_memcpy(&o1, p->key.dst + 8, 8);
+	if (((q0 ^ o0) | (q1 ^ o1)) != 0)
 		return false;
 	__builtin_memcpy(p->key.src, ip->daddr, 16);
 	__builtin_memcpy(p->key.dst, ip->saddr, 16);
@@ -147,6 +162,13 @@ SLUICE_INLINE uint32_t sluice_parse_l4(const uint8_t *data, const uint8_t *l4, c
 					p->kind = SLUICE_PKT_ICMP_ERROR;
 			}
 		} else {
+			/* Neighbour discovery (RFC 4861: router/neighbour
+			 * solicitation and advertisement, redirect) is link
+			 * level, like ARP: the kernel's, even for a VIP. */
+			if (icmp->type >= SLUICE_ICMPV6_ND_FIRST && icmp->type <= SLUICE_ICMPV6_ND_LAST) {
+				p->kind = SLUICE_PKT_NOT_IP;
+				return SLUICE_PARSE_OK;
+			}
 			if (icmp->type == SLUICE_ICMPV6_ECHO_REQUEST) {
 				p->kind = SLUICE_PKT_ICMP_ECHO;
 			} else if (icmp->type == SLUICE_ICMPV6_DEST_UNREACH ||
