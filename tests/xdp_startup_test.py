@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""sluice-xdp's start-up as an operator meets it (root):
+- every start-up error is one line, with exit status 1 (2 for usage);
+- a segment of another ABI version is refused, naming both versions;
+- on an interface whose driver has no native XDP (a namespace's loopback)
+  the program falls back to generic mode, saying so in one line, and a
+  clean stop detaches it.
+
+usage: xdp_startup_test.py BUILD_DIR SOURCE_DIR
+"""
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import xdp_util as U
+from xdp_util import wait_for
+
+CONFIG = """\
+node:
+  source_ipv4: 10.0.0.2
+  gateway_mac: 02:00:00:00:00:fe
+vips:
+  - address: 10.200.1.1
+    port: 80
+    protocol: tcp
+    backends:
+      - address: 10.0.0.11
+"""
+
+
+def xdp(*args, ns=None, timeout=60):
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + [U.exe("xdp/sluice-xdp"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@unittest.skipUnless(U.is_root(), "needs root (BPF, namespaces)")
+class Startup(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="sluice-xdp-start-")
+        cls.sluiced = U.Sluiced(cls.tmp, CONFIG, tag="xdp-start")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sluiced.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def one_line(self, p, rc, *words):
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        self.assertEqual(p.returncode, rc, p.stderr)
+        self.assertEqual(len(lines), 1, p.stderr)
+        for w in words:
+            self.assertIn(w, lines[0])
+
+    def test_usage_errors(self):
+        self.one_line(xdp("--iface", "lo", "--mode", "fast"), 2, "--mode", "native or generic")
+        self.one_line(xdp("--bogus"), 2, "bogus")
+        self.one_line(xdp(), 2, "--iface")
+        self.one_line(xdp("--decap", "--iface", "lo", "--unpin"), 2)
+
+    def test_missing_things(self):
+        self.one_line(xdp("--iface", "nosuch0", "--shm", self.sluiced.shm), 1, "nosuch0", "no such interface")
+        self.one_line(xdp("--iface", "lo", "--shm", f"absent-{os.getpid()}", "--wait-shm-ms", "100"), 1,
+                      "no shm segment", "is sluiced running")
+        self.one_line(xdp("--pcap", f"{self.tmp}/none.pcap:{self.tmp}/out.pcap", "--shm", self.sluiced.shm), 1,
+                      "none.pcap")
+        self.one_line(xdp("--iface", "lo", "--show"), 1, "lo runs no XDP program")
+        self.one_line(xdp("--decap", "--iface", "lo", "--vip", "10.1.2"), 1, "--vip", "10.1.2")
+
+    def test_pin_dir_must_be_bpffs(self):
+        self.one_line(xdp("--iface", "lo", "--shm", self.sluiced.shm, "--pin-dir", f"{self.tmp}/pins"), 1,
+                      "not on a bpf filesystem")
+
+    def test_other_abi_version(self):
+        name = f"sluice-xdp-abi-{os.getpid()}"
+        path = f"/dev/shm/{name}"
+        # A header like ours but of ABI version 999 (include/sluice/shm.h).
+        with open(f"/dev/shm/{self.sluiced.shm}", "rb") as f:
+            hdr = bytearray(f.read(64))
+        struct.pack_into("<I", hdr, 8, 999)
+        with open(path, "wb") as f:
+            f.write(hdr)
+            f.truncate(os.path.getsize(f"/dev/shm/{self.sluiced.shm}"))
+        try:
+            self.one_line(xdp("--iface", "lo", "--shm", name), 1, "ABI version 999", "speaks 1")
+            self.one_line(xdp("--pcap", f"{self.tmp}/x.pcap:{self.tmp}/y.pcap", "--shm", name), 1)
+        finally:
+            os.unlink(path)
+
+    def test_generic_fallback_on_loopback(self):
+        ns = f"sxs{os.getpid() % 100000}"
+        U.run("ip", "netns", "add", ns)
+        U._cleanups.append(lambda: U.run("ip", "netns", "del", ns, check=False))
+        bpf = U.BpfMount()
+        try:
+            U.run("ip", "link", "set", "lo", "up", ns=ns)
+            p = U.Proc([U.exe("xdp/sluice-xdp"), "--iface", "lo", "--shm", self.sluiced.shm,
+                        "--pin-dir", os.path.join(bpf.path, "lo"), "--ct-entries", "64"],
+                       os.path.join(self.tmp, "lo.log"), ns=ns)
+            wait_for(lambda: "attached in" in p.text() or not p.alive(), 30, "sluice-xdp to attach")
+            text = p.text()
+            self.assertIn("refuses native XDP", text)
+            self.assertIn("attached in generic mode", text)
+            self.assertIn("xdpgeneric", U.run("ip", "-d", "link", "show", "lo", ns=ns).stdout)
+            self.assertEqual(p.stop(signal.SIGINT), 0, p.text())
+            self.assertNotIn("prog/xdp", U.run("ip", "-d", "link", "show", "lo", ns=ns).stdout)
+            # An explicit --mode native does not fall back.
+            r = xdp("--iface", "lo", "--shm", self.sluiced.shm, "--mode", "native",
+                    "--pin-dir", os.path.join(bpf.path, "lo"), ns=ns)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("native mode", r.stderr.splitlines()[-1])
+        finally:
+            U.run("ip", "netns", "del", ns, check=False)
+            bpf.close()
+
+
+if __name__ == "__main__":
+    unittest.main(argv=U.init(sys.argv), verbosity=2)

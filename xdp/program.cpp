@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "program.h"
+
+#include "error.h"
+
+#include <sluice/conntrack.h>
+
+#include "decap.h"
+#include "decap.skel.h"
+#include "sluice.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/magic.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <utility>
+
+namespace sluice::xdp {
+
+namespace {
+
+bool libbpf_verbose = false;
+std::mutex warning_mu;
+std::string last_warning;
+
+int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !libbpf_verbose)
+		return 0;
+	char buf[1024];
+	va_list copy;
+	va_copy(copy, args);
+	vsnprintf(buf, sizeof(buf), fmt, copy);
+	va_end(copy);
+	std::string line(buf);
+	while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
+		line.pop_back();
+	if (level == LIBBPF_WARN && !line.empty()) {
+		std::lock_guard lk(warning_mu);
+		// The verifier log comes as many lines; the summary of why is
+		// libbpf's own "libbpf: ..." line, which is what we keep.
+		if (line.starts_with("libbpf: "))
+			last_warning = line.substr(8);
+	}
+	if (libbpf_verbose)
+		fprintf(stderr, "%s\n", line.c_str());
+	return 0;
+}
+
+std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+uint32_t next_pow2(uint64_t v)
+{
+	uint64_t n = 1;
+	while (n < v)
+		n <<= 1;
+	return static_cast<uint32_t>(n);
+}
+
+bool is_pow2(uint64_t v) { return v && (v & (v - 1)) == 0; }
+
+// A pin directory must be on a bpf filesystem: pins elsewhere fail with a
+// confusing EPERM deep inside libbpf.
+void make_pin_dir(const std::string &dir)
+{
+	std::error_code ec;
+	std::filesystem::create_directories(dir, ec);
+	if (ec)
+		throw error("--pin-dir {}: {}", dir, ec.message());
+	struct statfs fs;
+	if (statfs(dir.c_str(), &fs) != 0)
+		throw error("--pin-dir {}: {}", dir, errno_text(errno));
+	if (static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC)
+		throw error("--pin-dir {} is not on a bpf filesystem (mount -t bpf bpf {})", dir, dir);
+}
+
+struct ct_geometry {
+	uint32_t buckets;
+	bool reused;
+};
+
+// What to do with a connection table already pinned at `path`: reuse it
+// when its layout is this program's (its size wins, so its flows stay),
+// replace it otherwise.
+ct_geometry plan_ct(const std::string &path, uint32_t cpus, uint32_t want_buckets)
+{
+	int fd = bpf_obj_get(path.c_str());
+	if (fd < 0)
+		return {want_buckets, false};
+	bpf_map_info info;
+	std::memset(&info, 0, sizeof(info));
+	uint32_t len = sizeof(info);
+	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	const bool layout = err == 0 && info.type == BPF_MAP_TYPE_ARRAY && info.key_size == 4 &&
+			    info.value_size == sizeof(sluice_ct_bucket) && info.max_entries % cpus == 0 &&
+			    is_pow2(info.max_entries / cpus);
+	if (!layout) {
+		spdlog::warn("{}: the pinned connection table has another layout (an older sluice-xdp?): "
+			     "replacing it, established flows are re-picked by Maglev",
+			     path);
+		if (unlink(path.c_str()) != 0)
+			throw error("{}: cannot remove the old pin: {}", path, errno_text(errno));
+		return {want_buckets, false};
+	}
+	uint32_t buckets = info.max_entries / cpus;
+	if (buckets != want_buckets)
+		spdlog::warn("{}: keeping the pinned connection table's {} entries per CPU so its flows "
+			     "stay; --ct-entries {} applies after `sluice-xdp --unpin`",
+			     path, (uint64_t)buckets * SLUICE_CT_WAYS, (uint64_t)want_buckets * SLUICE_CT_WAYS);
+	return {buckets, true};
+}
+
+std::string load_failure(const char *what, int err)
+{
+	if (err == -EPERM || err == -EACCES)
+		return fmt::format("loading {}: {} (sluice-xdp needs root, or CAP_BPF, CAP_NET_ADMIN "
+				   "and CAP_PERFMON)",
+				   what, errno_text(err));
+	std::string why = last_libbpf_warning();
+	return fmt::format("loading {}: {}{}{} (run with --verbose for the verifier log)", what,
+			   errno_text(err), why.empty() ? "" : ": ", why);
+}
+
+} // namespace
+
+std::string default_pin_dir(const std::string &iface) { return "/sys/fs/bpf/sluice/" + iface; }
+
+void set_libbpf_verbose(bool verbose)
+{
+	libbpf_verbose = verbose;
+	libbpf_set_print(libbpf_print);
+}
+
+std::string last_libbpf_warning()
+{
+	std::lock_guard lk(warning_mu);
+	return last_warning;
+}
+
+program program::load(const program_settings &s)
+{
+	libbpf_set_print(libbpf_print);
+	program p;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		throw error("cannot count the possible CPUs: {}", errno_text(ncpu));
+	p.cpus_ = static_cast<uint32_t>(ncpu);
+
+	if (s.ring_entries > SLUICE_XDP_MAX_RING_ENTRIES)
+		throw error("--ring-entries {}: at most {} (the segment's ring pool)", s.ring_entries,
+			    SLUICE_XDP_MAX_RING_ENTRIES);
+	p.ring_entries_ = std::max<uint32_t>(next_pow2(s.ring_entries), SLUICE_XDP_RING_CHUNK);
+	if (s.ct_entries == 0)
+		throw error("--ct-entries must be at least 1");
+	uint32_t want_buckets = sluice_ct_table_buckets_for(s.ct_entries);
+
+	if (!s.pin_dir.empty()) {
+		make_pin_dir(s.pin_dir);
+		p.ct_pin_ = s.pin_dir + "/sl_ct";
+		ct_geometry g = plan_ct(p.ct_pin_, p.cpus_, want_buckets);
+		want_buckets = g.buckets;
+		p.ct_reused_ = g.reused;
+	}
+	p.ct_buckets_ = want_buckets;
+	// An array map holds less than 4 GiB (kernel/bpf/arraymap.c).
+	const uint64_t ct_bytes = (uint64_t)p.cpus_ * p.ct_buckets_ * sizeof(sluice_ct_bucket);
+	if (ct_bytes >= (4ull << 30) - 4096)
+		throw error("--ct-entries {}: {} CPUs x {} buckets of {} bytes do not fit one BPF array "
+			    "(4 GiB)",
+			    s.ct_entries, p.cpus_, p.ct_buckets_, sizeof(sluice_ct_bucket));
+
+	p.skel_ = sluice_bpf__open();
+	if (!p.skel_)
+		throw error("opening the XDP program: {}", errno_text(errno));
+	auto *ro = p.skel_->rodata;
+	std::memcpy(ro->cfg_port_mac, s.port_mac.data(), 6);
+	ro->cfg_port_mtu = s.port_mtu;
+	ro->cfg_ct_buckets = p.ct_buckets_;
+	ro->cfg_ring_entries = p.ring_entries_;
+	ro->cfg_ct_timeouts = s.ct_timeouts;
+
+	int err = bpf_map__set_max_entries(p.skel_->maps.sl_ct, p.cpus_ * p.ct_buckets_);
+	if (!err)
+		err = bpf_map__set_max_entries(p.skel_->maps.sl_rings,
+					       SLUICE_XDP_BANKS * p.ring_entries_ / SLUICE_XDP_RING_CHUNK);
+	if (!err && !p.ct_pin_.empty())
+		err = bpf_map__set_pin_path(p.skel_->maps.sl_ct, p.ct_pin_.c_str());
+	if (err)
+		throw error("configuring the XDP program: {}", errno_text(err));
+
+	err = sluice_bpf__load(p.skel_);
+	if (err)
+		throw error(load_failure("the XDP program", err));
+	return p;
+}
+
+program::program(program &&other) noexcept
+	: skel_(std::exchange(other.skel_, nullptr)), cpus_(other.cpus_),
+	  ct_buckets_(other.ct_buckets_), ring_entries_(other.ring_entries_),
+	  ct_reused_(other.ct_reused_), ct_pin_(std::move(other.ct_pin_))
+{
+}
+
+program &program::operator=(program &&other) noexcept
+{
+	if (this != &other) {
+		if (skel_)
+			sluice_bpf__destroy(skel_);
+		skel_ = std::exchange(other.skel_, nullptr);
+		cpus_ = other.cpus_;
+		ct_buckets_ = other.ct_buckets_;
+		ring_entries_ = other.ring_entries_;
+		ct_reused_ = other.ct_reused_;
+		ct_pin_ = std::move(other.ct_pin_);
+	}
+	return *this;
+}
+
+program::~program()
+{
+	// Destroying the skeleton closes our fds; pinned maps live on in bpffs.
+	if (skel_)
+		sluice_bpf__destroy(skel_);
+}
+
+int program::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); }
+
+int program::map_fd(bpf_map *m) const { return bpf_map__fd(m); }
+
+decap_program decap_program::load(uint16_t gue_port, bool check_inner)
+{
+	libbpf_set_print(libbpf_print);
+	decap_program p;
+	p.skel_ = decap_bpf__open();
+	if (!p.skel_)
+		throw error("opening the decap program: {}", errno_text(errno));
+	p.skel_->rodata->cfg_gue_port_be = __builtin_bswap16(gue_port);
+	p.skel_->rodata->cfg_check_inner = check_inner ? 1 : 0;
+	int err = decap_bpf__load(p.skel_);
+	if (err)
+		throw error(load_failure("the decap program", err));
+	return p;
+}
+
+decap_program::decap_program(decap_program &&other) noexcept
+	: skel_(std::exchange(other.skel_, nullptr))
+{
+}
+
+decap_program &decap_program::operator=(decap_program &&other) noexcept
+{
+	if (this != &other) {
+		if (skel_)
+			decap_bpf__destroy(skel_);
+		skel_ = std::exchange(other.skel_, nullptr);
+	}
+	return *this;
+}
+
+decap_program::~decap_program()
+{
+	if (skel_)
+		decap_bpf__destroy(skel_);
+}
+
+int decap_program::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_decap); }
+
+void unpin(const std::string &dir)
+{
+	std::error_code ec;
+	if (!std::filesystem::exists(dir, ec))
+		return;
+	for (const auto &entry : std::filesystem::directory_iterator(dir, ec)) {
+		const std::string name = entry.path().filename().string();
+		if (name.starts_with("sl_") && unlink(entry.path().c_str()) != 0)
+			throw error("{}: cannot remove: {}", entry.path().string(), errno_text(errno));
+	}
+	if (rmdir(dir.c_str()) != 0 && errno != ENOENT)
+		throw error("{}: cannot remove the pin directory: {}", dir, errno_text(errno));
+}
+
+} // namespace sluice::xdp

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// The XDP program as sluice-xdp holds it: the libbpf skeleton of
+// sluice.bpf.c, opened, configured (rodata, map sizes, pins) and loaded,
+// owned in RAII. Loading does not attach (attach.h does that).
+#pragma once
+
+#include "maps.h"
+
+#include <sluice/conntrack.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+struct sluice_bpf;
+struct decap_bpf;
+struct bpf_map;
+
+namespace sluice::xdp {
+
+struct program_settings {
+	std::array<uint8_t, 6> port_mac{};          // source MAC of everything sent
+	uint32_t port_mtu = 1500;                   // largest IP packet sent (node.mtu overrides when smaller)
+	uint32_t ct_entries = SLUICE_XDP_DEFAULT_CT_ENTRIES;     // per CPU
+	uint32_t ring_entries = SLUICE_XDP_DEFAULT_RING_ENTRIES; // Maglev entries per bank
+	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
+	std::string pin_dir; // empty: nothing pinned (test runs)
+};
+
+// Directory of an interface's pinned maps when --pin-dir is not given.
+std::string default_pin_dir(const std::string &iface);
+
+// Routes libbpf's messages: all of them with verbose, else none; the last
+// warning is kept for the one error line a failure prints.
+void set_libbpf_verbose(bool verbose);
+std::string last_libbpf_warning();
+
+class program {
+public:
+	// Opens and loads sluice.bpf.o with these settings. With a pin
+	// directory the connection table is pinned there as sl_ct, and a table
+	// already pinned (by an earlier sluice-xdp) is reused so flows survive:
+	// its size wins over settings.ct_entries, saying so. Throws
+	// sluice::error with one line.
+	static program load(const program_settings &settings);
+
+	program() = default;
+	program(program &&other) noexcept;
+	program &operator=(program &&other) noexcept;
+	program(const program &) = delete;
+	program &operator=(const program &) = delete;
+	~program();
+
+	sluice_bpf *skel() const { return skel_; }
+	int prog_fd() const;
+	int map_fd(bpf_map *m) const;
+
+	uint32_t cpus() const { return cpus_; }
+	uint32_t ct_buckets() const { return ct_buckets_; }     // per CPU
+	uint32_t ring_entries() const { return ring_entries_; } // per bank
+	bool ct_reused() const { return ct_reused_; }
+	const std::string &ct_pin_path() const { return ct_pin_; }
+
+private:
+	sluice_bpf *skel_ = nullptr;
+	uint32_t cpus_ = 0;
+	uint32_t ct_buckets_ = 0;
+	uint32_t ring_entries_ = 0;
+	bool ct_reused_ = false;
+	std::string ct_pin_;
+};
+
+// The backend-side decap program (decap.bpf.c), loaded, in RAII.
+class decap_program {
+public:
+	// gue_port 0: GUE is not opened. check_inner: only tunnels whose inner
+	// destination is in sl_dc_vips. Throws sluice::error with one line.
+	static decap_program load(uint16_t gue_port, bool check_inner);
+
+	decap_program() = default;
+	decap_program(decap_program &&other) noexcept;
+	decap_program &operator=(decap_program &&other) noexcept;
+	decap_program(const decap_program &) = delete;
+	decap_program &operator=(const decap_program &) = delete;
+	~decap_program();
+
+	decap_bpf *skel() const { return skel_; }
+	int prog_fd() const;
+
+private:
+	decap_bpf *skel_ = nullptr;
+};
+
+// Removes the pins of `dir` (sl_ct and any other sl_* file) and the
+// directory itself. No error if it does not exist.
+void unpin(const std::string &dir);
+
+} // namespace sluice::xdp
