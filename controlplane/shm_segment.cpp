@@ -486,15 +486,20 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 		throw error("worker pid {} is not a process id", pid);
 	const uint64_t stale_ns = (uint64_t)stale.count() * ns_per_ms;
 
-	// Free records first, then ones whose owner is gone: a record's
+	// First the record this same worker left (a restart: same kind and
+	// name), then free records, then any whose owner is gone. A record's
 	// counters belong to its last owner's totals, which the summing reader
-	// keeps showing, so taking over a gone owner's record keeps them.
-	for (int pass = 0; pass < 2; pass++) {
+	// keeps showing, so taking over a gone owner's record keeps them; and a
+	// restarted dataplane shows as one worker in `sluicectl status`, not two.
+	for (int pass = 0; pass < 3; pass++) {
 		for (uint32_t i = 0; i < SLUICE_MAX_WORKERS; i++) {
 			sluice_worker_info &info = shm->workers[i].info;
 			uint32_t owner = __atomic_load_n(&info.pid, __ATOMIC_ACQUIRE);
 			const bool free_record = owner == 0;
-			if (owner == pid_claiming || free_record != (pass == 0))
+			if (owner == pid_claiming || free_record != (pass == 1))
+				continue;
+			if (pass == 0 && (info.kind != kind ||
+					  std::strncmp(info.name, name.c_str(), sizeof(info.name) - 1) != 0))
 				continue;
 			if (owner != 0 && !owner_gone(info, owner, monotonic_ns(), stale_ns))
 				continue;

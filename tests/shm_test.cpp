@@ -597,6 +597,26 @@ TEST_F(shm_test, claim_reclaims_a_stopped_record_and_keeps_its_counters)
 	EXPECT_STREQ(shm->workers[silent_index].info.name, "taker");
 }
 
+TEST_F(shm_test, a_restarted_worker_takes_back_its_own_record)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	worker_handle a = worker_handle::claim(shm, SLUICE_WORKER_KIND_XDP, 0, "xdp eth0", fake_pid_base);
+	worker_handle b = worker_handle::claim(shm, SLUICE_WORKER_KIND_XDP, 0, "xdp eth1", fake_pid_base + 1);
+	const uint32_t a_index = a.index();
+	a.record().counters[0] = 77;
+	a.release();
+	b.release();
+	// Free records remain, but the same worker comes back to its own, so
+	// status shows it once and its counters go on from where they were.
+	worker_handle again = worker_handle::claim(shm, SLUICE_WORKER_KIND_XDP, 0, "xdp eth0", fake_pid_base + 2);
+	EXPECT_EQ(again.index(), a_index);
+	EXPECT_EQ(again.record().counters[0], 77u);
+	// Another name takes a free record, not the stopped one of eth1.
+	worker_handle other = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 0, "dpdk q0", fake_pid_base + 3);
+	EXPECT_NE(other.index(), b.index());
+}
+
 TEST_F(shm_test, long_names_are_cut_and_terminated)
 {
 	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
