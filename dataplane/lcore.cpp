@@ -78,7 +78,7 @@ int worker_main(void *arg)
 		res.n_kernel = 0;
 		process_burst(st, snap, pkts, n, res);
 
-		counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.port, w.queue, res.tx, res.n_tx);
+		counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.tx_port, w.queue, res.tx, res.n_tx);
 		if (w.exception != UINT16_MAX)
 			counters[SLUICE_CNT_drop_exception_full] +=
 				send_or_free(w.exception, w.queue, res.kernel, res.n_kernel);

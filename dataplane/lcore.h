@@ -22,6 +22,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	worker_state state;
 	worker_handle handle;       // its record in the segment
 	uint16_t port = 0;          // data port; RX and TX queue `queue`
+	uint16_t tx_port = 0;       // where forwarded traffic goes (TX queue `queue`): port, or --tx-port
 	uint16_t queue = 0;
 	uint16_t exception = UINT16_MAX; // exception port, TX queue `queue`; UINT16_MAX: none
 	bool filter_other_hosts = false; // af_packet: drop frames for other MACs first

@@ -80,6 +80,7 @@ struct runtime {
 			w->handle.release();
 		close_port(ports.data);
 		close_port(ports.exception);
+		close_port(ports.tx);
 		for (auto &w : workers)
 			rte_free(w->state.ct);
 		for (rte_mempool *mp : pools)
@@ -132,6 +133,23 @@ void wait_first_snapshot(runtime &rt, const options &o)
 	}
 }
 
+// --stats-period: this run's packets so far, for a rate over a window
+// measured in the process itself (scripts/bench). The workers count without
+// atomics; an aligned 64-bit load sees one value or the other.
+void print_progress(const runtime &rt, double elapsed_s)
+{
+	uint64_t rx = 0, tx = 0;
+	for (const auto &w : rt.workers) {
+		rx += __atomic_load_n(&w->state.stats->counters[SLUICE_CNT_rx_packets], __ATOMIC_RELAXED) -
+		      w->baseline[SLUICE_CNT_rx_packets];
+		tx += __atomic_load_n(&w->state.stats->counters[SLUICE_CNT_tx_packets], __ATOMIC_RELAXED) -
+		      w->baseline[SLUICE_CNT_tx_packets];
+	}
+	std::printf("stats elapsed_s=%.6f rx_packets=%llu tx_packets=%llu\n", elapsed_s,
+		    static_cast<unsigned long long>(rx), static_cast<unsigned long long>(tx));
+	std::fflush(stdout);
+}
+
 int run(const options &o)
 {
 	uint64_t expected = 0;
@@ -181,10 +199,10 @@ int run(const options &o)
 	rt.ports = find_ports(eff);
 	std::vector<rte_mempool *> rx_pools;
 	for (uint32_t q = 0; q < workers; q++) {
-		// 8191 = 2^13 - 1 (mempool rings hold 2^n - 1): the RX ring
-		// (1024), mbufs in flight on TX rings and caches, with room.
-		rx_pools.push_back(make_pool(fmt::format("sluice_rx{}", q), 8191,
-					     static_cast<int>(rte_lcore_to_socket_id(lcores[q]))));
+		rx_pools.push_back(make_pool(fmt::format("sluice_rx{}", q), o.mbufs ? o.mbufs : default_mbufs,
+					     static_cast<int>(rte_lcore_to_socket_id(lcores[q])),
+					     static_cast<uint16_t>(o.mbuf_size ? o.mbuf_size
+									       : RTE_MBUF_DEFAULT_BUF_SIZE)));
 		rt.pools.push_back(rx_pools.back());
 	}
 	rte_mempool *tap_pool = nullptr;
@@ -198,6 +216,8 @@ int run(const options &o)
 		rt.pools.push_back(tap_pool);
 	}
 	data_port data = setup_data_port(eff, rt.ports, rx_pools, rt.ports.tap);
+	if (rt.ports.tx != no_port)
+		setup_tx_port(eff, rt.ports, data);
 	note("{}", data.capabilities);
 	if (rt.ports.exception != no_port) {
 		setup_exception_port(rt.ports, workers, tap_pool, data);
@@ -228,6 +248,7 @@ int run(const options &o)
 		sluice_ct_table_init(w->state.ct, o.ct_entries, &o.ct_timeouts);
 		w->state.params = data.params;
 		w->port = rt.ports.data;
+		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;
 		w->queue = static_cast<uint16_t>(q);
 		w->exception = rt.ports.exception;
 		w->filter_other_hosts = data.af_packet;
@@ -260,11 +281,19 @@ int run(const options &o)
 	uint64_t last_seen = 0;
 	bool stalled = false;
 	uint64_t done = 0;
+	const uint64_t launched_at = rte_rdtsc();
+	const uint64_t stats_ticks = uint64_t(o.stats_period_s) * hz;
+	uint64_t next_stats = o.stats_period_s ? launched_at + stats_ticks : UINT64_MAX;
 	while (!stop_requested.load(std::memory_order_relaxed)) {
+		if (rte_rdtsc() >= next_stats) {
+			print_progress(rt, double(rte_rdtsc() - launched_at) / double(hz));
+			next_stats += stats_ticks;
+		}
 		uint32_t moved = 0;
 		if (rt.ports.tap)
 			moved = relay_kernel_tx(rt.ports.exception, static_cast<uint16_t>(workers),
-						rt.ports.data, data.main_txq);
+						rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data,
+						data.main_txq);
 		if (o.mode == port_mode::pcap) {
 			done = __atomic_load_n(&rt.workers[0]->rx_done, __ATOMIC_ACQUIRE);
 			if (done >= expected)
@@ -309,6 +338,7 @@ int run(const options &o)
 		w->handle.release();
 	close_port(rt.ports.data);
 	close_port(rt.ports.exception);
+	close_port(rt.ports.tx);
 	for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
 		std::printf("%s %llu\n", counter_table[i].name, static_cast<unsigned long long>(total[i]));
 	std::fflush(stdout);

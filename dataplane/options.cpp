@@ -25,10 +25,21 @@ namespace {
 // structures, descriptor rings, mempool caches, the PMDs' queues. Measured
 // with net_pcap and net_af_packet: ~40 MiB; doubled, then rounded.
 constexpr uint64_t eal_base_mib = 128;
-// A worker's mbuf pool (ports.cpp: 8191 mbufs of ~2.4 KiB) with its header.
-constexpr uint64_t pool_mib = 24;
+// An mbuf besides its data room: struct rte_mbuf (128) and the mempool's
+// object header (64).
+constexpr uint64_t mbuf_overhead = 192;
+// The largest mbuf data room an mbuf pool takes (uint16_t).
+constexpr uint32_t max_mbuf_size = 65535;
 
 uint64_t mib_ceil(uint64_t bytes) { return (bytes + (1u << 20) - 1) >> 20; }
+
+// A worker's mbuf pool: its mbufs, and 5 MiB for its ring, caches and
+// header (24 MiB for the default 8191 mbufs of 2176 bytes, as measured).
+uint64_t pool_mib(const options &o)
+{
+	const uint64_t size = o.mbuf_size ? o.mbuf_size : 2176;
+	return mib_ceil((o.mbufs ? o.mbufs : default_mbufs) * (size + mbuf_overhead)) + 5;
+}
 
 // `--vdev` arguments are comma-separated key=value lists: a comma in a path
 // would silently cut it.
@@ -118,7 +129,11 @@ options parse_options(int argc, char **argv)
 		("ct-timeout-fin", po::value(&o.ct_timeouts.fin_s)->default_value(o.ct_timeouts.fin_s), "seconds a TCP flow is kept after FIN or RST")
 		("ct-timeout-udp", po::value(&o.ct_timeouts.udp_s)->default_value(o.ct_timeouts.udp_s), "seconds an idle UDP flow is kept")
 		("ct-timeout-frag", po::value(&o.ct_timeouts.frag_s)->default_value(o.ct_timeouts.frag_s), "seconds later IPv4 fragments follow their first")
-		("wait-shm-ms", po::value(&o.wait_shm_ms)->default_value(o.wait_shm_ms), "wait this long for the segment (and, with --pcap, its first snapshot)");
+		("wait-shm-ms", po::value(&o.wait_shm_ms)->default_value(o.wait_shm_ms), "wait this long for the segment (and, with --pcap, its first snapshot)")
+		("tx-port", po::value(&o.tx_port), "with EAL arguments: transmit forwarded traffic on this ethdev (e.g. net_null0) instead of the data port, which then only receives (benchmarks: a net_pcap source, a net_null sink)")
+		("mbufs", po::value(&o.mbufs), "mbufs in each worker's pool (default 8191; a net_pcap infinite_rx source keeps its whole file in it)")
+		("mbuf-size", po::value(&o.mbuf_size), "mbuf data room in bytes, headroom included (default 2176)")
+		("stats-period", po::value(&o.stats_period_s), "every N seconds print `stats elapsed_s=... rx_packets=... tx_packets=...` for this run");
 
 	po::variables_map vm;
 	try {
@@ -160,6 +175,14 @@ options parse_options(int argc, char **argv)
 		throw error("--workers {}: give 1 to {}", o.workers, SLUICE_MAX_WORKERS);
 	if (o.mode != port_mode::eal && o.workers == 0)
 		o.workers = 1;
+	if (vm.count("tx-port") && (o.mode != port_mode::eal || o.tx_port.empty()))
+		throw error("--tx-port needs EAL arguments (not --pcap or --iface) and an ethdev name");
+	if (vm.count("mbufs") && o.mbufs < 1024)
+		throw error("--mbufs {}: give at least 1024 (an RX ring's worth)", o.mbufs);
+	if (vm.count("mbuf-size") && (o.mbuf_size < 256 || o.mbuf_size > max_mbuf_size))
+		throw error("--mbuf-size {}: give 256 to {}", o.mbuf_size, max_mbuf_size);
+	if (vm.count("stats-period") && o.stats_period_s == 0)
+		throw error("--stats-period 0: give a period in seconds");
 	if (vm.count("ct-entries") && o.ct_entries == 0)
 		throw error("--ct-entries 0: the connection table needs at least one entry");
 	if (o.ct_entries == 0)
@@ -176,7 +199,7 @@ std::vector<std::string> eal_arguments(const options &o)
 	std::vector<std::string> a{"sluice-dpdk"};
 	if (o.mode != port_mode::eal) {
 		const uint64_t ct_mib = mib_ceil(sluice_ct_table_bytes(o.ct_entries)) + 1;
-		uint64_t mem = eal_base_mib + o.workers * (pool_mib + ct_mib);
+		uint64_t mem = eal_base_mib + o.workers * (pool_mib(o) + ct_mib);
 		mem = (mem + 63) / 64 * 64;
 		a.insert(a.end(), {"--no-huge", "--no-pci", "--no-shconf", "-m", std::to_string(mem),
 				   "--file-prefix", fmt::format("sluice-{}", getpid())});

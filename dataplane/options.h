@@ -29,12 +29,22 @@ struct options {
 	uint32_t ct_entries = 0; // 0: the mode's default
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
 	uint32_t wait_shm_ms = 10000;
+	// Benchmarking (scripts/bench): an RX-only source and a sink, as testpmd's two ports.
+	std::string tx_port;          // EAL mode: transmit forwarded traffic on this ethdev (by name)
+	uint32_t mbufs = 0;           // per-worker mbuf pool; 0: default_mbufs
+	uint32_t mbuf_size = 0;       // mbuf data room, headroom included; 0: DPDK's default (2176)
+	uint32_t stats_period_s = 0;  // every N seconds print a `stats` line of this run's counters
 	std::vector<std::string> eal_user; // after `--`
 };
 
 // Connection-table entries per worker when --ct-entries is not given.
 inline constexpr uint32_t default_ct_entries = 1u << 20;          // real NICs (hugepages)
 inline constexpr uint32_t default_ct_entries_shortcut = 1u << 16; // --pcap, --iface (-m)
+
+// mbufs per worker pool when --mbufs is not given: 8191 = 2^13 - 1 (mempool
+// rings hold 2^n - 1): the RX ring (1024), mbufs in flight on TX rings and
+// caches, with room.
+inline constexpr uint32_t default_mbufs = 8191;
 
 // Parses argv. Prints --help and exits 0; a usage error throws sluice::error
 // with the one line to print (the caller exits 2).

@@ -139,7 +139,9 @@ port_layout find_ports(const options &o)
 				l.data = p;
 			break;
 		case port_mode::eal:
-			if (driver == "net_tap" && l.exception == no_port)
+			if (!o.tx_port.empty() && name == o.tx_port)
+				l.tx = p;
+			else if (driver == "net_tap" && l.exception == no_port)
 				l.exception = p;
 			else if (driver != "net_tap" && l.data == no_port)
 				l.data = p;
@@ -155,6 +157,8 @@ port_layout find_ports(const options &o)
 		throw error("the {} port did not come up (see EAL's messages above)",
 			    o.mode == port_mode::pcap ? "net_pcap" : "net_af_packet");
 	}
+	if (!o.tx_port.empty() && l.tx == no_port)
+		throw error("--tx-port {}: no such ethdev (give it with --vdev or -a)", o.tx_port);
 	if (o.mode == port_mode::pcap && l.exception == no_port)
 		throw error("the exception pcap port (net_pcap1) did not come up");
 	if (o.mode == port_mode::eal && l.exception == no_port)
@@ -167,13 +171,11 @@ port_layout find_ports(const options &o)
 	return l;
 }
 
-rte_mempool *make_pool(const std::string &name, uint32_t mbufs, int socket)
+rte_mempool *make_pool(const std::string &name, uint32_t mbufs, int socket, uint16_t data_room)
 {
-	rte_mempool *mp = rte_pktmbuf_pool_create(name.c_str(), mbufs, pool_cache, 0,
-						  RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	rte_mempool *mp = rte_pktmbuf_pool_create(name.c_str(), mbufs, pool_cache, 0, data_room, socket);
 	if (!mp && socket != SOCKET_ID_ANY)
-		mp = rte_pktmbuf_pool_create(name.c_str(), mbufs, pool_cache, 0,
-					     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+		mp = rte_pktmbuf_pool_create(name.c_str(), mbufs, pool_cache, 0, data_room, SOCKET_ID_ANY);
 	if (!mp)
 		throw error("cannot create mbuf pool {} ({} mbufs): {}: give more memory (-m, or "
 			    "hugepages)",
@@ -187,7 +189,8 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 	const uint16_t port = ports.data;
 	const rte_eth_dev_info info = dev_info(port);
 	const uint16_t nrx = static_cast<uint16_t>(o.workers);
-	const uint16_t ntx = static_cast<uint16_t>(o.workers + (extra_tx ? 1 : 0));
+	// With a --tx-port the data port only receives.
+	const uint16_t ntx = ports.tx != no_port ? 0 : static_cast<uint16_t>(o.workers + (extra_tx ? 1 : 0));
 	if (nrx > info.max_rx_queues || ntx > info.max_tx_queues)
 		throw error("port {} ({}): {} workers need {} RX and {} TX queues; it has {} and {}",
 			    port, port_name(port), o.workers, nrx, ntx, info.max_rx_queues,
@@ -303,6 +306,41 @@ void setup_exception_port(const port_layout &ports, uint32_t workers, rte_mempoo
 	ret = rte_eth_dev_start(port);
 	if (ret < 0)
 		port_fail(port, "start", ret);
+}
+
+void setup_tx_port(const options &o, const port_layout &ports, data_port &data)
+{
+	const uint16_t port = ports.tx;
+	const rte_eth_dev_info info = dev_info(port);
+	// One per worker, and the main lcore's for the TAP relay.
+	const uint16_t ntx = static_cast<uint16_t>(o.workers + (ports.tap ? 1 : 0));
+	if (ntx > info.max_tx_queues)
+		throw error("--tx-port {}: {} workers need {} TX queues; it has {}", o.tx_port, o.workers,
+			    ntx, info.max_tx_queues);
+	rte_eth_conf conf;
+	std::memset(&conf, 0, sizeof(conf));
+	const bool cksum = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+	if (cksum)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+	int ret = rte_eth_dev_configure(port, 0, ntx, &conf);
+	if (ret < 0)
+		port_fail(port, "configure", ret);
+	uint16_t nrxd = rx_desc, ntxd = tx_desc;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
+	if (ret < 0)
+		port_fail(port, "descriptor counts", ret);
+	rte_eth_txconf txconf = info.default_txconf;
+	txconf.offloads = conf.txmode.offloads;
+	for (uint16_t q = 0; q < ntx; q++)
+		tx_queue(port, q, ntxd, txconf);
+	ret = rte_eth_dev_start(port);
+	if (ret < 0)
+		port_fail(port, "start", ret);
+	data.params.tx_ipv4_cksum_offload = cksum;
+	data.capabilities += fmt::format("; forwarded traffic out of port {} ({}, {}): {} tx queue{}, "
+					 "TX IPv4 checksum: {}",
+					 port, port_name(port), info.driver_name, ntx, ntx > 1 ? "s" : "",
+					 cksum ? "offload" : "software");
 }
 
 void close_port(uint16_t port)

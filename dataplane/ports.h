@@ -21,6 +21,7 @@ inline constexpr uint16_t no_port = UINT16_MAX;
 struct port_layout {
 	uint16_t data = no_port;
 	uint16_t exception = no_port; // no_port: none (af_packet)
+	uint16_t tx = no_port;        // --tx-port: forwarded traffic goes out here; no_port: data
 	bool tap = false;             // the exception port is a TAP: relay its RX out of data
 	std::string data_name;        // "net_pcap0", "0000:3b:00.0", or the --iface name
 };
@@ -38,11 +39,13 @@ struct data_port {
 };
 
 // An mbuf pool on `socket` (falling back to any socket: without hugepages
-// all memory sits on one); throws on failure.
-rte_mempool *make_pool(const std::string &name, uint32_t mbufs, int socket);
+// all memory sits on one); throws on failure. data_room: headroom included.
+rte_mempool *make_pool(const std::string &name, uint32_t mbufs, int socket,
+		       uint16_t data_room = RTE_MBUF_DEFAULT_BUF_SIZE);
 
 // Configures and starts the data port: rx_pools[q] feeds RX queue q, one TX
-// queue per worker plus one for the main lcore when `extra_tx`.
+// queue per worker plus one for the main lcore when `extra_tx` (none with a
+// --tx-port: then it only receives).
 data_port setup_data_port(const options &o, const port_layout &ports,
 			  const std::vector<rte_mempool *> &rx_pools, bool extra_tx);
 
@@ -52,6 +55,11 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 // the kernel takes the frames as its own.
 void setup_exception_port(const port_layout &ports, uint32_t workers, rte_mempool *rx_pool,
 			  const data_port &data);
+
+// Configures and starts the --tx-port: one TX queue per worker and one for
+// the main lcore's TAP relay (data.main_txq), no RX. The workers' IPv4
+// checksum offload follows this port's capability.
+void setup_tx_port(const options &o, const port_layout &ports, data_port &data);
 
 // rte_eth_dev_stop + rte_eth_dev_close (pcap files flushed, the TAP gone).
 void close_port(uint16_t port);
