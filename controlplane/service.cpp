@@ -102,6 +102,8 @@ std::string worker_kind(uint32_t k)
 
 } // namespace
 
+static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids);
+
 service::service(publisher &pub, const std::string &state_dir, const config &initial,
 		 bool resolve_next_hops)
 	: pub_(pub), store_(state_dir), resolve_next_hops_(resolve_next_hops)
@@ -117,6 +119,10 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 		});
 		store_.save(state_);
 	}
+	// Next hops before the first snapshot: a restarted sluiced must not
+	// hand the running dataplanes a snapshot without them.
+	if (resolve_next_hops_)
+		hops_ = resolve_hops(state_.cfg, state_.ids);
 	health_ = std::make_unique<health_monitor>([this](uint64_t, bool) { republish(); });
 	std::lock_guard lk(mu_);
 	update_health_targets_locked();
@@ -187,39 +193,47 @@ sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) cons
 	return sum;
 }
 
+// The next hops of every backend that needs one looked up: the configured
+// gateway, or an l2dsr backend's own mac, make a lookup unnecessary. Netlink
+// only, no lock: callers pass a copy of what they read under it.
+static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids)
+{
+	std::map<uint32_t, service_hop> found;
+	for (const auto &v : cfg.vips)
+		for (const auto &b : v.backends) {
+			bool configured = v.mode == vip_mode::l2dsr ? b.mac.has_value()
+								    : cfg.node.gateway_mac.has_value();
+			if (configured)
+				continue;
+			service_hop h;
+			try {
+				next_hop nh = resolve_next_hop(b.address);
+				h.mac = nh.mac;
+				if (!nh.mac) {
+					h.error = fmt::format("{} not in the neighbour table yet", nh.via.str());
+					poke_neighbor(nh.via, nh.ifindex);
+				}
+			} catch (const error &e) {
+				h.error = e.what();
+			}
+			found[ids.backend_id(v.key, b.address)] = h;
+		}
+	return found;
+}
+
 void service::refresh_next_hops()
 {
 	if (!resolve_next_hops_)
 		return;
-	// Which backends the dataplanes need a MAC for: the configured gateway
-	// or an l2dsr backend's own mac make a lookup unnecessary.
-	std::map<uint32_t, ip_address> want;
+	config cfg;
+	object_ids ids;
 	{
 		std::lock_guard lk(mu_);
-		for (const auto &v : state_.cfg.vips)
-			for (const auto &b : v.backends) {
-				bool configured = v.mode == vip_mode::l2dsr ? b.mac.has_value()
-									    : state_.cfg.node.gateway_mac.has_value();
-				if (!configured)
-					want[state_.ids.backend_id(v.key, b.address)] = b.address;
-			}
+		cfg = state_.cfg;
+		ids = state_.ids;
 	}
-	// Netlink without the lock: the API and the health checker go on.
-	std::map<uint32_t, hop_state> found;
-	for (const auto &[id, addr] : want) {
-		hop_state h;
-		try {
-			next_hop nh = resolve_next_hop(addr);
-			h.mac = nh.mac;
-			if (!nh.mac) {
-				h.error = fmt::format("{} not in the neighbour table yet", nh.via.str());
-				poke_neighbor(nh.via, nh.ifindex);
-			}
-		} catch (const error &e) {
-			h.error = e.what();
-		}
-		found[id] = h;
-	}
+	// The API and the health checker go on meanwhile.
+	std::map<uint32_t, service_hop> found = resolve_hops(cfg, ids);
 	std::lock_guard lk(mu_);
 	bool changed = found.size() != hops_.size();
 	for (const auto &[id, h] : found) {

@@ -74,6 +74,12 @@ struct stats_view {
 	std::vector<worker_view> workers;
 };
 
+// A backend's next hop as sluiced last resolved it.
+struct service_hop {
+	std::optional<mac_address> mac;
+	std::string error;
+};
+
 class service {
 public:
 	// Restores `state_dir`/state.json if present (the last acknowledged
@@ -120,11 +126,7 @@ private:
 	snapshot_builder builder_;
 	bool restored_ = false;
 	bool resolve_next_hops_ = false;
-	struct hop_state {
-		std::optional<mac_address> mac;
-		std::string error;
-	};
-	std::map<uint32_t, hop_state> hops_; // by backend id
+	std::map<uint32_t, struct service_hop> hops_; // by backend id
 	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
 };
 
