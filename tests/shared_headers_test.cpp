@@ -114,8 +114,9 @@ TEST(Counters, NamesAreUniqueAndKindsKnown)
 	for (const auto &c : sluice::counter_table) {
 		EXPECT_TRUE(names.insert(c.name).second) << c.name;
 		EXPECT_TRUE(kinds.count(c.kind)) << c.name << " has kind " << c.kind;
-		if (std::string(c.kind) == "drop")
+		if (std::string(c.kind) == "drop") {
 			EXPECT_EQ(std::string(c.name).rfind("drop_", 0), 0u) << c.name;
+		}
 		EXPECT_GT(std::strlen(c.help), 10u) << c.name;
 	}
 	EXPECT_EQ(names.size(), static_cast<size_t>(SLUICE_CNT__COUNT));
