@@ -78,17 +78,7 @@ std::string errno_text(int err) { return std::strerror(err); }
 sluice_shm_header expected_header()
 {
 	sluice_shm_header h;
-	std::memset(&h, 0, sizeof(h));
-	h.magic = SLUICE_SHM_MAGIC;
-	h.abi_version = SLUICE_ABI_VERSION;
-	h.header_size = sizeof(sluice_shm_header);
-	h.segment_size = sizeof(sluice_shm);
-	h.max_vips = SLUICE_MAX_VIPS;
-	h.max_backends = SLUICE_MAX_BACKENDS;
-	h.max_workers = SLUICE_MAX_WORKERS;
-	h.snapshot_slots = SLUICE_SNAPSHOT_SLOTS;
-	h.ring_pool = SLUICE_RING_POOL;
-	h.counter_slots = SLUICE_COUNTER_SLOTS;
+	sluice_shm_header_init(&h);
 	return h;
 }
 

@@ -154,17 +154,7 @@ protected:
 		void *p = mmap(nullptr, sizeof(sluice_shm_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		ASSERT_NE(p, MAP_FAILED);
 		sluice_shm_header h;
-		std::memset(&h, 0, sizeof(h));
-		h.magic = SLUICE_SHM_MAGIC;
-		h.abi_version = SLUICE_ABI_VERSION;
-		h.header_size = sizeof(sluice_shm_header);
-		h.segment_size = sizeof(sluice_shm);
-		h.max_vips = SLUICE_MAX_VIPS;
-		h.max_backends = SLUICE_MAX_BACKENDS;
-		h.max_workers = SLUICE_MAX_WORKERS;
-		h.snapshot_slots = SLUICE_SNAPSHOT_SLOTS;
-		h.ring_pool = SLUICE_RING_POOL;
-		h.counter_slots = SLUICE_COUNTER_SLOTS;
+		sluice_shm_header_init(&h);
 		edit(h);
 		std::memcpy(p, &h, sizeof(h));
 		munmap(p, sizeof(sluice_shm_header));

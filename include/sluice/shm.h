@@ -250,6 +250,23 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, workers) == 128, "shm.wo
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, slots) % SLUICE_CACHE_LINE == 0,
 		     "snapshot slots line up");
 
+/* The header this build writes and expects, magic included; a segment
+ * whose header differs in any field is of another layout. */
+SLUICE_INLINE void sluice_shm_header_init(struct sluice_shm_header *h)
+{
+	__builtin_memset(h, 0, sizeof(*h));
+	h->magic = SLUICE_SHM_MAGIC;
+	h->abi_version = SLUICE_ABI_VERSION;
+	h->header_size = sizeof(struct sluice_shm_header);
+	h->segment_size = sizeof(struct sluice_shm);
+	h->max_vips = SLUICE_MAX_VIPS;
+	h->max_backends = SLUICE_MAX_BACKENDS;
+	h->max_workers = SLUICE_MAX_WORKERS;
+	h->snapshot_slots = SLUICE_SNAPSHOT_SLOTS;
+	h->ring_pool = SLUICE_RING_POOL;
+	h->counter_slots = SLUICE_COUNTER_SLOTS;
+}
+
 /* ------------------------------------------------------------- VIP lookup */
 
 /* Hash of a VIP's (address, family, port, protocol) for vip_hash. */
