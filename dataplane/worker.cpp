@@ -4,6 +4,15 @@
 // bucket, then decide and rewrite. Every decision comes from include/sluice/
 // (parse, flow hash, VIP lookup, Maglev, connection table, encapsulation),
 // the same code the XDP program runs.
+//
+// What is this file's own is how cheaply it applies them, measured by
+// bench_pipeline and callgrind (docs/performance.md):
+//  - the VIP of the previous packet is reused when the destination, port,
+//    protocol and family are the same (a burst is mostly one VIP's);
+//  - a forwarded packet's trim and prepend are one write of the mbuf's
+//    lengths, and its Ethernet header is written whole, not moved;
+//  - the counters every packet touches (rx, tx, conn_hit, the VIP's) are
+//    summed in registers and written once per burst.
 #include "worker.h"
 
 #include <sluice/encap.h>
@@ -28,10 +37,56 @@ struct pkt_ctx {
 	sluice_ct_bucket *bucket;
 };
 
-inline void count(worker_state &st, sluice_counter c)
-{
-	st.stats->counters[c]++;
-}
+// One burst's view: what every packet of it reads, and the counters summed
+// over it (flushed once by finish()).
+struct burst {
+	worker_state &st;
+	const sluice_snapshot *snap;
+	uint32_t mtu; // the smaller of the port's and the node's
+	uint64_t tx_packets = 0;
+	uint64_t tx_bytes = 0;
+	uint64_t conn_hit = 0;
+	uint32_t run_vip = SLUICE_MAX_VIPS; // the VIP of the current run of forwarded packets
+	uint64_t run_packets = 0;
+	uint64_t run_bytes = 0;
+
+	burst(worker_state &s, const sluice_snapshot *sn) : st(s), snap(sn), mtu(s.params.port_mtu)
+	{
+		if (sn && sn->node.mtu && sn->node.mtu < mtu)
+			mtu = sn->node.mtu;
+	}
+
+	void count(sluice_counter c) { st.stats->counters[c]++; }
+
+	void vip_forwarded(uint32_t vid, uint32_t bytes)
+	{
+		if (vid != run_vip) {
+			flush_run();
+			run_vip = vid;
+		}
+		run_packets++;
+		run_bytes += bytes;
+	}
+
+	void flush_run()
+	{
+		if (run_vip != SLUICE_MAX_VIPS) {
+			sluice_obj_counters &vc = st.stats->vip[run_vip];
+			vc.packets += run_packets;
+			vc.bytes += run_bytes;
+		}
+		run_packets = run_bytes = 0;
+	}
+
+	void finish()
+	{
+		flush_run();
+		uint64_t *c = st.stats->counters;
+		c[SLUICE_CNT_tx_packets] += tx_packets;
+		c[SLUICE_CNT_tx_bytes] += tx_bytes;
+		c[SLUICE_CNT_conn_hit] += conn_hit;
+	}
+};
 
 inline bool is_vip_address(const sluice_snapshot *s, const sluice_pkt &p)
 {
@@ -47,12 +102,19 @@ inline void reply_l2(uint8_t *frame, const rte_ether_addr &port_mac)
 }
 
 // Keeps exactly the Ethernet header and the IP packet: trailing padding of
-// short frames is not part of the packet and must not be encapsulated.
+// short frames is not part of the packet and must not be encapsulated. The
+// parser read the packet from the first segment, so any further segments
+// hold only what follows it.
 inline void trim_to_ip(rte_mbuf *m, const sluice_pkt &p)
 {
-	uint32_t want = static_cast<uint32_t>(p.l2_len) + p.l3_len;
-	if (m->data_len > want)
-		rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - want));
+	if (unlikely(m->nb_segs != 1)) {
+		rte_pktmbuf_free(m->next);
+		m->next = nullptr;
+		m->nb_segs = 1;
+	}
+	const uint16_t len = static_cast<uint16_t>(p.l2_len + p.l3_len);
+	m->data_len = len;
+	m->pkt_len = len;
 }
 
 // Opens `len` bytes between the Ethernet header and the IP packet. Returns
@@ -66,123 +128,116 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	return reinterpret_cast<uint8_t *>(front) + l2_len;
 }
 
-inline void set_ethertype(uint8_t *frame, uint16_t l2_len, uint16_t type_be)
-{
-	// The ethertype is the last field of the L2 header, tagged or not.
-	std::memcpy(frame + l2_len - 2, &type_be, 2);
-}
-
 // Too big to encapsulate: tell the client, from the VIP, how much fits.
-action too_big(worker_state &st, rte_mbuf *m, const sluice_pkt &p, uint32_t room)
+[[gnu::noinline]] action too_big(burst &bu, rte_mbuf *m, const sluice_pkt &p, uint32_t room)
 {
 	uint16_t quote = sluice_icmp_quote_len(p.l3_len);
+	if (p.key.family == SLUICE_AF_INET && !p.df) {
+		bu.count(SLUICE_CNT_drop_too_big);
+		return action::drop;
+	}
+	trim_to_ip(m, p);
+	const bool v4 = p.key.family == SLUICE_AF_INET;
+	const uint16_t hdr = static_cast<uint16_t>(
+		(v4 ? sizeof(sluice_ipv4_hdr) : sizeof(sluice_ipv6_hdr)) + sizeof(sluice_icmp_hdr));
+	uint8_t *gap = open_gap(m, p.l2_len, hdr);
+	if (!gap) {
+		bu.count(SLUICE_CNT_drop_too_big);
+		return action::drop;
+	}
 	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
-	if (p.key.family == SLUICE_AF_INET) {
-		if (!p.df) {
-			count(st, SLUICE_CNT_drop_too_big);
-			return action::drop;
-		}
-		uint16_t hdr = sizeof(sluice_ipv4_hdr) + sizeof(sluice_icmp_hdr);
-		uint8_t *gap = open_gap(m, p.l2_len, hdr);
-		if (!gap) {
-			count(st, SLUICE_CNT_drop_too_big);
-			return action::drop;
-		}
-		frame = rte_pktmbuf_mtod(m, uint8_t *);
-		rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - (p.l2_len + hdr + quote)));
-		const uint8_t *q = gap + hdr;
+	rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - (p.l2_len + hdr + quote)));
+	const uint8_t *q = gap + hdr;
+	if (v4) {
 		sluice_icmp4_frag_needed(reinterpret_cast<sluice_ipv4_hdr *>(gap),
 					 reinterpret_cast<sluice_icmp_hdr *>(gap + sizeof(sluice_ipv4_hdr)),
 					 q, q + quote, quote, static_cast<uint16_t>(room));
 	} else {
-		uint16_t hdr = sizeof(sluice_ipv6_hdr) + sizeof(sluice_icmp_hdr);
-		uint8_t *gap = open_gap(m, p.l2_len, hdr);
-		if (!gap) {
-			count(st, SLUICE_CNT_drop_too_big);
-			return action::drop;
-		}
-		frame = rte_pktmbuf_mtod(m, uint8_t *);
-		rte_pktmbuf_trim(m, static_cast<uint16_t>(m->data_len - (p.l2_len + hdr + quote)));
-		const uint8_t *q = gap + hdr;
 		uint32_t mtu = room < SLUICE_IPV6_MIN_MTU ? SLUICE_IPV6_MIN_MTU : room;
 		sluice_icmp6_too_big(reinterpret_cast<sluice_ipv6_hdr *>(gap),
 				     reinterpret_cast<sluice_icmp_hdr *>(gap + sizeof(sluice_ipv6_hdr)), q,
 				     q + quote, quote, mtu);
 	}
-	reply_l2(frame, st.params.port_mac);
-	count(st, SLUICE_CNT_icmp_too_big_sent);
+	reply_l2(frame, bu.st.params.port_mac);
+	bu.count(SLUICE_CNT_icmp_too_big_sent);
 	return action::reply;
 }
 
 // Sends the packet to backend `bid` of VIP `vid` the VIP's way.
-action forward(worker_state &st, const sluice_snapshot *s, rte_mbuf *m, const sluice_pkt &p,
-	       uint32_t vid, uint32_t bid, uint32_t hash)
+[[gnu::always_inline]] inline action forward(burst &bu, rte_mbuf *m, const sluice_pkt &p, uint32_t vid,
+					     uint32_t bid, uint32_t hash)
 {
+	const sluice_snapshot *s = bu.snap;
 	const sluice_vip &v = s->vips[vid];
-	const sluice_backend &b = s->backends[bid & (SLUICE_MAX_BACKENDS - 1)];
+	const uint32_t b_idx = bid & (SLUICE_MAX_BACKENDS - 1);
+	const sluice_backend &b = s->backends[b_idx];
 	if (unlikely(!(b.flags & SLUICE_BACKEND_HAS_MAC))) {
-		count(st, SLUICE_CNT_drop_no_nexthop);
+		bu.count(SLUICE_CNT_drop_no_nexthop);
 		return action::drop;
 	}
-	uint16_t enc = sluice_encap_len(v.mode, b.family);
-	uint32_t mtu = st.params.port_mtu;
-	if (s->node.mtu && s->node.mtu < mtu)
-		mtu = s->node.mtu;
-	if (unlikely(static_cast<uint32_t>(p.l3_len) + enc > mtu)) {
+	const uint16_t enc = sluice_encap_len(v.mode, b.family);
+	if (unlikely(static_cast<uint32_t>(p.l3_len) + enc > bu.mtu)) {
 		if (p.kind == SLUICE_PKT_L4)
-			return too_big(st, m, p, mtu - enc);
-		count(st, SLUICE_CNT_drop_too_big);
+			return too_big(bu, m, p, bu.mtu - enc);
+		bu.count(SLUICE_CNT_drop_too_big);
 		return action::drop;
 	}
-	uint32_t rx_bytes = p.l3_len;
+	if (unlikely(rte_pktmbuf_headroom(m) < enc)) {
+		bu.count(SLUICE_CNT_drop_too_big); // what a failed prepend is counted as
+		return action::drop;
+	}
+	// Trim to the IP packet and open room for the outer headers in front
+	// of it: two writes of the mbuf's lengths, no copy of the packet.
 	trim_to_ip(m, p);
-	uint8_t *frame;
+	m->data_off = static_cast<uint16_t>(m->data_off - enc);
+	m->data_len = static_cast<uint16_t>(m->data_len + enc);
+	m->pkt_len += enc;
+	uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
+	const uint16_t l2 = p.l2_len;
 	if (enc) {
-		uint8_t *outer = open_gap(m, p.l2_len, enc);
-		if (unlikely(!outer)) {
-			count(st, SLUICE_CNT_drop_too_big);
-			return action::drop;
-		}
-		frame = rte_pktmbuf_mtod(m, uint8_t *);
-		sluice_encap_write(outer, v.mode, &s->node, &b, v.gue_port_be, hash, p.key.family, p.tos,
-				   p.l3_len, !st.params.tx_ipv4_cksum_offload);
-		set_ethertype(frame, p.l2_len,
-			      sluice_htons(b.family == SLUICE_AF_INET6 ? SLUICE_ETH_P_IPV6
-								    : SLUICE_ETH_P_IPV4));
-		if (st.params.tx_ipv4_cksum_offload && b.family == SLUICE_AF_INET) {
-			m->l2_len = p.l2_len;
+		// The Ethernet header is rewritten whole below; a VLAN tag
+		// (TPID and TCI, bytes 12-15) is carried over from where the
+		// frame began. enc >= 20, so the ranges never overlap.
+		if (unlikely(l2 != sizeof(sluice_eth_hdr)))
+			std::memcpy(frame + 12, frame + enc + 12, 4);
+		const bool sw_csum = !bu.st.params.tx_ipv4_cksum_offload;
+		sluice_encap_write(frame + l2, v.mode, &s->node, &b, v.gue_port_be, hash, p.key.family,
+				   p.tos, p.l3_len, sw_csum);
+		// The ethertype is the last field of the L2 header, tagged or not.
+		const uint16_t type_be = sluice_htons(b.family == SLUICE_AF_INET6 ? SLUICE_ETH_P_IPV6
+										  : SLUICE_ETH_P_IPV4);
+		std::memcpy(frame + l2 - 2, &type_be, 2);
+		if (!sw_csum && b.family == SLUICE_AF_INET) {
+			m->l2_len = l2;
 			m->l3_len = sizeof(sluice_ipv4_hdr);
 			m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
 		}
-	} else {
-		frame = rte_pktmbuf_mtod(m, uint8_t *);
 	}
-	auto *eth = reinterpret_cast<sluice_eth_hdr *>(frame);
-	std::memcpy(eth->dst, b.mac, SLUICE_ETH_ALEN);
-	std::memcpy(eth->src, st.params.port_mac.addr_bytes, SLUICE_ETH_ALEN);
+	std::memcpy(frame, b.mac, SLUICE_ETH_ALEN);
+	std::memcpy(frame + SLUICE_ETH_ALEN, bu.st.params.port_mac.addr_bytes, SLUICE_ETH_ALEN);
 
-	sluice_obj_counters &vc = st.stats->vip[vid];
-	sluice_obj_counters &bc = st.stats->backend[bid & (SLUICE_MAX_BACKENDS - 1)];
-	vc.packets++;
-	vc.bytes += rx_bytes;
+	bu.vip_forwarded(vid, p.l3_len);
+	sluice_obj_counters &bc = bu.st.stats->backend[b_idx];
 	bc.packets++;
-	bc.bytes += rx_bytes;
+	bc.bytes += p.l3_len;
 	return action::forward;
 }
 
 // The backend of a flow: its connection's if that backend still takes it,
 // else Maglev's pick (inserted, unless the packet is an ICMP error, which
 // never opens a connection). SLUICE_MAGLEV_EMPTY: none.
-uint32_t pick_backend(worker_state &st, const sluice_snapshot *s, pkt_ctx &c)
+[[gnu::always_inline]] inline uint32_t pick_backend(burst &bu, pkt_ctx &c)
 {
+	worker_state &st = bu.st;
+	const sluice_snapshot *s = bu.snap;
 	const sluice_ct_timeouts &to = st.ct->to;
 	sluice_ct_entry *e = sluice_ct_find(c.bucket, &c.p.key, st.now_s, &to);
-	if (e) {
+	if (likely(e != nullptr)) {
 		const sluice_backend &b = s->backends[e->backend_id & (SLUICE_MAX_BACKENDS - 1)];
 		if (likely(e->backend_id < SLUICE_MAX_BACKENDS && sluice_backend_keeps_flows(&b, c.vip))) {
 			if (c.p.kind == SLUICE_PKT_L4)
 				sluice_ct_update(e, c.p.tcp_flags, st.now_s);
-			count(st, SLUICE_CNT_conn_hit);
+			bu.conn_hit++;
 			return e->backend_id;
 		}
 	}
@@ -196,7 +251,7 @@ uint32_t pick_backend(worker_state &st, const sluice_snapshot *s, pkt_ctx &c)
 		e->backend_id = bid;
 		e->vip_id = c.vip;
 		sluice_ct_update(e, c.p.tcp_flags, st.now_s);
-		count(st, SLUICE_CNT_conn_repick);
+		bu.count(SLUICE_CNT_conn_repick);
 		return bid;
 	}
 	if (c.p.kind != SLUICE_PKT_L4)
@@ -204,74 +259,49 @@ uint32_t pick_backend(worker_state &st, const sluice_snapshot *s, pkt_ctx &c)
 	bool evicted = false;
 	sluice_ct_insert(c.bucket, &c.p.key, bid, c.vip,
 			 sluice_ct_initial_state(c.p.key.proto, c.p.tcp_flags), st.now_s, &to, &evicted);
-	count(st, SLUICE_CNT_conn_new);
+	bu.count(SLUICE_CNT_conn_new);
 	if (evicted)
-		count(st, SLUICE_CNT_conn_evict);
+		bu.count(SLUICE_CNT_conn_evict);
 	st.stats->vip[c.vip].new_flows++;
 	st.stats->backend[bid & (SLUICE_MAX_BACKENDS - 1)].new_flows++;
 	return bid;
 }
 
 // A first fragment went to `bid`: the later ones of its datagram follow.
-void remember_fragment(worker_state &st, const sluice_pkt &p, uint32_t vid, uint32_t bid)
+[[gnu::noinline]] void remember_fragment(burst &bu, const sluice_pkt &p, uint32_t vid, uint32_t bid)
 {
+	worker_state &st = bu.st;
 	sluice_flow_key fk;
 	sluice_frag_key(&fk, p.key.family, p.key.src, p.key.dst, p.frag_id, p.key.proto);
 	sluice_ct_bucket *b = sluice_ct_table_bucket(st.ct, sluice_flow_hash(&fk));
 	sluice_ct_insert(b, &fk, bid, vid, SLUICE_CT_FRAG, st.now_s, &st.ct->to, nullptr);
-	count(st, SLUICE_CNT_frag_first);
+	bu.count(SLUICE_CNT_frag_first);
 }
 
-action later_fragment(worker_state &st, const sluice_snapshot *s, rte_mbuf *m, const sluice_pkt &p)
+// What is not a VIP service's packet but is for a VIP address: later
+// fragments, echo requests, unmatched ICMP errors, other protocols. Rare, so
+// out of line.
+[[gnu::noinline]] action vip_address_packet(burst &bu, rte_mbuf *m, const sluice_pkt &p)
 {
-	sluice_flow_key fk;
-	sluice_frag_key(&fk, p.key.family, p.key.src, p.key.dst, p.frag_id, p.key.proto);
-	uint32_t h = sluice_flow_hash(&fk);
-	sluice_ct_entry *e = sluice_ct_find(sluice_ct_table_bucket(st.ct, h), &fk, st.now_s, &st.ct->to);
-	if (!e) {
-		count(st, SLUICE_CNT_drop_frag_no_first);
-		return action::drop;
-	}
-	sluice_ct_update(e, 0, st.now_s);
-	// Later fragments carry no ports, so their outer entropy (GUE source
-	// port, flow label) comes from the fragment key's hash: one datagram's
-	// later fragments still share one outer flow.
-	count(st, SLUICE_CNT_frag_followed);
-	return forward(st, s, m, p, e->vip_id & (SLUICE_MAX_VIPS - 1), e->backend_id, h);
-}
-
-action decide(worker_state &st, const sluice_snapshot *s, rte_mbuf *m, pkt_ctx &c)
-{
-	sluice_pkt &p = c.p;
-	if (p.kind == SLUICE_PKT_NOT_IP) {
-		count(st, SLUICE_CNT_pass_not_vip);
-		return action::kernel;
-	}
-	if (unlikely(!s)) {
-		count(st, SLUICE_CNT_drop_no_snapshot);
-		return action::drop;
-	}
-	if (likely(c.vip != SLUICE_MAX_VIPS)) {
-		uint32_t bid = pick_backend(st, s, c);
-		if (unlikely(bid == SLUICE_MAGLEV_EMPTY)) {
-			count(st, SLUICE_CNT_drop_no_backend);
+	worker_state &st = bu.st;
+	switch (p.kind) {
+	case SLUICE_PKT_FRAG: {
+		sluice_flow_key fk;
+		sluice_frag_key(&fk, p.key.family, p.key.src, p.key.dst, p.frag_id, p.key.proto);
+		uint32_t h = sluice_flow_hash(&fk);
+		sluice_ct_entry *e =
+			sluice_ct_find(sluice_ct_table_bucket(st.ct, h), &fk, st.now_s, &st.ct->to);
+		if (!e) {
+			bu.count(SLUICE_CNT_drop_frag_no_first);
 			return action::drop;
 		}
-		if (p.kind == SLUICE_PKT_ICMP_ERROR)
-			count(st, SLUICE_CNT_icmp_error_forwarded);
-		else if (p.first_frag)
-			remember_fragment(st, p, c.vip, bid);
-		return forward(st, s, m, p, c.vip, bid, c.hash);
+		sluice_ct_update(e, 0, st.now_s);
+		// Later fragments carry no ports, so their outer entropy (GUE
+		// source port, flow label) comes from the fragment key's hash:
+		// one datagram's later fragments still share one outer flow.
+		bu.count(SLUICE_CNT_frag_followed);
+		return forward(bu, m, p, e->vip_id & (SLUICE_MAX_VIPS - 1), e->backend_id, h);
 	}
-	// Not a VIP service: a VIP address still keeps what is not for the kernel.
-	bool vip_addr = is_vip_address(s, p);
-	if (!vip_addr) {
-		count(st, SLUICE_CNT_pass_not_vip);
-		return action::kernel;
-	}
-	switch (p.kind) {
-	case SLUICE_PKT_FRAG:
-		return later_fragment(st, s, m, p);
 	case SLUICE_PKT_ICMP_ECHO: {
 		trim_to_ip(m, p);
 		uint8_t *frame = rte_pktmbuf_mtod(m, uint8_t *);
@@ -282,16 +312,72 @@ action decide(worker_state &st, const sluice_snapshot *s, rte_mbuf *m, pkt_ctx &
 		else
 			sluice_icmp6_echo_reply(reinterpret_cast<sluice_ipv6_hdr *>(l3), icmp);
 		reply_l2(frame, st.params.port_mac);
-		count(st, SLUICE_CNT_icmp_echo_replied);
+		bu.count(SLUICE_CNT_icmp_echo_replied);
 		return action::reply;
 	}
 	case SLUICE_PKT_ICMP_ERROR:
-		count(st, SLUICE_CNT_drop_icmp_unmatched);
+		bu.count(SLUICE_CNT_drop_icmp_unmatched);
 		return action::drop;
 	default:
-		count(st, SLUICE_CNT_drop_vip_proto);
+		bu.count(SLUICE_CNT_drop_vip_proto);
 		return action::drop;
 	}
+}
+
+[[gnu::always_inline]] inline action decide(burst &bu, rte_mbuf *m, pkt_ctx &c)
+{
+	const sluice_pkt &p = c.p;
+	if (likely(c.vip != SLUICE_MAX_VIPS)) {
+		uint32_t bid = pick_backend(bu, c);
+		if (unlikely(bid == SLUICE_MAGLEV_EMPTY)) {
+			bu.count(SLUICE_CNT_drop_no_backend);
+			return action::drop;
+		}
+		if (unlikely(p.kind == SLUICE_PKT_ICMP_ERROR))
+			bu.count(SLUICE_CNT_icmp_error_forwarded);
+		else if (unlikely(p.first_frag))
+			remember_fragment(bu, p, c.vip, bid);
+		return forward(bu, m, p, c.vip, bid, c.hash);
+	}
+	if (p.kind == SLUICE_PKT_NOT_IP) {
+		bu.count(SLUICE_CNT_pass_not_vip);
+		return action::kernel;
+	}
+	if (unlikely(!bu.snap)) {
+		bu.count(SLUICE_CNT_drop_no_snapshot);
+		return action::drop;
+	}
+	// Not a VIP service: a VIP address still keeps what is not for the kernel.
+	if (!is_vip_address(bu.snap, p)) {
+		bu.count(SLUICE_CNT_pass_not_vip);
+		return action::kernel;
+	}
+	return vip_address_packet(bu, m, p);
+}
+
+// The VIP service of the last packet looked up, by the key words that
+// select it: the destination address, and the word holding the destination
+// port, protocol and family (flow.h's layout; its source port masked out).
+struct vip_memo {
+	uint64_t dst0 = 0, dst1 = 0;
+	uint64_t rest = ~0ull; // matches no parsed packet: its family byte is 0xFF
+	uint32_t vip = SLUICE_MAX_VIPS;
+};
+
+constexpr uint64_t memo_rest_mask = 0x0000FFFFFFFF0000ull; // dport, proto, family
+
+inline uint32_t find_vip(const sluice_snapshot *s, const sluice_flow_key &k, vip_memo &memo)
+{
+	uint64_t w[5];
+	std::memcpy(w, &k, sizeof(w));
+	const uint64_t rest = w[4] & memo_rest_mask;
+	if (w[2] != memo.dst0 || w[3] != memo.dst1 || rest != memo.rest) {
+		memo.vip = sluice_vip_find(s, k.dst, k.family, k.dport_be, k.proto);
+		memo.dst0 = w[2];
+		memo.dst1 = w[3];
+		memo.rest = rest;
+	}
+	return memo.vip;
 }
 
 } // namespace
@@ -299,8 +385,12 @@ action decide(worker_state &st, const sluice_snapshot *s, rte_mbuf *m, pkt_ctx &
 void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkts, uint16_t n,
 		   burst_result &out)
 {
+	static_assert(sizeof(sluice_flow_key) == 40 && offsetof(sluice_flow_key, dport_be) == 34 &&
+			      offsetof(sluice_flow_key, proto) == 36 && offsetof(sluice_flow_key, family) == 37,
+		      "vip_memo's mask names dport, proto and family in the key's fifth word");
 	pkt_ctx ctx[burst_size];
 	action act[burst_size];
+	burst bu(st, snap);
 	out.n_tx = 0;
 	out.n_kernel = 0;
 
@@ -308,42 +398,43 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 
 	// Stage 1: parse, find the VIP, hash, prefetch the connection bucket.
+	uint64_t rx_bytes = 0;
+	vip_memo memo;
 	for (uint16_t i = 0; i < n; i++) {
 		rte_mbuf *m = pkts[i];
 		pkt_ctx &c = ctx[i];
-		if (i + 4 < n)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
-		st.stats->counters[SLUICE_CNT_rx_packets]++;
-		st.stats->counters[SLUICE_CNT_rx_bytes] += m->pkt_len;
+		rx_bytes += m->pkt_len;
 		const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
 		uint32_t r = sluice_parse(data, data + m->data_len, &c.p);
 		c.vip = SLUICE_MAX_VIPS;
-		c.bucket = nullptr;
 		if (unlikely(r != SLUICE_PARSE_OK)) {
-			count(st, static_cast<sluice_counter>(r));
+			bu.count(static_cast<sluice_counter>(r));
 			act[i] = action::drop;
 			continue;
 		}
 		act[i] = action::kernel; // decided in stage 2
-		if (snap && (c.p.kind == SLUICE_PKT_L4 || c.p.kind == SLUICE_PKT_ICMP_ERROR)) {
-			c.vip = sluice_vip_find(snap, c.p.key.dst, c.p.key.family, c.p.key.dport_be,
-						c.p.key.proto);
-			if (c.vip != SLUICE_MAX_VIPS) {
+		if (likely(snap != nullptr) &&
+		    likely(c.p.kind == SLUICE_PKT_L4 || c.p.kind == SLUICE_PKT_ICMP_ERROR)) {
+			c.vip = find_vip(snap, c.p.key, memo);
+			if (likely(c.vip != SLUICE_MAX_VIPS)) {
 				c.hash = sluice_flow_hash(&c.p.key);
 				c.bucket = sluice_ct_table_bucket(st.ct, c.hash);
 				sluice_ct_prefetch(c.bucket);
 			}
 		}
 	}
+	st.stats->counters[SLUICE_CNT_rx_packets] += n;
+	st.stats->counters[SLUICE_CNT_rx_bytes] += rx_bytes;
+
 	// Stage 2: decide and rewrite.
 	for (uint16_t i = 0; i < n; i++) {
-		if (act[i] != action::drop)
-			act[i] = decide(st, snap, pkts[i], ctx[i]);
 		rte_mbuf *m = pkts[i];
+		if (act[i] != action::drop)
+			act[i] = decide(bu, m, ctx[i]);
 		switch (act[i]) {
 		case action::forward:
-			st.stats->counters[SLUICE_CNT_tx_packets]++;
-			st.stats->counters[SLUICE_CNT_tx_bytes] += m->pkt_len;
+			bu.tx_packets++;
+			bu.tx_bytes += m->pkt_len;
 			out.tx[out.n_tx++] = m;
 			break;
 		case action::reply: // counted by kind (icmp_echo_replied, icmp_too_big_sent)
@@ -360,6 +451,7 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 			break;
 		}
 	}
+	bu.finish();
 }
 
 } // namespace sluice
