@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // What a worker's connection table costs in memory: the entry and bucket
 // sizes from the definition (include/sluice/conntrack.h), the table the
-// worker allocates for --ct-entries N (sluice_ct_table_bytes: rounded up to
-// a power of two of 4-way buckets), and the resident memory of this process
+// worker allocates for --ct-entries N (sluice_ct_table_bytes: N / 4 buckets
+// of 4 ways, rounded up to a whole bucket), and the resident memory of this process
 // once such a table is filled with N random flows of one family, read from
 // /proc/self/status (VmRSS) before and after. The table sits in 4 KiB pages
 // (no transparent huge pages), so a page is resident only once touched.
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 	}
 	const uint64_t rss_after = vm_rss_bytes();
 	uint64_t live = 0;
-	const uint64_t buckets = static_cast<uint64_t>(t->mask) + 1;
+	const uint64_t buckets = t->n_buckets;
 	for (uint64_t b = 0; b < buckets; b++)
 		for (int w = 0; w < SLUICE_CT_WAYS; w++)
 			live += t->buckets[b].way[w].state != SLUICE_CT_FREE;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -102,13 +103,13 @@ sluice_ct_bucket *bucket_of(sluice_ct_table *t, const sluice_flow_key &k)
 std::vector<sluice_flow_key> keys_in_bucket_of(const sluice_ct_table *t, const sluice_flow_key &like,
 					       size_t n)
 {
-	const uint32_t want = sluice_ct_bucket_index(sluice_flow_hash(&like), t->mask);
+	const uint32_t want = sluice_ct_bucket_index(sluice_flow_hash(&like), t->n_buckets);
 	std::vector<sluice_flow_key> out;
 	for (uint32_t port = 1; out.size() < n; port++) {
 		sluice_flow_key k = like;
 		k.sport_be = sluice_htons((uint16_t)port);
 		k.src[3] = (uint8_t)(port >> 16);
-		if (sluice_ct_bucket_index(sluice_flow_hash(&k), t->mask) == want &&
+		if (sluice_ct_bucket_index(sluice_flow_hash(&k), t->n_buckets) == want &&
 		    !sluice_flow_key_equal(&k, &like))
 			out.push_back(k);
 	}
@@ -127,37 +128,60 @@ TEST(ConntrackLayout, OneCacheLinePerEntryAndNoBucketOverhead)
 	EXPECT_EQ(sluice_ct_table_bytes(1u << 20), 64u + 64u * (1u << 20));
 }
 
-TEST(ConntrackLayout, TableRoundsBucketsUpToAPowerOfTwo)
+// Memory follows the configured size: entries / WAYS buckets, rounded up
+// only to a whole bucket (10M entries are 610 MiB, not the 1 GiB of the
+// next power of two).
+TEST(ConntrackLayout, TableHasEntriesOverWaysBuckets)
 {
 	EXPECT_EQ(sluice_ct_table_buckets_for(0), 1u);
 	EXPECT_EQ(sluice_ct_table_buckets_for(1), 1u);
 	EXPECT_EQ(sluice_ct_table_buckets_for(4), 1u);
 	EXPECT_EQ(sluice_ct_table_buckets_for(5), 2u);
-	EXPECT_EQ(sluice_ct_table_buckets_for(1000), 256u);
-	EXPECT_EQ(sluice_ct_table_buckets_for(1024), 256u);
-	EXPECT_EQ(sluice_ct_table_buckets_for(1025), 512u);
+	EXPECT_EQ(sluice_ct_table_buckets_for(1000), 250u);
+	EXPECT_EQ(sluice_ct_table_buckets_for(1025), 257u);
+	EXPECT_EQ(sluice_ct_table_buckets_for(10'000'000), 2'500'000u);
 	EXPECT_EQ(sluice_ct_table_buckets_for(0xFFFFFFFFu), 1u << 30);
+	EXPECT_EQ(sluice_ct_table_bytes(10'000'000), 64u + 640'000'000u);
 	auto t = make_table(1000);
-	EXPECT_EQ(t->mask, 255u);
-	EXPECT_EQ(sluice_ct_table_entries(t.get()), 1024u);
+	EXPECT_EQ(t->n_buckets, 250u);
+	EXPECT_EQ(sluice_ct_table_entries(t.get()), 1000u);
 	EXPECT_EQ(t->to.est_s, SLUICE_CT_TIMEOUT_EST_S);
 }
 
 // Flows that share Maglev's low hash bits still spread over the buckets.
 TEST(ConntrackLayout, BucketIndexUsesEveryHashBit)
 {
-	const uint32_t mask = 1023;
-	std::vector<bool> used(mask + 1);
+	const uint32_t buckets = 1024;
+	std::vector<bool> used(buckets);
 	uint32_t distinct = 0;
 	for (uint32_t hi = 0; hi < 16384; hi++) {
-		const uint32_t idx = sluice_ct_bucket_index(hi << 18 | 0x2A5A5u, mask);
-		ASSERT_LE(idx, mask);
+		const uint32_t idx = sluice_ct_bucket_index(hi << 18 | 0x2A5A5u, buckets);
+		ASSERT_LT(idx, buckets);
 		if (!used[idx]) {
 			used[idx] = true;
 			distinct++;
 		}
 	}
 	EXPECT_GT(distinct, 1000u); // of 1024: 16 keys per bucket, nearly all hit
+}
+
+// Any bucket count: 1,000 buckets (not a power of two) are all reached,
+// evenly, and never one past the end.
+TEST(ConntrackLayout, BucketIndexCoversAnyBucketCount)
+{
+	const uint32_t buckets = 1000;
+	std::vector<uint32_t> hits(buckets);
+	for (uint32_t i = 0; i < 200'000; i++) {
+		const sluice_flow_key k = random_key(i);
+		const uint32_t idx = sluice_ct_bucket_index(sluice_flow_hash(&k), buckets);
+		ASSERT_LT(idx, buckets);
+		hits[idx]++;
+	}
+	const auto [lo, hi] = std::minmax_element(hits.begin(), hits.end());
+	EXPECT_GT(*lo, 130u); // 200 expected per bucket; Poisson sd ~14
+	EXPECT_LT(*hi, 270u);
+	EXPECT_EQ(sluice_ct_bucket_index(0xFFFFFFFFu, 1), 0u);
+	EXPECT_EQ(sluice_ct_bucket_index(0xFFFFFFFFu, 0xFFFFFFFFu) < 0xFFFFFFFFu, true);
 }
 
 TEST(Conntrack, InsertThenFindHitsWithBackendAndVip)
@@ -441,7 +465,7 @@ TEST(ConntrackEviction, FreedWayIsReused)
 TEST(ConntrackEviction, FullTableStillInserts)
 {
 	auto t = make_table(SLUICE_CT_WAYS);
-	ASSERT_EQ(t->mask, 0u);
+	ASSERT_EQ(t->n_buckets, 1u);
 	uint32_t evictions = 0;
 	for (uint32_t i = 0; i < 1000; i++) {
 		const sluice_flow_key k = random_key(i);
@@ -550,13 +574,13 @@ TEST(ConntrackScale, TenMillionFlowsThroughAMillionEntries)
 		evictions += evicted;
 	}
 	uint32_t live = 0;
-	for (uint32_t bi = 0; bi <= t->mask; bi++) {
+	for (uint32_t bi = 0; bi < t->n_buckets; bi++) {
 		for (const sluice_ct_entry &e : t->buckets[bi].way) {
 			if (e.state == SLUICE_CT_FREE)
 				continue;
 			live++;
 			ASSERT_EQ(e.backend_id, backend_of(e.key));
-			ASSERT_EQ(sluice_ct_bucket_index(sluice_flow_hash(&e.key), t->mask), bi);
+			ASSERT_EQ(sluice_ct_bucket_index(sluice_flow_hash(&e.key), t->n_buckets), bi);
 		}
 	}
 	EXPECT_EQ(live + evictions, flows);

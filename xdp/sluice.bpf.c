@@ -41,7 +41,7 @@
  * Frozen at load, so the verifier knows them as constants. */
 const volatile uint8_t cfg_port_mac[SLUICE_ETH_ALEN] = {0};
 const volatile uint32_t cfg_port_mtu = 1500;
-const volatile uint32_t cfg_ct_buckets = 1;	/* per CPU; a power of two */
+const volatile uint32_t cfg_ct_buckets = 1;	/* per CPU; >= 1 */
 const volatile uint32_t cfg_ring_entries = 16;	/* per bank; a power of two, >= 16 */
 const volatile struct sluice_ct_timeouts cfg_ct_timeouts = {
 	SLUICE_CT_TIMEOUT_SYN_S, SLUICE_CT_TIMEOUT_EST_S, SLUICE_CT_TIMEOUT_FIN_S,
@@ -188,7 +188,7 @@ static __always_inline uint32_t ring_entry(const struct run *r, uint32_t pos)
 static __always_inline struct sluice_ct_bucket *ct_bucket(uint32_t flow_hash)
 {
 	uint32_t k = bpf_get_smp_processor_id() * cfg_ct_buckets +
-		     sluice_ct_bucket_index(flow_hash, cfg_ct_buckets - 1);
+		     sluice_ct_bucket_index(flow_hash, cfg_ct_buckets);
 	return bpf_map_lookup_elem(&sl_ct, &k);
 }
 

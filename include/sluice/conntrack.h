@@ -4,8 +4,9 @@
  * keeps its backend when the Maglev table changes under it (Maglev §3.3:
  * connection tracking plus consistent hashing).
  *
- * One definition for both dataplanes. The table is a power-of-two array of
- * 4-way set-associative buckets of 64-byte entries:
+ * One definition for both dataplanes. The table is an array of 4-way
+ * set-associative buckets of 64-byte entries, as many buckets as asked for
+ * (no rounding to a power of two, so memory follows the configured size):
  *  - the DPDK worker keeps one struct sluice_ct_table per worker lcore in
  *    hugepage memory (rte_zmalloc_socket of sluice_ct_table_bytes());
  *  - the XDP program lays struct sluice_ct_bucket over the values of a BPF
@@ -182,11 +183,13 @@ SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
 
 /*
  * The bucket of a flow: the flow hash remixed (MurmurHash3's fmix32), then
- * masked. Maglev takes hash % M and the GUE source port the low 14 bits, so
- * masking the raw hash would put flows that share those low bits in the same
- * buckets; the remix spreads every input bit over the index. mask = buckets - 1.
+ * scaled to [0, buckets) by a multiply and a shift (Lemire's "fastrange"):
+ * any bucket count, no division. Maglev takes hash % M and the GUE source
+ * port the low 14 bits, so using the raw hash would put flows that share
+ * those bits in the same buckets; the remix spreads every input bit over
+ * the index. buckets >= 1.
  */
-SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t mask)
+SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t buckets)
 {
 	uint32_t h = flow_hash;
 	h ^= h >> 16;
@@ -194,7 +197,7 @@ SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t mask)
 	h ^= h >> 13;
 	h *= 0xC2B2AE35u;
 	h ^= h >> 16;
-	return h & mask;
+	return (uint32_t)(((uint64_t)h * buckets) >> 32);
 }
 
 /* The live entry for k, or NULL. An expired entry for k is freed on the way
@@ -325,7 +328,7 @@ SLUICE_INLINE void sluice_ct_update(struct sluice_ct_entry *e, uint8_t tcp_flags
  * rte_zmalloc_socket) and calls sluice_ct_table_init().
  */
 struct sluice_ct_table {
-	uint32_t mask; /* buckets - 1; buckets is a power of two */
+	uint32_t n_buckets; /* >= 1 */
 	uint32_t pad0;
 	struct sluice_ct_timeouts to;
 	uint8_t pad1[36];
@@ -335,15 +338,12 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, to) == 8, "ct_table
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, buckets) == SLUICE_CACHE_LINE,
 		     "buckets start on the second cache line");
 
-/* Buckets for `entries`: the power of two at or above entries / WAYS, at
- * least 1, at most 2^30 (so entries up to 2^32 - 1 fit). */
+/* Buckets for `entries`: entries / WAYS rounded up, at least 1 (so at most
+ * 2^30 for entries up to 2^32 - 1). */
 SLUICE_INLINE uint32_t sluice_ct_table_buckets_for(uint32_t entries)
 {
-	uint32_t want = (uint32_t)(((uint64_t)entries + SLUICE_CT_WAYS - 1) / SLUICE_CT_WAYS);
-	uint32_t n = 1;
-	while (n < want)
-		n <<= 1;
-	return n;
+	uint32_t n = (uint32_t)(((uint64_t)entries + SLUICE_CT_WAYS - 1) / SLUICE_CT_WAYS);
+	return n ? n : 1;
 }
 
 SLUICE_INLINE uint64_t sluice_ct_table_bytes(uint32_t entries)
@@ -356,20 +356,20 @@ SLUICE_INLINE uint64_t sluice_ct_table_bytes(uint32_t entries)
 SLUICE_INLINE void sluice_ct_table_init(struct sluice_ct_table *t, uint32_t entries,
 					const struct sluice_ct_timeouts *to)
 {
-	t->mask = sluice_ct_table_buckets_for(entries) - 1;
+	t->n_buckets = sluice_ct_table_buckets_for(entries);
 	t->pad0 = 0;
 	t->to = to ? *to : sluice_ct_default_timeouts();
 }
 
 SLUICE_INLINE uint64_t sluice_ct_table_entries(const struct sluice_ct_table *t)
 {
-	return ((uint64_t)t->mask + 1) * SLUICE_CT_WAYS;
+	return (uint64_t)t->n_buckets * SLUICE_CT_WAYS;
 }
 
 SLUICE_INLINE struct sluice_ct_bucket *sluice_ct_table_bucket(struct sluice_ct_table *t,
 							      uint32_t flow_hash)
 {
-	return &t->buckets[sluice_ct_bucket_index(flow_hash, t->mask)];
+	return &t->buckets[sluice_ct_bucket_index(flow_hash, t->n_buckets)];
 }
 
 /* The worker computes a burst's hashes, prefetches every bucket, then looks
