@@ -31,21 +31,18 @@
 //    all conn_hit, new runs all conn_new without conn_evict, and every packet
 //    forwarded; otherwise the benchmark reports an error.
 //
-//  - --with-proto also measures bench/worker_proto.cpp (IPv4 IPIP), after
-//    checking it does exactly what process_burst does.
 //  - --rounds=N registers every case N times, established and new
 //    alternating on one table (the comparison interleaved, as scripts/bench
 //    wants on a noisy machine); each run starts with its own warm-up of
 //    2,000 bursts.
 //
-// bench_pipeline [--pages=4k] [--rounds=N] [--with-proto] [--benchmark_filter=...] [Google Benchmark flags]
-// Names: pipeline[_proto]/<v4|v6>_<ipip|gue>/<established|new>/<flows>; the figure
+// bench_pipeline [--pages=4k] [--rounds=N] [--benchmark_filter=...] [Google Benchmark flags]
+// Names: pipeline/<v4|v6>_<ipip|gue>/<established|new>/<flows>; the figure
 // is the counter ns_per_pkt (real_time is per burst of 32).
 #include "config_io.h"
 #include "publishers.h"
 #include "service.h"
 #include "worker.h"
-#include "worker_proto.h"
 
 #include <sluice/conntrack.h>
 #include <sluice/maglev.h>
@@ -423,14 +420,12 @@ struct burst_mbufs {
 
 enum class kind { established, new_flow };
 
-using burst_fn = void (*)(worker_state &, const sluice_snapshot *, rte_mbuf **, uint16_t, burst_result &);
-
-// Bursts each path ran in the benchmarks (warm-ups and Google Benchmark's
+// Bursts process_burst ran in the benchmarks (warm-ups and Google Benchmark's
 // trial runs included), printed at exit: scripts/bench --only profile
 // divides callgrind's instruction counts by them.
-uint64_t bursts_run[2];
+uint64_t bursts_run;
 
-void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flows, burst_fn path)
+void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flows)
 {
 	fixture &f = fixture_for(flows, *v);
 	const frame_template t = make_frame(*v, k == kind::established ? SLUICE_TCP_ACK : SLUICE_TCP_SYN);
@@ -457,8 +452,8 @@ void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flo
 		const uint64_t r0 = rte_rdtsc();
 		mb.restore(t, v->family, b);
 		const uint64_t t0 = rte_rdtsc();
-		path(st, snap, mb.m, burst, out);
-		bursts_run[path == &proto::process_burst]++;
+		process_burst(st, snap, mb.m, burst, out);
+		bursts_run++;
 		const uint64_t t1 = rte_rdtsc();
 		if (out.n_tx != burst)
 			bad++;
@@ -507,108 +502,6 @@ void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flo
 	state.counters["thp_MiB"] = static_cast<double>(f.thp_bytes) / (1 << 20);
 }
 
-// --with-proto: bench/worker_proto.cpp must do exactly what process_burst
-// does before its figures mean anything. Both run the same bursts (new
-// flows, then their established packets, then more flows than a small table
-// holds, so inserts evict, then frames only process_burst handles) on copies
-// of one table; every output frame, the tables and every counter must match.
-bool proto_matches()
-{
-	const sluice_snapshot *snap = cp->snap();
-	const uint32_t entries = 256;
-	const uint64_t bytes = sluice_ct_table_bytes(entries);
-	auto *ta = static_cast<sluice_ct_table *>(std::aligned_alloc(64, bytes));
-	auto *tb = static_cast<sluice_ct_table *>(std::aligned_alloc(64, bytes));
-	auto *sa = static_cast<sluice_worker *>(std::calloc(1, sizeof(sluice_worker)));
-	auto *sb = static_cast<sluice_worker *>(std::calloc(1, sizeof(sluice_worker)));
-	std::memset(static_cast<void *>(ta), 0, bytes);
-	sluice_ct_table_init(ta, entries, nullptr);
-	std::memcpy(static_cast<void *>(tb), ta, bytes);
-	worker_state a, b;
-	a.ct = ta;
-	b.ct = tb;
-	a.stats = sa;
-	b.stats = sb;
-	a.now_s = b.now_s = now_s;
-	const uint8_t mac[6] = {0x02, 0, 0, 0, 0, 0x02};
-	std::memcpy(a.params.port_mac.addr_bytes, mac, 6);
-	b.params = a.params;
-	burst_mbufs ma, mbf;
-	burst_result oa, ob;
-	bool ok = true;
-	uint32_t ids[burst];
-	auto compare = [&](const char *what) {
-		if (oa.n_tx != ob.n_tx || oa.n_kernel != ob.n_kernel) {
-			std::fprintf(stderr, "bench_pipeline: proto differs (%s): %u/%u sent, %u/%u to the kernel\n",
-				     what, oa.n_tx, ob.n_tx, oa.n_kernel, ob.n_kernel);
-			ok = false;
-			return;
-		}
-		for (uint16_t j = 0; j < oa.n_tx; j++) {
-			rte_mbuf *x = oa.tx[j], *y = ob.tx[j];
-			if (x->data_len != y->data_len || x->pkt_len != y->pkt_len || x->ol_flags != y->ol_flags ||
-			    std::memcmp(rte_pktmbuf_mtod(x, void *), rte_pktmbuf_mtod(y, void *), x->data_len)) {
-				std::fprintf(stderr, "bench_pipeline: proto differs (%s): frame %u\n", what, j);
-				ok = false;
-				return;
-			}
-		}
-	};
-	for (const variant &v : variants) {
-		for (int round = 0; round < 3 && ok; round++) {
-			// round 0: SYNs of 32 x 8 new flows; 1: their ACKs (hits);
-			// 2: SYNs of 4,096 more flows into 256 entries (evictions).
-			const frame_template t = make_frame(v, round == 1 ? SLUICE_TCP_ACK : SLUICE_TCP_SYN);
-			const uint32_t bursts = round == 2 ? 128 : 8;
-			for (uint32_t bi = 0; bi < bursts && ok; bi++) {
-				for (uint16_t j = 0; j < burst; j++)
-					ids[j] = (round == 2 ? 1000 : 0) + bi * burst + j;
-				ma.restore(t, v.family, ids);
-				mbf.restore(t, v.family, ids);
-				process_burst(a, snap, ma.m, burst, oa);
-				proto::process_burst(b, snap, mbf.m, burst, ob);
-				compare(v.name);
-			}
-		}
-	}
-	// A frame the prototype hands to process_burst: not for a VIP.
-	if (ok) {
-		frame_template t = make_frame(variants[0], SLUICE_TCP_SYN);
-		for (uint16_t j = 0; j < burst; j++)
-			ids[j] = 5000 + j;
-		ma.restore(t, SLUICE_AF_INET, ids);
-		mbf.restore(t, SLUICE_AF_INET, ids);
-		for (burst_mbufs *x : {&ma, &mbf}) {
-			uint8_t *d = rte_pktmbuf_mtod(x->m[3], uint8_t *);
-			d[14 + 19] = 99; // another destination: not a VIP
-		}
-		process_burst(a, snap, ma.m, burst, oa);
-		proto::process_burst(b, snap, mbf.m, burst, ob);
-		// The prototype sends what process_burst handles after its own.
-		ok = ok && oa.n_tx == ob.n_tx && oa.n_kernel == ob.n_kernel && oa.n_kernel == 1;
-		for (uint16_t j = 0; j < oa.n_kernel; j++) {
-			rte_pktmbuf_free(oa.kernel[j]);
-			rte_pktmbuf_free(ob.kernel[j]);
-		}
-		// Both burst_mbufs still own their mbufs: give them new ones.
-		for (burst_mbufs *x : {&ma, &mbf})
-			x->m[3] = rte_pktmbuf_alloc(pool);
-	}
-	if (ok && std::memcmp(ta, tb, bytes) != 0) {
-		std::fprintf(stderr, "bench_pipeline: proto differs: connection tables\n");
-		ok = false;
-	}
-	if (ok && std::memcmp(sa->counters, sb->counters, sizeof(sluice_worker) - sizeof(sa->info)) != 0) {
-		std::fprintf(stderr, "bench_pipeline: proto differs: counters\n");
-		ok = false;
-	}
-	std::free(ta);
-	std::free(tb);
-	std::free(sa);
-	std::free(sb);
-	return ok;
-}
-
 std::string flows_name(uint32_t n)
 {
 	if (n >= 1000000 && n % 1000000 == 0)
@@ -624,7 +517,6 @@ int main(int argc, char **argv)
 {
 	std::vector<char *> rest;
 	int rounds = 1;
-	bool with_proto = false;
 	for (int i = 0; i < argc; i++) {
 		if (std::strcmp(argv[i], "--pages=4k") == 0)
 			use_thp = false;
@@ -632,8 +524,6 @@ int main(int argc, char **argv)
 			use_thp = true;
 		else if (std::strncmp(argv[i], "--rounds=", 9) == 0)
 			rounds = std::max(1, std::atoi(argv[i] + 9));
-		else if (std::strcmp(argv[i], "--with-proto") == 0)
-			with_proto = true;
 		else
 			rest.push_back(argv[i]);
 	}
@@ -659,31 +549,21 @@ int main(int argc, char **argv)
 	for (variant &v : variants)
 		inet_pton(v.family == SLUICE_AF_INET ? AF_INET : AF_INET6, v.vip, v.vip16);
 
-	if (with_proto && !proto_matches()) {
-		std::fprintf(stderr, "bench_pipeline: bench/worker_proto.cpp does not do what process_burst does\n");
-		return 1;
-	}
 	for (uint32_t flows : {1000u, 100000u, 1000000u, 10000000u})
 		for (const variant &v : variants)
 			for (int r = 0; r < rounds; r++)
-				for (bool proto : {false, true}) {
-					if (proto && (!with_proto || &v != &variants[0]))
-						continue; // the prototype: IPv4 IPIP only
-					for (kind k : {kind::established, kind::new_flow}) {
-						const std::string name =
-							std::string(proto ? "pipeline_proto/" : "pipeline/") + v.name + "/" +
-							(k == kind::established ? "established" : "new") + "/" +
-							flows_name(flows);
-						benchmark::RegisterBenchmark(name.c_str(), bm_pipeline, &v, k, flows,
-									     proto ? &proto::process_burst : &process_burst)
-							->UseManualTime()
-							->Unit(benchmark::kNanosecond);
-					}
+				for (kind k : {kind::established, kind::new_flow}) {
+					const std::string name = std::string("pipeline/") + v.name + "/" +
+								 (k == kind::established ? "established" : "new") +
+								 "/" + flows_name(flows);
+					benchmark::RegisterBenchmark(name.c_str(), bm_pipeline, &v, k, flows)
+						->UseManualTime()
+						->Unit(benchmark::kNanosecond);
 				}
 	benchmark::RunSpecifiedBenchmarks();
 	benchmark::Shutdown();
-	std::fprintf(stderr, "bench_pipeline: bursts: %lu through process_burst, %lu through the prototype\n",
-		     static_cast<unsigned long>(bursts_run[0]), static_cast<unsigned long>(bursts_run[1]));
+	std::fprintf(stderr, "bench_pipeline: bursts: %lu through process_burst\n",
+		     static_cast<unsigned long>(bursts_run));
 
 	delete cp;
 	rte_mempool_free(pool);
