@@ -82,12 +82,14 @@ fixture &filled(uint32_t entries)
 	slot->table.reset(t);
 	for (uint32_t i = 0; i < entries; i++) {
 		const sluice_flow_key k = random_key(i);
-		sluice_ct_insert(sluice_ct_table_bucket(t, sluice_flow_hash(&k)), &k, i, 1, SLUICE_CT_EST,
-				 now_s, &t->to, nullptr);
+		const uint32_t h = sluice_flow_hash(&k);
+		sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), i, 1, SLUICE_CT_EST, now_s,
+				 &t->to, nullptr);
 	}
 	for (uint32_t i = 0; i < entries; i++) {
 		const sluice_flow_key k = random_key(i);
-		if (sluice_ct_find(sluice_ct_table_bucket(t, sluice_flow_hash(&k)), &k, now_s, &t->to))
+		const uint32_t h = sluice_flow_hash(&k);
+		if (sluice_ct_find(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), now_s, &t->to))
 			slot->present.push_back(k);
 	}
 	const uint32_t n_fresh = entries < (1u << 20) ? entries : (1u << 20);
@@ -97,14 +99,20 @@ fixture &filled(uint32_t entries)
 }
 
 // Stage 1 of a burst, as the worker does it: hash, locate and prefetch every
-// bucket before touching any.
-void locate(sluice_ct_table *t, const sluice_flow_key *keys, sluice_ct_bucket **b, bool prefetch)
+// bucket's tag line before touching any, then the lines the tags point to.
+void locate(sluice_ct_table *t, const sluice_flow_key *keys, sluice_ct_bucket **b, uint16_t *tag,
+	    bool prefetch)
 {
 	for (uint32_t j = 0; j < burst; j++) {
-		b[j] = sluice_ct_table_bucket(t, sluice_flow_hash(&keys[j]));
+		const uint32_t h = sluice_flow_hash(&keys[j]);
+		b[j] = sluice_ct_table_bucket(t, h);
+		tag[j] = sluice_ct_tag(h);
 		if (prefetch)
 			sluice_ct_prefetch(b[j]);
 	}
+	if (prefetch)
+		for (uint32_t j = 0; j < burst; j++)
+			sluice_ct_prefetch_ways(b[j], tag[j]);
 }
 
 void per_flow(benchmark::State &state, const fixture &f)
@@ -125,11 +133,12 @@ void lookup_hit(benchmark::State &state, bool prefetch)
 	size_t pos = 0;
 	uint64_t sum = 0;
 	sluice_ct_bucket *b[burst];
+	uint16_t tag[burst];
 	for (auto _ : state) {
 		const sluice_flow_key *keys = &f.present[pos];
-		locate(t, keys, b, prefetch);
+		locate(t, keys, b, tag, prefetch);
 		for (uint32_t j = 0; j < burst; j++) {
-			sluice_ct_entry *e = sluice_ct_find(b[j], &keys[j], now_s, &t->to);
+			sluice_ct_entry *e = sluice_ct_find(b[j], &keys[j], tag[j], now_s, &t->to);
 			if (e == nullptr)
 				continue; // evicted by a new_flow run before this one
 			sluice_ct_update(e, SLUICE_TCP_ACK, now_s);
@@ -150,14 +159,15 @@ void new_flow(benchmark::State &state, bool prefetch)
 	size_t pos = 0;
 	uint64_t evictions = 0;
 	sluice_ct_bucket *b[burst];
+	uint16_t tag[burst];
 	for (auto _ : state) {
 		const sluice_flow_key *keys = &f.fresh[pos];
-		locate(t, keys, b, prefetch);
+		locate(t, keys, b, tag, prefetch);
 		for (uint32_t j = 0; j < burst; j++) {
-			if (sluice_ct_find(b[j], &keys[j], now_s, &t->to) != nullptr)
+			if (sluice_ct_find(b[j], &keys[j], tag[j], now_s, &t->to) != nullptr)
 				continue; // a fresh key already inserted by an earlier lap
 			bool evicted;
-			sluice_ct_insert(b[j], &keys[j], 7, 1, SLUICE_CT_SYN, now_s, &t->to, &evicted);
+			sluice_ct_insert(b[j], &keys[j], tag[j], 7, 1, SLUICE_CT_SYN, now_s, &t->to, &evicted);
 			evictions += evicted;
 		}
 		pos = pos + burst == n ? 0 : pos + burst;
@@ -176,11 +186,12 @@ void insert_only(benchmark::State &state)
 	size_t pos = 0;
 	uint64_t sum = 0;
 	sluice_ct_bucket *b[burst];
+	uint16_t tag[burst];
 	for (auto _ : state) {
 		const sluice_flow_key *keys = &f.fresh[pos];
-		locate(t, keys, b, true);
+		locate(t, keys, b, tag, true);
 		for (uint32_t j = 0; j < burst; j++)
-			sum += sluice_ct_insert(b[j], &keys[j], 7, 1, SLUICE_CT_SYN, now_s, &t->to, nullptr)->vip_id;
+			sum += sluice_ct_insert(b[j], &keys[j], tag[j], 7, 1, SLUICE_CT_SYN, now_s, &t->to, nullptr)->vip_id;
 		pos = pos + burst == n ? 0 : pos + burst;
 	}
 	benchmark::DoNotOptimize(sum);

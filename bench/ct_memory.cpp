@@ -106,8 +106,9 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < flows; i++) {
 		const sluice_flow_key k = flow(i, family);
 		bool ev = false;
-		sluice_ct_insert(sluice_ct_table_bucket(t, sluice_flow_hash(&k)), &k, i & 15, 0, SLUICE_CT_EST,
-				 1, &t->to, &ev);
+		const uint32_t h = sluice_flow_hash(&k);
+		sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), i & 15, 0, SLUICE_CT_EST, 1,
+				 &t->to, &ev);
 		evicted += ev;
 	}
 	const uint64_t rss_after = vm_rss_bytes();

@@ -343,7 +343,8 @@ std::unique_ptr<fixture> build(uint32_t flows, const variant &v)
 			const uint32_t bid =
 				s->rings[(vip.ring_offset + sluice_maglev_slot(h[j], vip.ring_inv, vip.ring_size)) &
 					 (SLUICE_RING_POOL - 1)];
-			sluice_ct_insert(b[j], &k[j], bid, f->vip_id, SLUICE_CT_EST, now_s, &f->table->to, nullptr);
+			sluice_ct_insert(b[j], &k[j], sluice_ct_tag(h[j]), bid, f->vip_id, SLUICE_CT_EST, now_s,
+					 &f->table->to, nullptr);
 			f->present.push_back(i + j);
 		}
 	}
@@ -461,10 +462,11 @@ void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flo
 			// Outside the clock: free what this burst inserted.
 			for (uint16_t j = 0; j < burst; j++) {
 				const sluice_flow_key key = key_of(*v, b[j]);
-				sluice_ct_entry *e = sluice_ct_find(sluice_ct_table_bucket(f.table, sluice_flow_hash(&key)),
-								    &key, now_s, &f.table->to);
+				const uint32_t h = sluice_flow_hash(&key);
+				sluice_ct_bucket *bk = sluice_ct_table_bucket(f.table, h);
+				sluice_ct_entry *e = sluice_ct_find(bk, &key, sluice_ct_tag(h), now_s, &f.table->to);
 				if (e)
-					e->state = SLUICE_CT_FREE;
+					sluice_ct_remove(bk, static_cast<int>(e - bk->way));
 			}
 		}
 		if (measure) {

@@ -35,6 +35,7 @@ struct pkt_ctx {
 	uint32_t hash;
 	uint32_t vip; // SLUICE_MAX_VIPS: none
 	sluice_ct_bucket *bucket;
+	uint16_t tag; // sluice_ct_tag(hash)
 };
 
 // One burst's view: what every packet of it reads, and the counters summed
@@ -231,7 +232,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	worker_state &st = bu.st;
 	const sluice_snapshot *s = bu.snap;
 	const sluice_ct_timeouts &to = st.ct->to;
-	sluice_ct_entry *e = sluice_ct_find(c.bucket, &c.p.key, st.now_s, &to);
+	sluice_ct_entry *e = sluice_ct_find(c.bucket, &c.p.key, c.tag, st.now_s, &to);
 	if (likely(e != nullptr)) {
 		const sluice_backend &b = s->backends[e->backend_id & (SLUICE_MAX_BACKENDS - 1)];
 		if (likely(e->backend_id < SLUICE_MAX_BACKENDS && sluice_backend_keeps_flows(&b, c.vip))) {
@@ -257,7 +258,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	if (c.p.kind != SLUICE_PKT_L4)
 		return bid;
 	bool evicted = false;
-	sluice_ct_insert(c.bucket, &c.p.key, bid, c.vip,
+	sluice_ct_insert(c.bucket, &c.p.key, c.tag, bid, c.vip,
 			 sluice_ct_initial_state(c.p.key.proto, c.p.tcp_flags), st.now_s, &to, &evicted);
 	bu.count(SLUICE_CNT_conn_new);
 	if (evicted)
@@ -273,8 +274,9 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	worker_state &st = bu.st;
 	sluice_flow_key fk;
 	sluice_frag_key(&fk, p.key.family, p.key.src, p.key.dst, p.frag_id, p.key.proto);
-	sluice_ct_bucket *b = sluice_ct_table_bucket(st.ct, sluice_flow_hash(&fk));
-	sluice_ct_insert(b, &fk, bid, vid, SLUICE_CT_FRAG, st.now_s, &st.ct->to, nullptr);
+	const uint32_t h = sluice_flow_hash(&fk);
+	sluice_ct_insert(sluice_ct_table_bucket(st.ct, h), &fk, sluice_ct_tag(h), bid, vid, SLUICE_CT_FRAG,
+			 st.now_s, &st.ct->to, nullptr);
 	bu.count(SLUICE_CNT_frag_first);
 }
 
@@ -289,8 +291,8 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 		sluice_flow_key fk;
 		sluice_frag_key(&fk, p.key.family, p.key.src, p.key.dst, p.frag_id, p.key.proto);
 		uint32_t h = sluice_flow_hash(&fk);
-		sluice_ct_entry *e =
-			sluice_ct_find(sluice_ct_table_bucket(st.ct, h), &fk, st.now_s, &st.ct->to);
+		sluice_ct_entry *e = sluice_ct_find(sluice_ct_table_bucket(st.ct, h), &fk, sluice_ct_tag(h),
+						    st.now_s, &st.ct->to);
 		if (!e) {
 			bu.count(SLUICE_CNT_drop_frag_no_first);
 			return action::drop;
@@ -397,7 +399,7 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 	for (uint16_t i = 0; i < n; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 
-	// Stage 1: parse, find the VIP, hash, prefetch the connection bucket.
+	// Stage 1: parse, find the VIP, hash, prefetch the bucket's tag line.
 	uint64_t rx_bytes = 0;
 	vip_memo memo;
 	for (uint16_t i = 0; i < n; i++) {
@@ -419,10 +421,16 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 			if (likely(c.vip != SLUICE_MAX_VIPS)) {
 				c.hash = sluice_flow_hash(&c.p.key);
 				c.bucket = sluice_ct_table_bucket(st.ct, c.hash);
+				c.tag = sluice_ct_tag(c.hash);
 				sluice_ct_prefetch(c.bucket);
 			}
 		}
 	}
+	// Stage 1b: the tag lines have arrived meanwhile; prefetch the line of
+	// the way each flow is in, if not the tag line itself.
+	for (uint16_t i = 0; i < n; i++)
+		if (ctx[i].vip != SLUICE_MAX_VIPS)
+			sluice_ct_prefetch_ways(ctx[i].bucket, ctx[i].tag);
 	st.stats->counters[SLUICE_CNT_rx_packets] += n;
 	st.stats->counters[SLUICE_CNT_rx_bytes] += rx_bytes;
 

@@ -99,6 +99,25 @@ sluice_ct_bucket *bucket_of(sluice_ct_table *t, const sluice_flow_key &k)
 	return sluice_ct_table_bucket(t, sluice_flow_hash(&k));
 }
 
+// find and insert as the dataplanes call them: with the tag of k's own hash.
+uint16_t tag_of(const sluice_flow_key *k)
+{
+	return sluice_ct_tag(sluice_flow_hash(k));
+}
+
+sluice_ct_entry *ct_find(sluice_ct_bucket *b, const sluice_flow_key *k, uint32_t now_s,
+			 const sluice_ct_timeouts *to)
+{
+	return sluice_ct_find(b, k, tag_of(k), now_s, to);
+}
+
+sluice_ct_entry *ct_insert(sluice_ct_bucket *b, const sluice_flow_key *k, uint32_t backend_id,
+			   uint32_t vip_id, uint8_t state, uint32_t now_s, const sluice_ct_timeouts *to,
+			   bool *evicted)
+{
+	return sluice_ct_insert(b, k, tag_of(k), backend_id, vip_id, state, now_s, to, evicted);
+}
+
 // n distinct keys that all land in the same bucket as `like`, found by search.
 std::vector<sluice_flow_key> keys_in_bucket_of(const sluice_ct_table *t, const sluice_flow_key &like,
 					       size_t n)
@@ -165,6 +184,67 @@ TEST(ConntrackLayout, BucketIndexUsesEveryHashBit)
 	EXPECT_GT(distinct, 1000u); // of 1024: 16 keys per bucket, nearly all hit
 }
 
+// The tag line names exactly the ways in use: a free way's tag is 0, a used
+// way's is its flow's, and ways 1-3 carry none.
+bool tags_consistent(const sluice_ct_bucket &b)
+{
+	for (int w = 0; w < SLUICE_CT_WAYS; w++) {
+		const sluice_ct_entry &e = b.way[w];
+		const uint16_t want = e.state == SLUICE_CT_FREE ? 0 : tag_of(&e.key);
+		if (b.way[0].tags[w] != want)
+			return false;
+		if (w > 0 && (e.tags[0] | e.tags[1] | e.tags[2] | e.tags[3]) != 0)
+			return false;
+	}
+	return true;
+}
+
+// Inserts, hits, expiry and eviction in one small table, checking the tag
+// line after each step and that every flow still found is its own.
+TEST(ConntrackTags, TagLineFollowsEveryChange)
+{
+	auto t = make_table(64); // 16 buckets: plenty of sharing and eviction
+	for (uint32_t i = 0; i < 20'000; i++) {
+		const sluice_flow_key k = random_key(i % 3000);
+		const uint32_t now = i / 50; // UDP entries expire after 300 s: some do
+		sluice_ct_bucket *b = bucket_of(t.get(), k);
+		sluice_ct_entry *e = ct_find(b, &k, now, &t->to);
+		if (e) {
+			ASSERT_EQ(e->backend_id, backend_of(k));
+			sluice_ct_update(e, 0, now);
+		} else {
+			ct_insert(b, &k, backend_of(k), 1, SLUICE_CT_UDP, now, &t->to, nullptr);
+		}
+		ASSERT_TRUE(tags_consistent(*b)) << i;
+	}
+	// Removing frees the way and its tag.
+	const sluice_flow_key k = random_key(5000);
+	sluice_ct_bucket *b = bucket_of(t.get(), k);
+	ct_insert(b, &k, 5, 1, SLUICE_CT_UDP, 400, &t->to, nullptr);
+	sluice_ct_entry *e = ct_find(b, &k, 400, &t->to);
+	ASSERT_NE(e, nullptr);
+	sluice_ct_remove(b, static_cast<int>(e - b->way));
+	EXPECT_EQ(ct_find(b, &k, 400, &t->to), nullptr);
+	EXPECT_TRUE(tags_consistent(*b));
+}
+
+// A flow whose tag is not on the tag line is not found, even with its key in
+// a way: the lookup trusts the tags (and the insert keeps them right).
+TEST(ConntrackTags, LookupReadsOnlyTaggedWays)
+{
+	auto t = make_table(4);
+	sluice_ct_bucket *b = &t->buckets[0];
+	const sluice_flow_key k = v4_key(1, 40000);
+	ct_insert(b, &k, 5, 1, SLUICE_CT_EST, 0, &t->to, nullptr);
+	ASSERT_NE(ct_find(b, &k, 0, &t->to), nullptr);
+	const uint16_t tag = b->way[0].tags[0];
+	EXPECT_EQ(tag, tag_of(&k));
+	EXPECT_EQ(sluice_ct_tag_ways(b, tag), 1u);
+	EXPECT_EQ(sluice_ct_tag_ways(b, 0), 0b1110u);
+	b->way[0].tags[0] = static_cast<uint16_t>(tag ^ 2); // still odd, so still "in use"
+	EXPECT_EQ(ct_find(b, &k, 0, &t->to), nullptr);
+}
+
 // Any bucket count: 1,000 buckets (not a power of two) are all reached,
 // evenly, and never one past the end.
 TEST(ConntrackLayout, BucketIndexCoversAnyBucketCount)
@@ -189,12 +269,12 @@ TEST(Conntrack, InsertThenFindHitsWithBackendAndVip)
 	auto t = make_table(1024);
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
-	EXPECT_EQ(sluice_ct_find(b, &k, 100, &t->to), nullptr);
+	EXPECT_EQ(ct_find(b, &k, 100, &t->to), nullptr);
 	bool evicted = true;
-	sluice_ct_entry *e = sluice_ct_insert(b, &k, 17, 3, SLUICE_CT_SYN, 100, &t->to, &evicted);
+	sluice_ct_entry *e = ct_insert(b, &k, 17, 3, SLUICE_CT_SYN, 100, &t->to, &evicted);
 	ASSERT_NE(e, nullptr);
 	EXPECT_FALSE(evicted);
-	const sluice_ct_entry *hit = sluice_ct_find(b, &k, 101, &t->to);
+	const sluice_ct_entry *hit = ct_find(b, &k, 101, &t->to);
 	ASSERT_EQ(hit, e);
 	EXPECT_EQ(hit->backend_id, 17u);
 	EXPECT_EQ(hit->vip_id, 3u);
@@ -207,12 +287,12 @@ TEST(Conntrack, DifferentKeyMisses)
 {
 	auto t = make_table(1024);
 	const sluice_flow_key k = v4_key(1, 40000);
-	sluice_ct_insert(bucket_of(t.get(), k), &k, 17, 3, SLUICE_CT_EST, 100, &t->to, nullptr);
+	ct_insert(bucket_of(t.get(), k), &k, 17, 3, SLUICE_CT_EST, 100, &t->to, nullptr);
 	for (sluice_flow_key other : {v4_key(2, 40000), v4_key(1, 40001), v4_key(1, 40000, SLUICE_IPPROTO_UDP)})
-		EXPECT_EQ(sluice_ct_find(bucket_of(t.get(), other), &other, 100, &t->to), nullptr);
+		EXPECT_EQ(ct_find(bucket_of(t.get(), other), &other, 100, &t->to), nullptr);
 	// Same bucket, different key: searched for, so the miss is the key compare's.
 	for (const sluice_flow_key &other : keys_in_bucket_of(t.get(), k, 3))
-		EXPECT_EQ(sluice_ct_find(bucket_of(t.get(), k), &other, 100, &t->to), nullptr);
+		EXPECT_EQ(ct_find(bucket_of(t.get(), k), &other, 100, &t->to), nullptr);
 }
 
 TEST(Conntrack, InsertOfAPresentKeyReplacesIt)
@@ -220,12 +300,12 @@ TEST(Conntrack, InsertOfAPresentKeyReplacesIt)
 	auto t = make_table(1024);
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
-	sluice_ct_entry *first = sluice_ct_insert(b, &k, 1, 1, SLUICE_CT_EST, 100, &t->to, nullptr);
+	sluice_ct_entry *first = ct_insert(b, &k, 1, 1, SLUICE_CT_EST, 100, &t->to, nullptr);
 	bool evicted = true;
-	sluice_ct_entry *second = sluice_ct_insert(b, &k, 2, 1, SLUICE_CT_EST, 101, &t->to, &evicted);
+	sluice_ct_entry *second = ct_insert(b, &k, 2, 1, SLUICE_CT_EST, 101, &t->to, &evicted);
 	EXPECT_EQ(first, second);
 	EXPECT_FALSE(evicted);
-	EXPECT_EQ(sluice_ct_find(b, &k, 101, &t->to)->backend_id, 2u);
+	EXPECT_EQ(ct_find(b, &k, 101, &t->to)->backend_id, 2u);
 	int live = 0;
 	for (const sluice_ct_entry &e : b->way)
 		live += e.state != SLUICE_CT_FREE;
@@ -255,13 +335,13 @@ TEST_P(ConntrackTimeout, DefaultTimeoutOfEachState)
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
 	const uint32_t t0 = 1000;
-	sluice_ct_entry *e = sluice_ct_insert(b, &k, 5, 1, state, t0, &t->to, nullptr);
-	EXPECT_EQ(sluice_ct_find(b, &k, t0 + secs - 1, &t->to), e);
-	EXPECT_EQ(sluice_ct_find(b, &k, t0 + secs, &t->to), e);
-	EXPECT_EQ(sluice_ct_find(b, &k, t0 + secs + 1, &t->to), nullptr);
+	sluice_ct_entry *e = ct_insert(b, &k, 5, 1, state, t0, &t->to, nullptr);
+	EXPECT_EQ(ct_find(b, &k, t0 + secs - 1, &t->to), e);
+	EXPECT_EQ(ct_find(b, &k, t0 + secs, &t->to), e);
+	EXPECT_EQ(ct_find(b, &k, t0 + secs + 1, &t->to), nullptr);
 	EXPECT_EQ(e->state, SLUICE_CT_FREE) << "an expired hit is freed (lazy expiry)";
 	// Freed: even a lookup with an earlier clock no longer finds it.
-	EXPECT_EQ(sluice_ct_find(b, &k, t0, &t->to), nullptr);
+	EXPECT_EQ(ct_find(b, &k, t0, &t->to), nullptr);
 }
 
 // A packet refreshes the entry: the timeout runs from the last packet.
@@ -271,11 +351,11 @@ TEST_P(ConntrackTimeout, UpdateRestartsTheTimeout)
 	auto t = make_table(1024);
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
-	sluice_ct_entry *e = sluice_ct_insert(b, &k, 5, 1, state, 1000, &t->to, nullptr);
+	sluice_ct_entry *e = ct_insert(b, &k, 5, 1, state, 1000, &t->to, nullptr);
 	sluice_ct_update(e, 0, 1000 + secs); // flags 0: no TCP state change
 	EXPECT_EQ(e->state, state);
-	EXPECT_EQ(sluice_ct_find(b, &k, 1000 + 2 * secs, &t->to), e);
-	EXPECT_EQ(sluice_ct_find(b, &k, 1000 + 2 * secs + 1, &t->to), nullptr);
+	EXPECT_EQ(ct_find(b, &k, 1000 + 2 * secs, &t->to), e);
+	EXPECT_EQ(ct_find(b, &k, 1000 + 2 * secs + 1, &t->to), nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(States, ConntrackTimeout,
@@ -298,9 +378,9 @@ TEST(Conntrack, TimeoutsAreConfigurable)
 		EXPECT_EQ(sluice_ct_timeout(&t->to, states[i]), secs);
 		const sluice_flow_key k = v4_key((uint8_t)(10 + i), 40000);
 		sluice_ct_bucket *b = bucket_of(t.get(), k);
-		sluice_ct_insert(b, &k, 5, 1, states[i], 0, &t->to, nullptr);
-		EXPECT_NE(sluice_ct_find(b, &k, secs, &t->to), nullptr) << int(states[i]);
-		EXPECT_EQ(sluice_ct_find(b, &k, secs + 1, &t->to), nullptr) << int(states[i]);
+		ct_insert(b, &k, 5, 1, states[i], 0, &t->to, nullptr);
+		EXPECT_NE(ct_find(b, &k, secs, &t->to), nullptr) << int(states[i]);
+		EXPECT_EQ(ct_find(b, &k, secs + 1, &t->to), nullptr) << int(states[i]);
 	}
 }
 
@@ -311,9 +391,9 @@ TEST(Conntrack, ClockWrapKeepsAges)
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
 	const uint32_t t0 = 0xFFFFFFF0u;
-	sluice_ct_insert(b, &k, 5, 1, SLUICE_CT_UDP, t0, &t->to, nullptr);
-	EXPECT_NE(sluice_ct_find(b, &k, t0 + 300, &t->to), nullptr); // wrapped to 284
-	EXPECT_EQ(sluice_ct_find(b, &k, t0 + 301, &t->to), nullptr);
+	ct_insert(b, &k, 5, 1, SLUICE_CT_UDP, t0, &t->to, nullptr);
+	EXPECT_NE(ct_find(b, &k, t0 + 300, &t->to), nullptr); // wrapped to 284
+	EXPECT_EQ(ct_find(b, &k, t0 + 301, &t->to), nullptr);
 }
 
 TEST(ConntrackState, InitialStateFromTheFirstPacket)
@@ -379,22 +459,22 @@ TEST(ConntrackState, ConnectionLifecycle)
 	auto t = make_table(1024);
 	const sluice_flow_key k = v4_key(1, 40000);
 	sluice_ct_bucket *b = bucket_of(t.get(), k);
-	sluice_ct_entry *e = sluice_ct_insert(b, &k, 9, 1, sluice_ct_initial_state(k.proto, SLUICE_TCP_SYN),
+	sluice_ct_entry *e = ct_insert(b, &k, 9, 1, sluice_ct_initial_state(k.proto, SLUICE_TCP_SYN),
 					      0, &t->to, nullptr);
 	EXPECT_EQ(e->state, SLUICE_CT_SYN);
-	sluice_ct_update(sluice_ct_find(b, &k, 1, &t->to), SLUICE_TCP_ACK, 1);
+	sluice_ct_update(ct_find(b, &k, 1, &t->to), SLUICE_TCP_ACK, 1);
 	EXPECT_EQ(e->state, SLUICE_CT_EST);
 	// Idle for 10 minutes: beyond SYN's 60 s, within EST's 900 s.
-	ASSERT_EQ(sluice_ct_find(b, &k, 601, &t->to), e);
+	ASSERT_EQ(ct_find(b, &k, 601, &t->to), e);
 	sluice_ct_update(e, SLUICE_TCP_FIN | SLUICE_TCP_ACK, 601);
 	EXPECT_EQ(e->state, SLUICE_CT_FIN);
 	// Reused 100 s later (within FIN's 120 s): same entry, same backend.
-	ASSERT_EQ(sluice_ct_find(b, &k, 701, &t->to), e);
+	ASSERT_EQ(ct_find(b, &k, 701, &t->to), e);
 	sluice_ct_update(e, SLUICE_TCP_SYN, 701);
 	EXPECT_EQ(e->state, SLUICE_CT_SYN);
 	EXPECT_EQ(e->backend_id, 9u);
 	// Its SYN then gets no answer: gone after 60 s.
-	EXPECT_EQ(sluice_ct_find(b, &k, 762, &t->to), nullptr);
+	EXPECT_EQ(ct_find(b, &k, 762, &t->to), nullptr);
 }
 
 TEST(ConntrackEviction, FullBucketEvictsTheLeastRecentlySeen)
@@ -405,22 +485,22 @@ TEST(ConntrackEviction, FullBucketEvictsTheLeastRecentlySeen)
 	for (uint32_t i = 0; i < SLUICE_CT_WAYS; i++) {
 		ASSERT_EQ(bucket_of(t.get(), keys[i]), b);
 		bool evicted = true;
-		sluice_ct_insert(b, &keys[i], 100 + i, 1, SLUICE_CT_EST, 10 + i, &t->to, &evicted);
+		ct_insert(b, &keys[i], 100 + i, 1, SLUICE_CT_EST, 10 + i, &t->to, &evicted);
 		EXPECT_FALSE(evicted);
 	}
 	// keys[0] was inserted first but is seen again last: keys[1] is now the
 	// least recently seen, though not the first inserted.
-	sluice_ct_update(sluice_ct_find(b, &keys[0], 20, &t->to), SLUICE_TCP_ACK, 20);
+	sluice_ct_update(ct_find(b, &keys[0], 20, &t->to), SLUICE_TCP_ACK, 20);
 	bool evicted = false;
-	sluice_ct_entry *e = sluice_ct_insert(b, &keys[SLUICE_CT_WAYS], 200, 1, SLUICE_CT_EST, 21, &t->to,
+	sluice_ct_entry *e = ct_insert(b, &keys[SLUICE_CT_WAYS], 200, 1, SLUICE_CT_EST, 21, &t->to,
 					      &evicted);
 	ASSERT_NE(e, nullptr);
 	EXPECT_TRUE(evicted);
-	EXPECT_EQ(sluice_ct_find(b, &keys[1], 21, &t->to), nullptr);
-	EXPECT_EQ(sluice_ct_find(b, &keys[0], 21, &t->to)->backend_id, 100u);
+	EXPECT_EQ(ct_find(b, &keys[1], 21, &t->to), nullptr);
+	EXPECT_EQ(ct_find(b, &keys[0], 21, &t->to)->backend_id, 100u);
 	for (uint32_t i = 2; i < SLUICE_CT_WAYS; i++)
-		EXPECT_EQ(sluice_ct_find(b, &keys[i], 21, &t->to)->backend_id, 100u + i);
-	EXPECT_EQ(sluice_ct_find(b, &keys[SLUICE_CT_WAYS], 21, &t->to)->backend_id, 200u);
+		EXPECT_EQ(ct_find(b, &keys[i], 21, &t->to)->backend_id, 100u + i);
+	EXPECT_EQ(ct_find(b, &keys[SLUICE_CT_WAYS], 21, &t->to)->backend_id, 200u);
 }
 
 TEST(ConntrackEviction, ExpiredWaysAreReusedBeforeLiveOnesAreEvicted)
@@ -430,19 +510,19 @@ TEST(ConntrackEviction, ExpiredWaysAreReusedBeforeLiveOnesAreEvicted)
 	sluice_ct_bucket *b = bucket_of(t.get(), keys[0]);
 	// Way 0: a UDP flow idle since t=0 (expires after 300 s). The others are
 	// established TCP flows seen at 100..102, more recently but live.
-	sluice_ct_insert(b, &keys[0], 100, 1, SLUICE_CT_UDP, 0, &t->to, nullptr);
+	ct_insert(b, &keys[0], 100, 1, SLUICE_CT_UDP, 0, &t->to, nullptr);
 	for (uint32_t i = 1; i < SLUICE_CT_WAYS; i++)
-		sluice_ct_insert(b, &keys[i], 100 + i, 1, SLUICE_CT_EST, 100 + i, &t->to, nullptr);
+		ct_insert(b, &keys[i], 100 + i, 1, SLUICE_CT_EST, 100 + i, &t->to, nullptr);
 	// At 301 the UDP flow has expired, though no lookup freed it: its way is
 	// taken, and the live TCP flows stay.
 	bool evicted = true;
-	sluice_ct_entry *e = sluice_ct_insert(b, &keys[SLUICE_CT_WAYS], 200, 1, SLUICE_CT_EST, 301, &t->to,
+	sluice_ct_entry *e = ct_insert(b, &keys[SLUICE_CT_WAYS], 200, 1, SLUICE_CT_EST, 301, &t->to,
 					      &evicted);
 	EXPECT_FALSE(evicted);
 	EXPECT_EQ(e, &b->way[0]);
 	for (uint32_t i = 1; i < SLUICE_CT_WAYS; i++)
-		EXPECT_NE(sluice_ct_find(b, &keys[i], 301, &t->to), nullptr) << i;
-	EXPECT_EQ(sluice_ct_find(b, &keys[0], 301, &t->to), nullptr);
+		EXPECT_NE(ct_find(b, &keys[i], 301, &t->to), nullptr) << i;
+	EXPECT_EQ(ct_find(b, &keys[0], 301, &t->to), nullptr);
 }
 
 // A way freed by lazy expiry (a find that missed) is taken before anything else.
@@ -452,11 +532,11 @@ TEST(ConntrackEviction, FreedWayIsReused)
 	const auto keys = keys_in_bucket_of(t.get(), v4_key(1, 1), SLUICE_CT_WAYS + 1);
 	sluice_ct_bucket *b = bucket_of(t.get(), keys[0]);
 	for (uint32_t i = 0; i < SLUICE_CT_WAYS; i++)
-		sluice_ct_insert(b, &keys[i], i, 1, i == 2 ? SLUICE_CT_FRAG : SLUICE_CT_EST, 0, &t->to, nullptr);
-	EXPECT_EQ(sluice_ct_find(b, &keys[2], 3, &t->to), nullptr);
+		ct_insert(b, &keys[i], i, 1, i == 2 ? SLUICE_CT_FRAG : SLUICE_CT_EST, 0, &t->to, nullptr);
+	EXPECT_EQ(ct_find(b, &keys[2], 3, &t->to), nullptr);
 	EXPECT_EQ(b->way[2].state, SLUICE_CT_FREE);
 	bool evicted = true;
-	EXPECT_EQ(sluice_ct_insert(b, &keys[SLUICE_CT_WAYS], 9, 1, SLUICE_CT_EST, 3, &t->to, &evicted), &b->way[2]);
+	EXPECT_EQ(ct_insert(b, &keys[SLUICE_CT_WAYS], 9, 1, SLUICE_CT_EST, 3, &t->to, &evicted), &b->way[2]);
 	EXPECT_FALSE(evicted);
 }
 
@@ -470,14 +550,14 @@ TEST(ConntrackEviction, FullTableStillInserts)
 	for (uint32_t i = 0; i < 1000; i++) {
 		const sluice_flow_key k = random_key(i);
 		bool evicted = false;
-		sluice_ct_entry *e = sluice_ct_insert(bucket_of(t.get(), k), &k, i, 1, SLUICE_CT_EST, i, &t->to,
+		sluice_ct_entry *e = ct_insert(bucket_of(t.get(), k), &k, i, 1, SLUICE_CT_EST, i, &t->to,
 						      &evicted);
 		ASSERT_NE(e, nullptr);
 		EXPECT_EQ(e->backend_id, i);
 		evictions += evicted;
 		for (uint32_t j = i >= SLUICE_CT_WAYS - 1 ? i - (SLUICE_CT_WAYS - 1) : 0; j <= i; j++) {
 			const sluice_flow_key kj = random_key(j);
-			const sluice_ct_entry *hit = sluice_ct_find(bucket_of(t.get(), kj), &kj, i, &t->to);
+			const sluice_ct_entry *hit = ct_find(bucket_of(t.get(), kj), &kj, i, &t->to);
 			ASSERT_NE(hit, nullptr) << i << " " << j;
 			EXPECT_EQ(hit->backend_id, j);
 		}
@@ -512,10 +592,10 @@ TEST(ConntrackFragment, FragmentKeyNeverEqualsAFlowKey)
 	sluice_ct_bucket *b = &t->buckets[0];
 	sluice_frag_key(&frag, SLUICE_AF_INET, flow.src, flow.dst,
 			(uint32_t)flow.sport_be << 16 | flow.dport_be, SLUICE_IPPROTO_TCP);
-	sluice_ct_insert(b, &flow, 1, 1, SLUICE_CT_EST, 0, &t->to, nullptr);
-	sluice_ct_insert(b, &frag, 2, 1, SLUICE_CT_FRAG, 0, &t->to, nullptr);
-	EXPECT_EQ(sluice_ct_find(b, &flow, 0, &t->to)->backend_id, 1u);
-	EXPECT_EQ(sluice_ct_find(b, &frag, 0, &t->to)->backend_id, 2u);
+	ct_insert(b, &flow, 1, 1, SLUICE_CT_EST, 0, &t->to, nullptr);
+	ct_insert(b, &frag, 2, 1, SLUICE_CT_FRAG, 0, &t->to, nullptr);
+	EXPECT_EQ(ct_find(b, &flow, 0, &t->to)->backend_id, 1u);
+	EXPECT_EQ(ct_find(b, &frag, 0, &t->to)->backend_id, 2u);
 }
 
 // 1M random flows into a table of 1M entries (filled to capacity, so some
@@ -530,7 +610,7 @@ TEST(ConntrackScale, NoFalseHitsUnderTenMillionRandomKeys)
 	for (uint32_t i = 0; i < inserted; i++) {
 		const sluice_flow_key k = random_key(i);
 		bool evicted = false;
-		sluice_ct_entry *e = sluice_ct_insert(bucket_of(t.get(), k), &k, backend_of(k), k.proto,
+		sluice_ct_entry *e = ct_insert(bucket_of(t.get(), k), &k, backend_of(k), k.proto,
 						      SLUICE_CT_EST, 1, &t->to, &evicted);
 		ASSERT_NE(e, nullptr);
 		evictions += evicted;
@@ -538,7 +618,7 @@ TEST(ConntrackScale, NoFalseHitsUnderTenMillionRandomKeys)
 	uint32_t hits = 0;
 	for (uint32_t i = 0; i < inserted; i++) {
 		const sluice_flow_key k = random_key(i);
-		const sluice_ct_entry *e = sluice_ct_find(bucket_of(t.get(), k), &k, 2, &t->to);
+		const sluice_ct_entry *e = ct_find(bucket_of(t.get(), k), &k, 2, &t->to);
 		if (e == nullptr)
 			continue;
 		hits++;
@@ -552,7 +632,7 @@ TEST(ConntrackScale, NoFalseHitsUnderTenMillionRandomKeys)
 	uint32_t false_hits = 0;
 	for (uint32_t i = 0; i < others; i++) {
 		const sluice_flow_key k = random_key(inserted + i);
-		false_hits += sluice_ct_find(bucket_of(t.get(), k), &k, 2, &t->to) != nullptr;
+		false_hits += ct_find(bucket_of(t.get(), k), &k, 2, &t->to) != nullptr;
 	}
 	EXPECT_EQ(false_hits, 0u);
 }
@@ -568,7 +648,7 @@ TEST(ConntrackScale, TenMillionFlowsThroughAMillionEntries)
 	for (uint32_t i = 0; i < flows; i++) {
 		const sluice_flow_key k = random_key(i);
 		bool evicted = false;
-		sluice_ct_entry *e = sluice_ct_insert(bucket_of(t.get(), k), &k, backend_of(k), 1,
+		sluice_ct_entry *e = ct_insert(bucket_of(t.get(), k), &k, backend_of(k), 1,
 						      SLUICE_CT_EST, i / 100'000, &t->to, &evicted);
 		ASSERT_NE(e, nullptr);
 		evictions += evicted;
@@ -582,12 +662,13 @@ TEST(ConntrackScale, TenMillionFlowsThroughAMillionEntries)
 			ASSERT_EQ(e.backend_id, backend_of(e.key));
 			ASSERT_EQ(sluice_ct_bucket_index(sluice_flow_hash(&e.key), t->n_buckets), bi);
 		}
+		ASSERT_TRUE(tags_consistent(t->buckets[bi])) << bi;
 	}
 	EXPECT_EQ(live + evictions, flows);
 	EXPECT_GT(live, entries / 100 * 99); // full, bar buckets no flow ever reached
 	// The most recent flow of all is always kept.
 	const sluice_flow_key last = random_key(flows - 1);
-	EXPECT_NE(sluice_ct_find(bucket_of(t.get(), last), &last, flows / 100'000, &t->to), nullptr);
+	EXPECT_NE(ct_find(bucket_of(t.get(), last), &last, flows / 100'000, &t->to), nullptr);
 }
 
 } // namespace

@@ -490,7 +490,7 @@ static __always_inline uint32_t pick_backend(struct run *r, const struct sluice_
 	struct sluice_ct_bucket *bucket = ct_bucket(hash);
 	struct sluice_ct_entry *e = 0;
 	if (bucket)
-		e = sluice_ct_find(bucket, &p->key, r->now_s, &r->to);
+		e = sluice_ct_find(bucket, &p->key, sluice_ct_tag(hash), r->now_s, &r->to);
 	if (e) {
 		uint32_t id = e->backend_id;
 		const struct sluice_backend *b = backend_of(r, id);
@@ -516,8 +516,8 @@ static __always_inline uint32_t pick_backend(struct run *r, const struct sluice_
 	if (p->kind != SLUICE_PKT_L4 || !bucket)
 		return bid;
 	bool evicted = false;
-	sluice_ct_insert(bucket, &p->key, bid, vid, sluice_ct_initial_state(p->key.proto, p->tcp_flags),
-			 r->now_s, &r->to, &evicted);
+	sluice_ct_insert(bucket, &p->key, sluice_ct_tag(hash), bid, vid,
+			 sluice_ct_initial_state(p->key.proto, p->tcp_flags), r->now_s, &r->to, &evicted);
 	count(r, SLUICE_CNT_conn_new);
 	if (evicted)
 		count(r, SLUICE_CNT_conn_evict);
@@ -537,9 +537,10 @@ static __always_inline void remember_fragment(struct run *r, const struct sluice
 {
 	struct sluice_flow_key fk;
 	sluice_frag_key(&fk, p->key.family, p->key.src, p->key.dst, p->frag_id, p->key.proto);
-	struct sluice_ct_bucket *b = ct_bucket(sluice_flow_hash(&fk));
+	uint32_t h = sluice_flow_hash(&fk);
+	struct sluice_ct_bucket *b = ct_bucket(h);
 	if (b)
-		sluice_ct_insert(b, &fk, bid, vid, SLUICE_CT_FRAG, r->now_s, &r->to, 0);
+		sluice_ct_insert(b, &fk, sluice_ct_tag(h), bid, vid, SLUICE_CT_FRAG, r->now_s, &r->to, 0);
 	count(r, SLUICE_CNT_frag_first);
 }
 
@@ -551,7 +552,7 @@ static __always_inline enum action later_fragment(struct run *r, struct xdp_md *
 	sluice_frag_key(&fk, p->key.family, p->key.src, p->key.dst, p->frag_id, p->key.proto);
 	uint32_t h = sluice_flow_hash(&fk);
 	struct sluice_ct_bucket *b = ct_bucket(h);
-	struct sluice_ct_entry *e = b ? sluice_ct_find(b, &fk, r->now_s, &r->to) : 0;
+	struct sluice_ct_entry *e = b ? sluice_ct_find(b, &fk, sluice_ct_tag(h), r->now_s, &r->to) : 0;
 	if (!e) {
 		count(r, SLUICE_CNT_drop_frag_no_first);
 		return ACT_DROP;

@@ -16,11 +16,15 @@
  * atomic. now_s is a coarse monotonic clock in seconds that the writer sets
  * once per burst; ages are computed modulo 2^32, so it may wrap.
  *
- * A lookup touches one bucket (four cache lines, adjacent: the worker
- * prefetches them a burst ahead). A full bucket evicts its least recently
- * seen entry, so a full table never stops forwarding: an evicted flow is
- * picked again by Maglev, which gives the same backend unless the backend
- * set changed since (counted as conn_evict).
+ * A bucket's first line also holds a 16-bit tag per way, from the flow
+ * hash: a lookup reads that line, then only the ways whose tag matches
+ * (almost always one: its own, or none for a new flow), and an insert finds
+ * a free way there too. The DPDK worker prefetches the tag line a burst
+ * ahead, then the matching way's line, so a lookup in a table far larger
+ * than the caches costs two overlapped line fetches, not four. A full
+ * bucket evicts its least recently seen entry, so a full table never stops
+ * forwarding: an evicted flow is picked again by Maglev, which gives the
+ * same backend unless the backend set changed since (counted as conn_evict).
  */
 #pragma once
 
@@ -48,7 +52,11 @@ struct sluice_ct_entry {
 	uint32_t vip_id;            /* stable VIP id: a backend now in another VIP is re-picked */
 	uint32_t last_seen_s;       /* now_s of the last packet */
 	uint8_t state;              /* enum sluice_ct_state */
-	uint8_t pad[11];            /* always zero */
+	uint8_t pad[3];             /* always zero */
+	/* In way 0 only, the bucket's tags: tags[i] is sluice_ct_tag() of way
+	 * i's flow while way i is in use, 0 while it is free. Zero in the
+	 * other ways. */
+	uint16_t tags[4];
 } SLUICE_ALIGNED(SLUICE_CACHE_LINE);
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_ct_entry) == SLUICE_CACHE_LINE,
 		     "connection entry is one cache line");
@@ -56,6 +64,7 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, backend_id) == 40, 
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, vip_id) == 44, "ct.vip_id at 44");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, last_seen_s) == 48, "ct.last_seen_s at 48");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, state) == 52, "ct.state at 52");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, tags) == 56, "ct.tags at 56");
 
 /* Four ways, a 256-byte bucket. With flows landing Poisson-distributed over
  * the buckets, a table sized at twice its concurrent flows keeps 96% of
@@ -64,6 +73,7 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_entry, state) == 52, "ct.s
 #define SLUICE_CT_WAYS 4
 SLUICE_STATIC_ASSERT((SLUICE_CT_WAYS & (SLUICE_CT_WAYS - 1)) == 0,
 		     "ways are a power of two: way indexes are masked for the verifier");
+SLUICE_STATIC_ASSERT(SLUICE_CT_WAYS == 4, "way 0 holds one tag per way: four 16-bit tags");
 
 struct sluice_ct_bucket {
 	struct sluice_ct_entry way[SLUICE_CT_WAYS];
@@ -181,15 +191,11 @@ SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
 
 /* -------------------------------------------------------------- buckets */
 
-/*
- * The bucket of a flow: the flow hash remixed (MurmurHash3's fmix32), then
- * scaled to [0, buckets) by a multiply and a shift (Lemire's "fastrange"):
- * any bucket count, no division. Maglev takes hash % M and the GUE source
- * port the low 14 bits, so using the raw hash would put flows that share
- * those bits in the same buckets; the remix spreads every input bit over
- * the index. buckets >= 1.
- */
-SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t buckets)
+/* MurmurHash3's fmix32: every bit of the flow hash moves every bit of the
+ * result. Maglev takes hash % M and the GUE source port the low 14 bits, so
+ * using the raw hash would put flows that share those bits in the same
+ * buckets and give them the same tags. */
+SLUICE_INLINE uint32_t sluice_ct_mix(uint32_t flow_hash)
 {
 	uint32_t h = flow_hash;
 	h ^= h >> 16;
@@ -197,23 +203,66 @@ SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t bucke
 	h ^= h >> 13;
 	h *= 0xC2B2AE35u;
 	h ^= h >> 16;
-	return (uint32_t)(((uint64_t)h * buckets) >> 32);
+	return h;
 }
 
-/* The live entry for k, or NULL. An expired entry for k is freed on the way
- * (lazy expiry: nothing sweeps the table). Does not refresh the entry: the
- * caller checks the backend, then calls sluice_ct_update(). */
-SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
-						     const struct sluice_flow_key *k, uint32_t now_s,
-						     const struct sluice_ct_timeouts *to)
+/* The bucket of a flow: the remixed hash scaled to [0, buckets) by a
+ * multiply and a shift (Lemire's "fastrange"), which uses its high bits: any
+ * bucket count, no division. buckets >= 1. */
+SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t buckets)
 {
+	return (uint32_t)(((uint64_t)sluice_ct_mix(flow_hash) * buckets) >> 32);
+}
+
+/* The tag of a flow in its bucket: the remixed hash's low 16 bits (not the
+ * ones that chose the bucket), never 0, which marks a free way. Two flows of
+ * a bucket share a tag with probability 2^-15: a tag only says which ways
+ * to compare keys with. */
+SLUICE_INLINE uint16_t sluice_ct_tag(uint32_t flow_hash)
+{
+	return (uint16_t)(sluice_ct_mix(flow_hash) | 1u);
+}
+
+/* Bit i set: way i's tag is `tag` (tag 0: way i is free). Word arithmetic
+ * on the four tags at once: a lane is zero exactly where it matched. */
+SLUICE_INLINE uint32_t sluice_ct_tag_ways(const struct sluice_ct_bucket *b, uint16_t tag)
+{
+	uint64_t tags;
+	__builtin_memcpy(&tags, b->way[0].tags, sizeof(tags));
+	uint64_t x = tags ^ ((uint64_t)tag * 0x0001000100010001ull);
+	uint32_t ways = 0;
+	SLUICE_CT_UNROLL
+	for (int i = 0; i < SLUICE_CT_WAYS; i++)
+		ways |= (uint32_t)((uint16_t)(x >> (16 * i)) == 0) << i;
+	return ways;
+}
+
+/* Frees way w of bucket b. */
+SLUICE_INLINE void sluice_ct_remove(struct sluice_ct_bucket *b, int w)
+{
+	b->way[w & (SLUICE_CT_WAYS - 1)].state = SLUICE_CT_FREE;
+	b->way[0].tags[w & (SLUICE_CT_WAYS - 1)] = 0;
+}
+
+/* The live entry for k (whose tag is `tag`: sluice_ct_tag() of the hash
+ * that chose b), or NULL. Reads the tag line, then only the ways whose tag
+ * matches. An expired entry for k is freed on the way (lazy expiry: nothing
+ * sweeps the table). Does not refresh the entry: the caller checks the
+ * backend, then calls sluice_ct_update(). */
+SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
+						     const struct sluice_flow_key *k, uint16_t tag,
+						     uint32_t now_s, const struct sluice_ct_timeouts *to)
+{
+	uint32_t ways = sluice_ct_tag_ways(b, tag);
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
+		if (!(ways & (1u << i)))
+			continue;
 		struct sluice_ct_entry *e = &b->way[i];
 		if (e->state == SLUICE_CT_FREE || !sluice_flow_key_equal(&e->key, k))
 			continue;
 		if (sluice_ct_expired(e, now_s, to)) {
-			e->state = SLUICE_CT_FREE;
+			sluice_ct_remove(b, i);
 			return 0;
 		}
 		return e;
@@ -222,47 +271,55 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
 }
 
 /*
- * Stores k -> (backend_id, vip_id) in state `state` and returns its entry.
- * The way taken is, in order: k's own (an insert replaces), a free one, an
- * expired one, else the least recently seen one, whose live flow is evicted
- * (*evicted set, if evicted is not NULL). Never NULL: a full table keeps
- * forwarding.
+ * Stores k (tag `tag`) -> (backend_id, vip_id) in state `state` and returns
+ * its entry. The way taken is, in order: k's own (an insert replaces), a
+ * free one, an expired one, else the least recently seen one, whose live
+ * flow is evicted (*evicted set, if evicted is not NULL). Never NULL: a full
+ * table keeps forwarding. The first two are found from the tag line; only a
+ * full bucket reads every way.
  */
 SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *b,
-						       const struct sluice_flow_key *k,
+						       const struct sluice_flow_key *k, uint16_t tag,
 						       uint32_t backend_id, uint32_t vip_id,
 						       uint8_t state, uint32_t now_s,
 						       const struct sluice_ct_timeouts *to,
 						       bool *evicted)
 {
+	const uint32_t mine = sluice_ct_tag_ways(b, tag);
+	const uint32_t free_ways = sluice_ct_tag_ways(b, 0);
 	int same = -1, free_way = -1, expired = -1, oldest = 0;
 	uint32_t oldest_age = 0;
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
-		const struct sluice_ct_entry *e = &b->way[i];
-		if (e->state == SLUICE_CT_FREE) {
-			if (free_way < 0)
-				free_way = i;
-			continue;
-		}
-		if (sluice_flow_key_equal(&e->key, k))
+		if ((mine & (1u << i)) && same < 0 && b->way[i].state != SLUICE_CT_FREE &&
+		    sluice_flow_key_equal(&b->way[i].key, k))
 			same = i;
-		if (sluice_ct_expired(e, now_s, to)) {
-			if (expired < 0)
-				expired = i;
-			continue;
-		}
-		uint32_t age = now_s - e->last_seen_s;
-		if (age >= oldest_age) { /* >=: way 0 is the fallback even at age 0 */
-			oldest_age = age;
-			oldest = i;
+		if ((free_ways & (1u << i)) && free_way < 0)
+			free_way = i;
+	}
+	if (same < 0 && free_way < 0) {
+		/* A full bucket: every way is in use. */
+		SLUICE_CT_UNROLL
+		for (int i = 0; i < SLUICE_CT_WAYS; i++) {
+			const struct sluice_ct_entry *e = &b->way[i];
+			if (sluice_ct_expired(e, now_s, to)) {
+				if (expired < 0)
+					expired = i;
+				continue;
+			}
+			uint32_t age = now_s - e->last_seen_s;
+			if (age >= oldest_age) { /* >=: way 0 is the fallback even at age 0 */
+				oldest_age = age;
+				oldest = i;
+			}
 		}
 	}
 	int w = same >= 0 ? same : free_way >= 0 ? free_way : expired >= 0 ? expired : oldest;
 	if (evicted)
 		*evicted = same < 0 && free_way < 0 && expired < 0;
 	/* w is in [0, WAYS) already; the mask tells the verifier so. */
-	struct sluice_ct_entry *e = &b->way[w & (SLUICE_CT_WAYS - 1)];
+	w &= SLUICE_CT_WAYS - 1;
+	struct sluice_ct_entry *e = &b->way[w];
 	uint64_t *dst = (uint64_t *)&e->key;
 	const uint64_t *src = (const uint64_t *)k;
 	dst[0] = src[0];
@@ -275,6 +332,7 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *
 	e->last_seen_s = now_s;
 	e->state = state;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	b->way[0].tags[w] = tag;
 	return e;
 }
 
@@ -372,14 +430,21 @@ SLUICE_INLINE struct sluice_ct_bucket *sluice_ct_table_bucket(struct sluice_ct_t
 	return &t->buckets[sluice_ct_bucket_index(flow_hash, t->n_buckets)];
 }
 
-/* The worker computes a burst's hashes, prefetches every bucket, then looks
- * up: one bucket is four adjacent cache lines, all read by a miss. */
+/* The worker computes a burst's hashes and prefetches every bucket's tag
+ * line (sluice_ct_prefetch), then, once those have arrived, the lines of
+ * the ways whose tag matches (sluice_ct_prefetch_ways), then looks up. */
 SLUICE_INLINE void sluice_ct_prefetch(const struct sluice_ct_bucket *b)
 {
-	const char *p = (const char *)b;
-	__builtin_prefetch(p, 1, 3);
-	__builtin_prefetch(p + 64, 1, 3);
-	__builtin_prefetch(p + 128, 1, 3);
-	__builtin_prefetch(p + 192, 1, 3);
+	__builtin_prefetch(b, 1, 3);
+}
+
+SLUICE_INLINE void sluice_ct_prefetch_ways(const struct sluice_ct_bucket *b, uint16_t tag)
+{
+	/* Way 0 is the tag line itself, already here. */
+	uint32_t ways = sluice_ct_tag_ways(b, tag) & ~1u;
+	while (ways) {
+		__builtin_prefetch(&b->way[__builtin_ctz(ways)], 1, 3);
+		ways &= ways - 1;
+	}
 }
 #endif
