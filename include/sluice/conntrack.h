@@ -440,8 +440,15 @@ SLUICE_INLINE void sluice_ct_prefetch(const struct sluice_ct_bucket *b)
 
 SLUICE_INLINE void sluice_ct_prefetch_ways(const struct sluice_ct_bucket *b, uint16_t tag)
 {
+	uint32_t ways = sluice_ct_tag_ways(b, tag);
+	if (!ways) {
+		/* A new flow: the way sluice_ct_insert() will write, the first
+		 * free one. */
+		uint32_t free_ways = sluice_ct_tag_ways(b, 0);
+		ways = free_ways & (0u - free_ways);
+	}
 	/* Way 0 is the tag line itself, already here. */
-	uint32_t ways = sluice_ct_tag_ways(b, tag) & ~1u;
+	ways &= ~1u;
 	while (ways) {
 		__builtin_prefetch(&b->way[__builtin_ctz(ways)], 1, 3);
 		ways &= ways - 1;
