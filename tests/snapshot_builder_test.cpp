@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the snapshot builder puts in a VIP's Maglev table: healthy, undrained
+// backends whose next hop is known. A backend sluiced cannot reach yet (its
+// neighbour not resolved) takes no share: the packets Maglev would give it
+// go to the others instead of being dropped.
+#include "config_io.h"
+#include "snapshot_builder.h"
+
+#include <sluice/shm.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <set>
+
+namespace sluice {
+namespace {
+
+const char *config_text = R"(
+node: {source_ipv4: 10.0.0.2}
+vips:
+  - address: 10.200.1.1
+    port: 80
+    protocol: tcp
+    mode: ipip
+    ring_size: 251
+    backends: [{address: 10.1.0.1}, {address: 10.1.0.2}, {address: 10.1.0.3}]
+)";
+
+struct built {
+	std::unique_ptr<sluice_snapshot> snap = std::make_unique<sluice_snapshot>();
+	std::set<uint32_t> in_table; // backend ids in the VIP's Maglev table
+	uint32_t live_count = 0;
+};
+
+// Builds with the given backends (by address) resolved; all healthy.
+built build(snapshot_builder &b, const config &cfg, const object_ids &ids,
+	    const std::set<std::string> &resolved)
+{
+	std::map<uint32_t, mac_address> macs;
+	for (const auto &be : cfg.vips[0].backends)
+		if (resolved.count(be.address.str()))
+			macs[ids.backend_id(cfg.vips[0].key, be.address)] = *mac_address::parse("02:00:00:00:00:01");
+	built out;
+	b.build(snapshot_inputs{cfg, ids, [](uint32_t) { return true; },
+				[&](uint32_t id) -> std::optional<mac_address> {
+					auto it = macs.find(id);
+					if (it == macs.end())
+						return std::nullopt;
+					return it->second;
+				}},
+		*out.snap);
+	const uint32_t vid = ids.vip_id(cfg.vips[0].key);
+	const sluice_vip &v = out.snap->vips[vid];
+	for (uint32_t i = 0; i < v.ring_size; i++)
+		out.in_table.insert(out.snap->rings[v.ring_offset + i]);
+	out.live_count = v.live_count;
+	return out;
+}
+
+TEST(SnapshotBuilder, BackendWithoutNextHopTakesNoShareUntilResolved)
+{
+	const config cfg = config_from_yaml(config_text);
+	object_ids ids;
+	ids.reconcile(cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
+	const uint32_t vid = ids.vip_id(cfg.vips[0].key);
+	const uint32_t third = ids.backend_id(cfg.vips[0].key, cfg.vips[0].backends[2].address);
+	snapshot_builder b;
+
+	built before = build(b, cfg, ids, {"10.1.0.1", "10.1.0.2"});
+	EXPECT_EQ(before.live_count, 2u);
+	EXPECT_EQ(before.in_table.count(third), 0u) << "an unresolved backend is in the Maglev table";
+	EXPECT_EQ(before.in_table.size(), 2u);
+	// Still listed, so its counters and state stay visible, without a MAC.
+	const sluice_backend &br = before.snap->backends[third];
+	EXPECT_EQ(br.flags & SLUICE_BACKEND_PRESENT, SLUICE_BACKEND_PRESENT);
+	EXPECT_EQ(br.flags & SLUICE_BACKEND_HAS_MAC, 0u);
+	EXPECT_EQ(br.vip_id, vid);
+
+	built after = build(b, cfg, ids, {"10.1.0.1", "10.1.0.2", "10.1.0.3"});
+	EXPECT_EQ(after.live_count, 3u);
+	EXPECT_EQ(after.in_table.count(third), 1u) << "a resolved backend is not in the Maglev table";
+	EXPECT_EQ(after.in_table.size(), 3u);
+
+	built none = build(b, cfg, ids, {});
+	EXPECT_EQ(none.live_count, 0u); // every packet of the VIP: drop_no_backend
+}
+
+} // namespace
+} // namespace sluice
