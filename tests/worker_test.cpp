@@ -264,7 +264,7 @@ int main(int argc, char **argv)
 {
 	::testing::InitGoogleTest(&argc, argv);
 	std::string prefix = "sluice-worker-test-" + std::to_string(getpid());
-	const char *eal[] = {"worker_test", "--no-huge", "--no-pci", "--no-shconf", "-m", "128",
+	const char *eal[] = {"worker_test", "--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "128",
 			     "--file-prefix", prefix.c_str(), "--log-level", "error", "-l", "0"};
 	if (rte_eal_init(static_cast<int>(std::size(eal)), const_cast<char **>(eal)) < 0) {
 		std::fprintf(stderr, "worker_test: rte_eal_init failed\n");
@@ -276,6 +276,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int r = RUN_ALL_TESTS();
+	// --no-shconf still makes a runtime directory: leave nothing behind.
+	const std::string runtime_dir = rte_eal_get_runtime_dir();
+	rte_mempool_free(pool);
 	rte_eal_cleanup();
+	rmdir(runtime_dir.c_str());
 	return r;
 }
