@@ -102,6 +102,35 @@ void tx_queue(uint16_t port, uint16_t q, uint16_t desc, const rte_eth_txconf &co
 		port_fail(port, fmt::format("TX queue {} setup", q).c_str(), ret);
 }
 
+// Configures `port` with nrx RX and ntx TX queues (offloads from conf), at
+// the descriptor counts it accepts nearest want_rxd/tx_desc, and starts it.
+// between() runs after the configure, before the queues are set up (the
+// TAP's MAC and MTU); rx_pool(q) is queue q's mempool.
+template <typename PoolOf, typename Between>
+void configure_and_start(uint16_t port, const rte_eth_dev_info &info, const rte_eth_conf &conf,
+			 uint16_t nrx, uint16_t ntx, uint16_t want_rxd, PoolOf rx_pool, Between between)
+{
+	int ret = rte_eth_dev_configure(port, nrx, ntx, &conf);
+	if (ret < 0)
+		port_fail(port, "configure", ret);
+	between();
+	uint16_t nrxd = want_rxd, ntxd = tx_desc;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
+	if (ret < 0)
+		port_fail(port, "descriptor counts", ret);
+	rte_eth_rxconf rxconf = info.default_rxconf;
+	rxconf.offloads = conf.rxmode.offloads;
+	for (uint16_t q = 0; q < nrx; q++)
+		rx_queue(port, q, nrxd, rxconf, rx_pool(q));
+	rte_eth_txconf txconf = info.default_txconf;
+	txconf.offloads = conf.txmode.offloads;
+	for (uint16_t q = 0; q < ntx; q++)
+		tx_queue(port, q, ntxd, txconf);
+	ret = rte_eth_dev_start(port);
+	if (ret < 0)
+		port_fail(port, "start", ret);
+}
+
 // A kernel interface's MTU; 0 if it cannot be read.
 uint32_t kernel_mtu(const std::string &ifname)
 {
@@ -215,29 +244,13 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 	const bool cksum = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
 	if (cksum)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
-	int ret = rte_eth_dev_configure(port, nrx, ntx, &conf);
-	if (ret < 0)
-		port_fail(port, "configure", ret);
-	uint16_t nrxd = rx_desc, ntxd = tx_desc;
-	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
-	if (ret < 0)
-		port_fail(port, "descriptor counts", ret);
-	rte_eth_rxconf rxconf = info.default_rxconf;
-	rxconf.offloads = conf.rxmode.offloads;
-	for (uint16_t q = 0; q < nrx; q++)
-		rx_queue(port, q, nrxd, rxconf, rx_pools.at(q));
-	rte_eth_txconf txconf = info.default_txconf;
-	txconf.offloads = conf.txmode.offloads;
-	for (uint16_t q = 0; q < ntx; q++)
-		tx_queue(port, q, ntxd, txconf);
-	ret = rte_eth_dev_start(port);
-	if (ret < 0)
-		port_fail(port, "start", ret);
+	configure_and_start(port, info, conf, nrx, ntx, rx_desc, [&](uint16_t q) { return rx_pools.at(q); },
+			    [] {});
 
 	data_port d;
 	d.params.tx_ipv4_cksum_offload = cksum;
 	d.params.kernel_sees_rx = o.mode == port_mode::iface;
-	ret = rte_eth_macaddr_get(port, &d.params.port_mac);
+	int ret = rte_eth_macaddr_get(port, &d.params.port_mac);
 	if (ret < 0)
 		port_fail(port, "MAC address", ret);
 	uint16_t mtu = 0;
@@ -279,33 +292,19 @@ void setup_exception_port(const port_layout &ports, uint32_t workers, rte_mempoo
 			    port_name(port), workers, ntx, info.max_tx_queues);
 	rte_eth_conf conf;
 	std::memset(&conf, 0, sizeof(conf));
-	int ret = rte_eth_dev_configure(port, nrx, ntx, &conf);
-	if (ret < 0)
-		port_fail(port, "configure", ret);
-	if (ports.tap) {
+	configure_and_start(port, info, conf, nrx, ntx, tap_rx_desc, [&](uint16_t) { return rx_pool; }, [&] {
+		if (!ports.tap)
+			return;
 		// The kernel drops frames not addressed to its interface's MAC and
 		// must answer ARP with the NIC's: the TAP takes the NIC's identity.
 		rte_ether_addr mac = data.params.port_mac;
-		ret = rte_eth_dev_default_mac_addr_set(port, &mac);
+		int ret = rte_eth_dev_default_mac_addr_set(port, &mac);
 		if (ret < 0)
 			port_fail(port, "set the TAP's MAC to the port's", ret);
 		ret = rte_eth_dev_set_mtu(port, static_cast<uint16_t>(data.params.port_mtu));
 		if (ret < 0)
 			port_fail(port, "set the TAP's MTU to the port's", ret);
-	}
-	uint16_t nrxd = tap_rx_desc, ntxd = tx_desc;
-	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
-	if (ret < 0)
-		port_fail(port, "descriptor counts", ret);
-	rte_eth_rxconf rxconf = info.default_rxconf;
-	for (uint16_t q = 0; q < nrx; q++)
-		rx_queue(port, q, nrxd, rxconf, rx_pool);
-	rte_eth_txconf txconf = info.default_txconf;
-	for (uint16_t q = 0; q < ntx; q++)
-		tx_queue(port, q, ntxd, txconf);
-	ret = rte_eth_dev_start(port);
-	if (ret < 0)
-		port_fail(port, "start", ret);
+	});
 }
 
 void setup_tx_port(const options &o, const port_layout &ports, data_port &data)
@@ -322,20 +321,8 @@ void setup_tx_port(const options &o, const port_layout &ports, data_port &data)
 	const bool cksum = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
 	if (cksum)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
-	int ret = rte_eth_dev_configure(port, 0, ntx, &conf);
-	if (ret < 0)
-		port_fail(port, "configure", ret);
-	uint16_t nrxd = rx_desc, ntxd = tx_desc;
-	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrxd, &ntxd);
-	if (ret < 0)
-		port_fail(port, "descriptor counts", ret);
-	rte_eth_txconf txconf = info.default_txconf;
-	txconf.offloads = conf.txmode.offloads;
-	for (uint16_t q = 0; q < ntx; q++)
-		tx_queue(port, q, ntxd, txconf);
-	ret = rte_eth_dev_start(port);
-	if (ret < 0)
-		port_fail(port, "start", ret);
+	configure_and_start(port, info, conf, 0, ntx, rx_desc, [](uint16_t) -> rte_mempool * { return nullptr; },
+			    [] {});
 	data.params.tx_ipv4_cksum_offload = cksum;
 	data.capabilities += fmt::format("; forwarded traffic out of port {} ({}, {}): {} tx queue{}, "
 					 "TX IPv4 checksum: {}",
