@@ -36,20 +36,18 @@ struct pkt_ctx {
 	uint32_t vip; // SLUICE_MAX_VIPS: none
 	sluice_ct_bucket *bucket;
 	uint16_t tag; // sluice_ct_tag(hash)
+	// Set by forward(): whose counters the packet moves (a later fragment
+	// has no VIP of its own in `vip`).
+	uint32_t fwd_vip;
+	uint32_t fwd_backend;
 };
 
-// One burst's view: what every packet of it reads, and the counters summed
-// over it (flushed once by finish()).
+// What every packet of a burst reads. The counters that every packet moves
+// are summed in process_burst's locals instead, so they stay in registers.
 struct burst {
 	worker_state &st;
 	const sluice_snapshot *snap;
 	uint32_t mtu; // the smaller of the port's and the node's
-	uint64_t tx_packets = 0;
-	uint64_t tx_bytes = 0;
-	uint64_t conn_hit = 0;
-	uint32_t run_vip = SLUICE_MAX_VIPS; // the VIP of the current run of forwarded packets
-	uint64_t run_packets = 0;
-	uint64_t run_bytes = 0;
 
 	burst(worker_state &s, const sluice_snapshot *sn) : st(s), snap(sn), mtu(s.params.port_mtu)
 	{
@@ -57,36 +55,7 @@ struct burst {
 			mtu = sn->node.mtu;
 	}
 
-	void count(sluice_counter c) { st.stats->counters[c]++; }
-
-	void vip_forwarded(uint32_t vid, uint32_t bytes)
-	{
-		if (vid != run_vip) {
-			flush_run();
-			run_vip = vid;
-		}
-		run_packets++;
-		run_bytes += bytes;
-	}
-
-	void flush_run()
-	{
-		if (run_vip != SLUICE_MAX_VIPS) {
-			sluice_obj_counters &vc = st.stats->vip[run_vip];
-			vc.packets += run_packets;
-			vc.bytes += run_bytes;
-		}
-		run_packets = run_bytes = 0;
-	}
-
-	void finish()
-	{
-		flush_run();
-		uint64_t *c = st.stats->counters;
-		c[SLUICE_CNT_tx_packets] += tx_packets;
-		c[SLUICE_CNT_tx_bytes] += tx_bytes;
-		c[SLUICE_CNT_conn_hit] += conn_hit;
-	}
+	void count(sluice_counter c) const { st.stats->counters[c]++; }
 };
 
 inline bool is_vip_address(const sluice_snapshot *s, const sluice_pkt &p)
@@ -130,7 +99,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 }
 
 // Too big to encapsulate: tell the client, from the VIP, how much fits.
-[[gnu::noinline]] action too_big(burst &bu, rte_mbuf *m, const sluice_pkt &p, uint32_t room)
+[[gnu::noinline]] action too_big(const burst &bu, rte_mbuf *m, const sluice_pkt &p, uint32_t room)
 {
 	uint16_t quote = sluice_icmp_quote_len(p.l3_len);
 	if (p.key.family == SLUICE_AF_INET && !p.df) {
@@ -165,9 +134,10 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 }
 
 // Sends the packet to backend `bid` of VIP `vid` the VIP's way.
-[[gnu::always_inline]] inline action forward(burst &bu, rte_mbuf *m, const sluice_pkt &p, uint32_t vid,
+[[gnu::always_inline]] inline action forward(const burst &bu, rte_mbuf *m, pkt_ctx &c, uint32_t vid,
 					     uint32_t bid, uint32_t hash)
 {
+	const sluice_pkt &p = c.p;
 	const sluice_snapshot *s = bu.snap;
 	const sluice_vip &v = s->vips[vid];
 	const uint32_t b_idx = bid & (SLUICE_MAX_BACKENDS - 1);
@@ -217,17 +187,15 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	std::memcpy(frame, b.mac, SLUICE_ETH_ALEN);
 	std::memcpy(frame + SLUICE_ETH_ALEN, bu.st.params.port_mac.addr_bytes, SLUICE_ETH_ALEN);
 
-	bu.vip_forwarded(vid, p.l3_len);
-	sluice_obj_counters &bc = bu.st.stats->backend[b_idx];
-	bc.packets++;
-	bc.bytes += p.l3_len;
+	c.fwd_vip = vid;
+	c.fwd_backend = b_idx;
 	return action::forward;
 }
 
 // The backend of a flow: its connection's if that backend still takes it,
 // else Maglev's pick (inserted, unless the packet is an ICMP error, which
 // never opens a connection). SLUICE_MAGLEV_EMPTY: none.
-[[gnu::always_inline]] inline uint32_t pick_backend(burst &bu, pkt_ctx &c)
+[[gnu::always_inline]] inline uint32_t pick_backend(const burst &bu, pkt_ctx &c, uint64_t &hits)
 {
 	worker_state &st = bu.st;
 	const sluice_snapshot *s = bu.snap;
@@ -238,7 +206,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 		if (likely(e->backend_id < SLUICE_MAX_BACKENDS && sluice_backend_keeps_flows(&b, c.vip))) {
 			if (c.p.kind == SLUICE_PKT_L4)
 				sluice_ct_update(e, c.p.tcp_flags, st.now_s);
-			bu.conn_hit++;
+			hits++;
 			return e->backend_id;
 		}
 	}
@@ -269,7 +237,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 }
 
 // A first fragment went to `bid`: the later ones of its datagram follow.
-[[gnu::noinline]] void remember_fragment(burst &bu, const sluice_pkt &p, uint32_t vid, uint32_t bid)
+[[gnu::noinline]] void remember_fragment(const burst &bu, const sluice_pkt &p, uint32_t vid, uint32_t bid)
 {
 	worker_state &st = bu.st;
 	sluice_flow_key fk;
@@ -283,8 +251,9 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 // What is not a VIP service's packet but is for a VIP address: later
 // fragments, echo requests, unmatched ICMP errors, other protocols. Rare, so
 // out of line.
-[[gnu::noinline]] action vip_address_packet(burst &bu, rte_mbuf *m, const sluice_pkt &p)
+[[gnu::noinline]] action vip_address_packet(const burst &bu, rte_mbuf *m, pkt_ctx &c)
 {
+	const sluice_pkt &p = c.p;
 	worker_state &st = bu.st;
 	switch (p.kind) {
 	case SLUICE_PKT_FRAG: {
@@ -302,7 +271,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 		// source port, flow label) comes from the fragment key's hash:
 		// one datagram's later fragments still share one outer flow.
 		bu.count(SLUICE_CNT_frag_followed);
-		return forward(bu, m, p, e->vip_id & (SLUICE_MAX_VIPS - 1), e->backend_id, h);
+		return forward(bu, m, c, e->vip_id & (SLUICE_MAX_VIPS - 1), e->backend_id, h);
 	}
 	case SLUICE_PKT_ICMP_ECHO: {
 		trim_to_ip(m, p);
@@ -326,11 +295,11 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 	}
 }
 
-[[gnu::always_inline]] inline action decide(burst &bu, rte_mbuf *m, pkt_ctx &c)
+[[gnu::always_inline]] inline action decide(const burst &bu, rte_mbuf *m, pkt_ctx &c, uint64_t &hits)
 {
 	const sluice_pkt &p = c.p;
 	if (likely(c.vip != SLUICE_MAX_VIPS)) {
-		uint32_t bid = pick_backend(bu, c);
+		uint32_t bid = pick_backend(bu, c, hits);
 		if (unlikely(bid == SLUICE_MAGLEV_EMPTY)) {
 			bu.count(SLUICE_CNT_drop_no_backend);
 			return action::drop;
@@ -339,7 +308,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 			bu.count(SLUICE_CNT_icmp_error_forwarded);
 		else if (unlikely(p.first_frag))
 			remember_fragment(bu, p, c.vip, bid);
-		return forward(bu, m, p, c.vip, bid, c.hash);
+		return forward(bu, m, c, c.vip, bid, c.hash);
 	}
 	if (p.kind == SLUICE_PKT_NOT_IP) {
 		bu.count(SLUICE_CNT_pass_not_vip);
@@ -354,7 +323,7 @@ inline uint8_t *open_gap(rte_mbuf *m, uint16_t l2_len, uint16_t len)
 		bu.count(SLUICE_CNT_pass_not_vip);
 		return action::kernel;
 	}
-	return vip_address_packet(bu, m, p);
+	return vip_address_packet(bu, m, c);
 }
 
 // The VIP service of the last packet looked up, by the key words that
@@ -435,16 +404,38 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 	st.stats->counters[SLUICE_CNT_rx_bytes] += rx_bytes;
 
 	// Stage 2: decide and rewrite.
+	uint64_t hits = 0, tx_packets = 0, tx_bytes = 0;
+	uint32_t run_vip = SLUICE_MAX_VIPS; // the VIP of the current run of forwarded packets
+	uint64_t run_packets = 0, run_bytes = 0;
+	sluice_obj_counters *const vip_cnt = st.stats->vip;
+	sluice_obj_counters *const backend_cnt = st.stats->backend;
 	for (uint16_t i = 0; i < n; i++) {
 		rte_mbuf *m = pkts[i];
+		pkt_ctx &c = ctx[i];
 		if (act[i] != action::drop)
-			act[i] = decide(bu, m, ctx[i]);
+			act[i] = decide(bu, m, c, hits);
 		switch (act[i]) {
-		case action::forward:
-			bu.tx_packets++;
-			bu.tx_bytes += m->pkt_len;
+		case action::forward: {
+			tx_packets++;
+			tx_bytes += m->pkt_len;
+			// Consecutive packets mostly share a VIP: its counters are
+			// written once per run of them.
+			if (c.fwd_vip != run_vip) {
+				if (run_vip != SLUICE_MAX_VIPS) {
+					vip_cnt[run_vip].packets += run_packets;
+					vip_cnt[run_vip].bytes += run_bytes;
+				}
+				run_vip = c.fwd_vip;
+				run_packets = run_bytes = 0;
+			}
+			run_packets++;
+			run_bytes += c.p.l3_len;
+			sluice_obj_counters &bc = backend_cnt[c.fwd_backend];
+			bc.packets++;
+			bc.bytes += c.p.l3_len;
 			out.tx[out.n_tx++] = m;
 			break;
+		}
 		case action::reply: // counted by kind (icmp_echo_replied, icmp_too_big_sent)
 			out.tx[out.n_tx++] = m;
 			break;
@@ -459,7 +450,14 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 			break;
 		}
 	}
-	bu.finish();
+	if (run_vip != SLUICE_MAX_VIPS) {
+		vip_cnt[run_vip].packets += run_packets;
+		vip_cnt[run_vip].bytes += run_bytes;
+	}
+	uint64_t *cnt = st.stats->counters;
+	cnt[SLUICE_CNT_tx_packets] += tx_packets;
+	cnt[SLUICE_CNT_tx_bytes] += tx_bytes;
+	cnt[SLUICE_CNT_conn_hit] += hits;
 }
 
 } // namespace sluice

@@ -223,17 +223,27 @@ SLUICE_INLINE uint16_t sluice_ct_tag(uint32_t flow_hash)
 	return (uint16_t)(sluice_ct_mix(flow_hash) | 1u);
 }
 
-/* Bit i set: way i's tag is `tag` (tag 0: way i is free). Word arithmetic
- * on the four tags at once: a lane is zero exactly where it matched. */
-SLUICE_INLINE uint32_t sluice_ct_tag_ways(const struct sluice_ct_bucket *b, uint16_t tag)
+/* The bucket's four tags as one word: way i's in bits 16i..16i+15. */
+SLUICE_INLINE uint64_t sluice_ct_tags(const struct sluice_ct_bucket *b)
 {
 	uint64_t tags;
 	__builtin_memcpy(&tags, b->way[0].tags, sizeof(tags));
-	uint64_t x = tags ^ ((uint64_t)tag * 0x0001000100010001ull);
+	return tags;
+}
+
+SLUICE_INLINE uint16_t sluice_ct_tag_at(uint64_t tags, int way)
+{
+	return (uint16_t)(tags >> (16 * way));
+}
+
+/* Bit i set: way i's tag is `tag` (tag 0: way i is free). */
+SLUICE_INLINE uint32_t sluice_ct_tag_ways(const struct sluice_ct_bucket *b, uint16_t tag)
+{
+	const uint64_t tags = sluice_ct_tags(b);
 	uint32_t ways = 0;
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++)
-		ways |= (uint32_t)((uint16_t)(x >> (16 * i)) == 0) << i;
+		ways |= (uint32_t)(sluice_ct_tag_at(tags, i) == tag) << i;
 	return ways;
 }
 
@@ -253,10 +263,10 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
 						     const struct sluice_flow_key *k, uint16_t tag,
 						     uint32_t now_s, const struct sluice_ct_timeouts *to)
 {
-	uint32_t ways = sluice_ct_tag_ways(b, tag);
+	const uint64_t tags = sluice_ct_tags(b);
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
-		if (!(ways & (1u << i)))
+		if (sluice_ct_tag_at(tags, i) != tag)
 			continue;
 		struct sluice_ct_entry *e = &b->way[i];
 		if (e->state == SLUICE_CT_FREE || !sluice_flow_key_equal(&e->key, k))
@@ -285,16 +295,16 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *
 						       const struct sluice_ct_timeouts *to,
 						       bool *evicted)
 {
-	const uint32_t mine = sluice_ct_tag_ways(b, tag);
-	const uint32_t free_ways = sluice_ct_tag_ways(b, 0);
+	const uint64_t tags = sluice_ct_tags(b);
 	int same = -1, free_way = -1, expired = -1, oldest = 0;
 	uint32_t oldest_age = 0;
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
-		if ((mine & (1u << i)) && same < 0 && b->way[i].state != SLUICE_CT_FREE &&
+		const uint16_t t = sluice_ct_tag_at(tags, i);
+		if (t == tag && same < 0 && b->way[i].state != SLUICE_CT_FREE &&
 		    sluice_flow_key_equal(&b->way[i].key, k))
 			same = i;
-		if ((free_ways & (1u << i)) && free_way < 0)
+		if (t == 0 && free_way < 0)
 			free_way = i;
 	}
 	if (same < 0 && free_way < 0) {
@@ -440,18 +450,25 @@ SLUICE_INLINE void sluice_ct_prefetch(const struct sluice_ct_bucket *b)
 
 SLUICE_INLINE void sluice_ct_prefetch_ways(const struct sluice_ct_bucket *b, uint16_t tag)
 {
-	uint32_t ways = sluice_ct_tag_ways(b, tag);
-	if (!ways) {
-		/* A new flow: the way sluice_ct_insert() will write, the first
-		 * free one. */
-		uint32_t free_ways = sluice_ct_tag_ways(b, 0);
-		ways = free_ways & (0u - free_ways);
+	/* Way 0 is the tag line itself, already here. Else the first way
+	 * with the flow's tag, or for a new flow the first free way, which
+	 * sluice_ct_insert() will write. */
+	const uint64_t tags = sluice_ct_tags(b);
+	if (sluice_ct_tag_at(tags, 0) == tag)
+		return;
+	for (int i = 1; i < SLUICE_CT_WAYS; i++) {
+		if (sluice_ct_tag_at(tags, i) == tag) {
+			__builtin_prefetch(&b->way[i], 1, 3);
+			return;
+		}
 	}
-	/* Way 0 is the tag line itself, already here. */
-	ways &= ~1u;
-	while (ways) {
-		__builtin_prefetch(&b->way[__builtin_ctz(ways)], 1, 3);
-		ways &= ways - 1;
+	if (sluice_ct_tag_at(tags, 0) == 0)
+		return;
+	for (int i = 1; i < SLUICE_CT_WAYS; i++) {
+		if (sluice_ct_tag_at(tags, i) == 0) {
+			__builtin_prefetch(&b->way[i], 1, 3);
+			return;
+		}
 	}
 }
 #endif
