@@ -24,17 +24,10 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
+
+from sluiced import Sluiced
 
 BUILD = SOURCE = None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(cond, timeout, what):
@@ -47,53 +40,6 @@ def wait_for(cond, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Sluiced:
-    def __init__(self, tmp, config=None):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, "sluiced.sock")
-        self.state = os.path.join(tmp, "state")
-        self.shm = f"sluice-e2e-{os.getpid()}"
-        self.metrics_port = free_port()
-        self.proc = None
-        self.config = config
-
-    def start(self, config=None):
-        args = [os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm", self.shm,
-                "--socket", self.sock, "--state-dir", self.state,
-                "--metrics", f"127.0.0.1:{self.metrics_port}", "--worker-timeout-ms", "500"]
-        if config:
-            args += ["--config", config]
-        self.log = open(os.path.join(self.tmp, "sluiced.log"), "a")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
-        wait_for(lambda: self.ctl("vip", "list")[0] == 0 or self.proc.poll() is not None, 10,
-                 "sluiced to answer")
-        assert self.proc.poll() is None, open(os.path.join(self.tmp, "sluiced.log")).read()
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-
-    def ctl(self, *args, stdin=None):
-        sock = [] if "--socket" in args else ["--socket", self.sock]
-        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), *sock, *args],
-                           capture_output=True, text=True, timeout=30, input=stdin)
-        return p.returncode, p.stdout, p.stderr
-
-    def ok(self, *args):
-        rc, out, err = self.ctl(*args)
-        assert rc == 0, f"sluicectl {' '.join(args)}: rc {rc}: {err}"
-        return out
-
-    def json(self, *args):
-        return json.loads(self.ok("--json", *args))
-
-    def metrics(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            assert r.status == 200
-            return r.read().decode()
-
-
 class ControlPlane(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="sluice-e2e-")
@@ -101,15 +47,10 @@ class ControlPlane(unittest.TestCase):
         self.base = os.path.join(self.tmp, "base.yaml")
         with open(self.base, "w") as f:
             f.write(self.table["base_yaml"])
-        self.d = Sluiced(self.tmp)
-        self.d.start(self.base)
+        self.d = Sluiced(BUILD, self.tmp, "e2e", config=self.base, metrics=True, worker_timeout_ms=500)
 
     def tearDown(self):
-        self.d.kill(signal.SIGTERM)
-        try:
-            os.unlink(f"/dev/shm/{self.d.shm}")
-        except FileNotFoundError:
-            pass
+        self.d.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_bad_inputs_refused_with_their_line_and_nothing_changes(self):
@@ -176,7 +117,7 @@ class ControlPlane(unittest.TestCase):
         self.d.kill(signal.SIGKILL)
         # The segment outlives sluiced: running dataplanes keep their snapshot.
         self.assertTrue(os.path.exists(f"/dev/shm/{self.d.shm}"))
-        self.d.start(self.base)  # the saved state wins over --config
+        self.d.start()  # the saved state wins over --config
         self.assertEqual(self.d.ok("dump"), before)
         self.assertEqual({(b["vip"], b["address"]): b["id"] for b in self.d.json("backend", "list")}, ids)
         self.assertGreater(self.d.json("status")["generation"], gen)
@@ -295,21 +236,15 @@ class ControlPlane(unittest.TestCase):
             with open(cfg, "w") as f:
                 f.write("node: {source_ipv4: 10.99.0.1}\nvips: [{address: 10.200.9.1, port: 80, "
                         "backends: [{address: 10.99.0.2}, {address: 10.99.0.77}]}]\n")
-            d = Sluiced(os.path.join(self.tmp))
-            d.sock, d.state, d.shm = os.path.join(self.tmp, "nh.sock"), os.path.join(self.tmp, "nh-state"), d.shm + "-nh"
-            d.proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(BUILD, "controlplane/sluiced/sluiced"),
-                                       "--shm", d.shm, "--socket", d.sock, "--state-dir", d.state,
-                                       "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            d = Sluiced(BUILD, self.tmp, "nh", config=cfg, netns=ns)
             hop = lambda addr: {b["address"]: b for b in d.json("backend", "list")}[addr]
-            wait_for(lambda: d.ctl("vip", "list")[0] == 0, 10, "sluiced in the namespace")
             wait_for(lambda: hop("10.99.0.2")["next_hop_mac"] == mac, 10, "the backend's MAC")
             # An address nobody answers for stays unresolved, and says why.
             self.assertEqual(hop("10.99.0.77")["next_hop_mac"], "")
             self.assertIn("not in the neighbour table", hop("10.99.0.77")["next_hop_error"])
         finally:
             if d:
-                d.kill(signal.SIGTERM)
-                subprocess.run(["rm", "-f", f"/dev/shm/{d.shm}"])
+                d.stop()
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
             subprocess.run(["ip", "netns", "del", peer], stderr=subprocess.DEVNULL)
 

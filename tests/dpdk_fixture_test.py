@@ -38,8 +38,11 @@ sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import check  # noqa: E402
 import fixtures  # noqa: E402  (needs python3-scapy: run with /usr/bin/python3)
 import snapshot  # noqa: E402
+from sluiced import Sluiced  # noqa: E402
 
 BUILD = SOURCE = None
+# Each sluiced here: a metrics port, and workers silent for 2 s are dead.
+SLUICED = dict(metrics=True, worker_timeout_ms=2000)
 
 
 def wait_for(cond, timeout, what):
@@ -50,67 +53,6 @@ def wait_for(cond, timeout, what):
             return v
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Sluiced:
-    """A sluiced of its own: socket, state dir and shm segment in `tmp`."""
-
-    def __init__(self, tmp, config_text, name, netns=None):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, f"{name}.sock")
-        self.state = os.path.join(tmp, f"{name}-state")
-        self.shm = f"sluice-fx-{os.getpid()}-{name}"
-        self.config = os.path.join(tmp, f"{name}.yaml")
-        with open(self.config, "w") as f:
-            f.write(config_text)
-        self.log_path = os.path.join(tmp, f"{name}-sluiced.log")
-        args = [os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm", self.shm, "--socket",
-                self.sock, "--state-dir", self.state, "--metrics", f"127.0.0.1:{free_port()}",
-                "--config", self.config, "--worker-timeout-ms", "2000"]
-        if netns:
-            args = ["ip", "netns", "exec", netns] + args
-        self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
-        try:
-            wait_for(lambda: self.ctl("vip", "list")[0] == 0 or self.proc.poll() is not None, 15,
-                     "sluiced to answer")
-            if self.proc.poll() is not None:
-                raise AssertionError("sluiced exited: " + open(self.log_path).read())
-        except BaseException:
-            self.stop()
-            raise
-
-    def ctl(self, *args):
-        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), "--socket",
-                            self.sock, *args], capture_output=True, text=True, timeout=30)
-        return p.returncode, p.stdout, p.stderr
-
-    def ok(self, *args):
-        rc, out, err = self.ctl(*args)
-        assert rc == 0, f"sluicectl {' '.join(args)}: rc {rc}: {err}"
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-        try:
-            os.unlink(f"/dev/shm/{self.shm}")
-        except FileNotFoundError:
-            pass
 
 
 def run_pcap(tmp, d, frames, name, extra=()):
@@ -145,7 +87,7 @@ class FixtureTable(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="sluice-fx-")
         cls.d = None
         try:
-            cls.d = Sluiced(cls.tmp, fixtures.CONFIG, "table")
+            cls.d = Sluiced(BUILD, cls.tmp, "fx-table", config_text=fixtures.CONFIG, **SLUICED)
             cls.table = [fx for fx in fixtures.FIXTURES if "bug" not in fx]
             cls.out = run_pcap(cls.tmp, cls.d, [fx["frame"] for fx in cls.table], "table")
         except BaseException:
@@ -313,7 +255,7 @@ class Distribution(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="sluice-fx-dist-")
         d = None
         try:
-            d = Sluiced(tmp, fixtures.config_yaml(fixtures.NODE, DIST_VIPS), "dist")
+            d = Sluiced(BUILD, tmp, "fx-dist", config_text=fixtures.config_yaml(fixtures.NODE, DIST_VIPS), **SLUICED)
             eq = syn_frames(DIST_VIPS["equal"]["address"], DIST_FLOWS, 1)
             wt = syn_frames(DIST_VIPS["weighted"]["address"], DIST_FLOWS, 2)
             # Interleaved, and every flow twice (SYN, then the same frame again):
@@ -450,14 +392,11 @@ class LiveChange(unittest.TestCase):
         return p
 
     def state(self):
-        import json
-        return {b["address"]: b for b in json.loads(self.d.ok("--json", "backend", "list", LIVE_KEY))}
+        return {b["address"]: b for b in self.d.json("backend", "list", LIVE_KEY)}
 
     def wait_dataplane_current(self):
-        import json
-
         def current():
-            st = json.loads(self.d.ok("--json", "status"))
+            st = self.d.json("status")
             live = [w for w in st["workers"] if w["state"] == "live"]
             return live and all(w["generation_seen"] >= st["generation"] for w in live)
         wait_for(current, 20, "the dataplane to use the latest snapshot")
@@ -522,7 +461,7 @@ class LiveChange(unittest.TestCase):
                           f"      - address: {b3}\n        weight: 100\n        check: {{type: tcp, "
                           f"port: {LIVE_CHECK_PORT}, interval_ms: 500, timeout_ms: 500, rise: 1, fall: 1}}\n")
         self.assertIn("check:", cfg)
-        self.d = Sluiced(self.tmp, cfg, "live", netns=self.lbns)
+        self.d = Sluiced(BUILD, self.tmp, "fx-live", config_text=cfg, netns=self.lbns, **SLUICED)
         wait_for(lambda: self.state()[b3]["checks"] >= 2 and self.state()[b3]["state"] == "up", 20,
                  "the checked backend to pass its checks")
         dp = subprocess.Popen(["ip", "netns", "exec", self.lbns, os.path.join(BUILD, "dataplane/sluice-dpdk"),

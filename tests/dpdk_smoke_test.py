@@ -16,7 +16,6 @@ The packet contents are the fixture suite's business, not this one's.
 
 usage: dpdk_smoke_test.py BUILD_DIR SOURCE_DIR
 """
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,8 @@ import time
 import unittest
 
 from scapy.all import ARP, IP, TCP, UDP, Ether, rdpcap, wrpcap  # python3-scapy
+
+import sluiced
 
 BUILD = SOURCE = None
 VIP = "10.200.1.1"
@@ -62,48 +63,10 @@ def counters(stdout):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
 
 
-class Sluiced:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, "sluiced.sock")
-        self.shm = f"sluice-dpdk-smoke-{os.getpid()}"
-        self.config = os.path.join(tmp, "config.yaml")
-        with open(self.config, "w") as f:
-            f.write(CONFIG)
-        self.log = open(os.path.join(tmp, "sluiced.log"), "a")
-        self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm", self.shm,
-             "--socket", self.sock, "--state-dir", os.path.join(tmp, "state"),
-             "--config", self.config, "--worker-timeout-ms", "1000"],
-            stdout=self.log, stderr=self.log)
-        wait_for(lambda: self.ctl("status")[0] == 0 or self.proc.poll() is not None, 10,
-                 "sluiced to answer")
-        assert self.proc.poll() is None, open(os.path.join(tmp, "sluiced.log")).read()
-
-    def ctl(self, *args):
-        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"),
-                            "--socket", self.sock, *args],
-                           capture_output=True, text=True, timeout=30)
-        return p.returncode, p.stdout, p.stderr
-
+class Sluiced(sluiced.Sluiced):
     def workers(self, pid):
-        rc, out, err = self.ctl("--json", "status")
-        assert rc == 0, err
-        return [w for w in json.loads(out)["workers"] if w["pid"] == pid]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        try:
-            os.unlink(f"/dev/shm/{self.shm}")
-        except FileNotFoundError:
-            pass
+        """The worker records of dataplane process PID in `sluicectl status`."""
+        return [w for w in self.json("status")["workers"] if w["pid"] == pid]
 
 
 def dpdk(*args):
@@ -114,7 +77,7 @@ class DpdkSmoke(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="sluice-dpdk-smoke-")
-        cls.d = Sluiced(cls.tmp)
+        cls.d = Sluiced(BUILD, cls.tmp, "dpdk-smoke", config_text=CONFIG, worker_timeout_ms=1000)
 
     @classmethod
     def tearDownClass(cls):

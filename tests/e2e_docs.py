@@ -24,12 +24,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
+
+from sluiced import Sluiced
 
 BUILD = SOURCE = None
 
@@ -166,45 +166,9 @@ class Cli(unittest.TestCase):
         self.assertEqual(verbs, documented)
 
 
-class Sluiced:
+def docs_sluiced(tmp, config=None):
     """A real sluiced on a private socket, state dir and segment."""
-    n = 0
-
-    def __init__(self, tmp, config=None):
-        self.sock = os.path.join(tmp, "sluiced.sock")
-        Sluiced.n += 1
-        self.shm = f"sluice-docs-{os.getpid()}-{Sluiced.n}"
-        args = [os.path.join(BUILD, "controlplane/sluiced/sluiced"), "--shm", self.shm, "--socket", self.sock,
-                "--state-dir", os.path.join(tmp, "state")]
-        if config:
-            args += ["--config", config]
-        self.log = open(os.path.join(tmp, "sluiced.log"), "w")
-        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.p.poll() is None:
-            if self.ctl("status")[0] == 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"sluiced did not start: {open(self.log.name).read()}")
-
-    def ctl(self, *args, stdin=None):
-        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), "--socket", self.sock,
-                            "--wait-ms", "2000", *args], capture_output=True, text=True, timeout=30, input=stdin)
-        return p.returncode, p.stdout, p.stderr
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
-        try:
-            os.unlink(f"/dev/shm/{self.shm}")
-        except FileNotFoundError:
-            pass
+    return Sluiced(BUILD, tmp, "docs", config=config, ctl_args=("--wait-ms", "2000"))
 
 
 def config_fields(source):
@@ -242,7 +206,7 @@ class Configuration(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="sluice-docs-")
-        cls.d = Sluiced(cls.tmp)
+        cls.d = docs_sluiced(cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
@@ -309,7 +273,7 @@ class Configuration(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="sluice-docs-dist-")
         d = None
         try:
-            d = Sluiced(tmp, config=os.path.join(SOURCE, "dist/sluice.yaml"))
+            d = docs_sluiced(tmp, config=os.path.join(SOURCE, "dist/sluice.yaml"))
             rc, out, _ = d.ctl("--json", "vip", "list")
             self.assertEqual(rc, 0)
             self.assertEqual(len(json.loads(out)), 5)

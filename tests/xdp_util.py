@@ -16,15 +16,14 @@ Topology (Topology.build()):
     the LB's tunnels to the backends and the backends' replies to the client.
 """
 import atexit
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+
+import sluiced
 
 BUILD = SOURCE = None
 PY = "/usr/bin/python3"  # has python3-scapy; the pyenv python3 on PATH does not
@@ -127,46 +126,15 @@ class Proc:
         return self.proc.returncode
 
 
-class Sluiced:
-    """A real sluiced on its own socket, state dir and shm segment."""
+class Sluiced(sluiced.Sluiced):
+    """A real sluiced on its own socket, state dir and shm segment, stopped
+    at exit too."""
 
     def __init__(self, tmp, config_text, ns=None, tag="xdp"):
-        self.tmp = tmp
-        self.ns = ns
-        self.sock = os.path.join(tmp, "sluiced.sock")
-        self.shm = f"sluice-{tag}-{os.getpid()}"
-        self.config = os.path.join(tmp, "config.yaml")
-        with open(self.config, "w") as f:
-            f.write(config_text)
-        self.proc = Proc([exe("controlplane/sluiced/sluiced"), "--shm", self.shm, "--socket", self.sock,
-                          "--state-dir", os.path.join(tmp, "state"), "--config", self.config,
-                          "--worker-timeout-ms", "1000"], os.path.join(tmp, "sluiced.log"), ns=ns)
+        super().__init__(BUILD, tmp, tag, config_text=config_text, netns=ns, worker_timeout_ms=1000,
+                         start=False)
         _cleanups.append(self.stop)
-        wait_for(lambda: self.ctl("status")[0] == 0 or not self.proc.alive(), 15, "sluiced to answer")
-        assert self.proc.alive(), self.proc.text()
-
-    def ctl(self, *args, stdin=None):
-        p = subprocess.run([exe("controlplane/sluicectl/sluicectl"), "--socket", self.sock, *map(str, args)],
-                           capture_output=True, text=True, timeout=30, input=stdin)
-        return p.returncode, p.stdout, p.stderr
-
-    def ctl_ok(self, *args, stdin=None):
-        rc, out, err = self.ctl(*args, stdin=stdin)
-        assert rc == 0, f"sluicectl {' '.join(map(str, args))}: {err.strip()}"
-        return out
-
-    def json(self, *args):
-        return json.loads(self.ctl_ok("--json", *args))
-
-    def generation(self):
-        return self.json("status")["generation"]
-
-    def stop(self):
-        self.proc.stop()
-        try:
-            os.unlink(f"/dev/shm/{self.shm}")
-        except FileNotFoundError:
-            pass
+        self.start()
 
 
 class BpfMount:
