@@ -193,6 +193,20 @@ TEST(MaglevBuild, WeightedMatchesReferenceRounds)
 	}
 }
 
+TEST(MaglevBuild, LargeTablesMatchReference)
+{
+	// maglev.cpp keeps which slots are taken as bytes up to 2^19 slots and
+	// as bits above: both sides of that line, equal and mixed weights.
+	for (uint32_t m : {524287u, 524309u}) {
+		EXPECT_EQ(maglev_build(v4_backends(100), m), reference_build(v4_backends(100), m))
+			<< "m=" << m;
+		auto bs = v4_backends(50);
+		for (uint32_t i = 0; i < bs.size(); i++)
+			bs[i].weight = 1 + (i * 37) % 100;
+		EXPECT_EQ(maglev_build(bs, m), reference_build(bs, m)) << "weighted m=" << m;
+	}
+}
+
 TEST(MaglevBuild, EqualWeightsShareWithinOnePercent)
 {
 	const uint32_t m = 65537, n = 100;
