@@ -160,6 +160,7 @@ void service::publish_locked()
 			auto it = hops_.find(id);
 			return it == hops_.end() ? std::nullopt : it->second.mac;
 		},
+		resolve_next_hops_,
 	};
 	pub_.publish([&](sluice_snapshot &s) { builder_.build(in, s); });
 }

@@ -129,11 +129,12 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 			backend_count++;
 			// Drained and unhealthy backends leave the table; the
 			// dataplanes keep a drained backend's existing flows. So
-			// does a backend whose next hop is not resolved yet (one
-			// just added): a packet Maglev gave it could only be
+			// does a backend whose next hop is still being resolved
+			// (one just added): a packet Maglev gave it could only be
 			// dropped, so its share goes to the others until its MAC
 			// is known and the next snapshot takes it in.
-			if (healthy && b.weight > 0 && mac)
+			const bool awaiting_mac = !mac && in.resolving_next_hops;
+			if (healthy && b.weight > 0 && !awaiting_mac)
 				members.push_back(maglev_backend{b.address, b.weight, bid});
 		}
 		rec.live_count = static_cast<uint32_t>(members.size());

@@ -24,6 +24,10 @@ struct snapshot_inputs {
 	std::function<bool(uint32_t backend_id)> healthy;
 	// The next-hop MAC the kernel resolved for a backend, if any.
 	std::function<std::optional<mac_address>(uint32_t backend_id)> next_hop_mac;
+	// Whether sluiced resolves next hops: then a backend whose MAC is not
+	// known yet waits outside the Maglev table. Without resolution a
+	// backend with no MAC is a configuration gap, counted drop_no_nexthop.
+	bool resolving_next_hops = false;
 };
 
 class snapshot_builder {

@@ -36,7 +36,7 @@ struct built {
 
 // Builds with the given backends (by address) resolved; all healthy.
 built build(snapshot_builder &b, const config &cfg, const object_ids &ids,
-	    const std::set<std::string> &resolved)
+	    const std::set<std::string> &resolved, bool resolving = true)
 {
 	std::map<uint32_t, mac_address> macs;
 	for (const auto &be : cfg.vips[0].backends)
@@ -49,7 +49,8 @@ built build(snapshot_builder &b, const config &cfg, const object_ids &ids,
 					if (it == macs.end())
 						return std::nullopt;
 					return it->second;
-				}},
+				},
+				resolving},
 		*out.snap);
 	const uint32_t vid = ids.vip_id(cfg.vips[0].key);
 	const sluice_vip &v = out.snap->vips[vid];
@@ -85,6 +86,20 @@ TEST(SnapshotBuilder, BackendWithoutNextHopTakesNoShareUntilResolved)
 
 	built none = build(b, cfg, ids, {});
 	EXPECT_EQ(none.live_count, 0u); // every packet of the VIP: drop_no_backend
+}
+
+// Without resolution (no neighbour lookups: pcap mode, tests) nothing will
+// ever give a backend a MAC: it stays in the table, and its packets count
+// drop_no_nexthop, which names the gap (set node.gateway_mac or its mac).
+TEST(SnapshotBuilder, WithoutResolutionABackendWithoutMacStaysInTheTable)
+{
+	const config cfg = config_from_yaml(config_text);
+	object_ids ids;
+	ids.reconcile(cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
+	snapshot_builder b;
+	built off = build(b, cfg, ids, {"10.1.0.1"}, false);
+	EXPECT_EQ(off.live_count, 3u);
+	EXPECT_EQ(off.in_table.size(), 3u);
 }
 
 } // namespace
