@@ -6,8 +6,8 @@
  * time: it undoes what the program under test did to the frame (moves the
  * head back after an encapsulation), writes the template frame again, stamps
  * the flow the mode asks for, and tail-calls the program under test
- * (bench_progs[0]). Its own cost is measured in front of bench_tx and
- * subtracted.
+ * (bench_progs[0]). Its own cost is measured in front of bench_tx, in each
+ * mode, and subtracted for the "net" figures.
  *
  * bench_swap is the reference a fast XDP forwarder is compared with: parse
  * Ethernet, IPv4/IPv6 and the ports, swap the MACs, XDP_TX.
@@ -15,6 +15,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include <sluice/conntrack.h>
 #include <sluice/packet.h>
 
 #include "bench.h"
@@ -26,12 +27,59 @@ struct {
 	__type(value, struct sluice_bench_template);
 } bench_tpl SEC(".maps");
 
+/* The position in the mode's sequence: the repetition number (NEW) or the
+ * next index into bench_flows (LIST). Reset by the harness before a run. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, uint32_t);
 	__type(value, uint64_t);
 } bench_seq SEC(".maps");
+
+/* LIST mode's client addresses (network order), chosen by the harness: the
+ * flows it filled the table with, or new flows whose buckets have a free
+ * way. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_BENCH_MAX_FLOWS);
+	__type(key, uint32_t);
+	__type(value, uint32_t);
+} bench_flows SEC(".maps");
+
+/* LIST_NEW: the sl_ct key of each bench_flows entry's bucket, and sl_ct
+ * itself (the harness hands in the program's map before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_BENCH_MAX_FLOWS);
+	__type(key, uint32_t);
+	__type(value, uint32_t);
+} bench_buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, uint32_t);
+	__type(value, struct sluice_ct_bucket);
+} bench_ct SEC(".maps");
+
+/* LIST_NEW: frees the connection of list entry k, if it has one (by its
+ * client address: the list's flows differ only there). */
+static __always_inline void free_flow(uint32_t k)
+{
+	const uint32_t *src = bpf_map_lookup_elem(&bench_flows, &k);
+	const uint32_t *bk = bpf_map_lookup_elem(&bench_buckets, &k);
+	if (!src || !bk)
+		return;
+	struct sluice_ct_bucket *b = bpf_map_lookup_elem(&bench_ct, bk);
+	if (!b)
+		return;
+	for (int w = 0; w < SLUICE_CT_WAYS; w++) {
+		uint32_t s;
+		__builtin_memcpy(&s, b->way[w].key.src, 4);
+		if (b->way[w].state != SLUICE_CT_FREE && s == *src)
+			sluice_ct_remove(b, w);
+	}
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -58,17 +106,34 @@ int bench_wrap(struct xdp_md *xdp)
 	if (data + SLUICE_BENCH_FRAME > end)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, t->frame, SLUICE_BENCH_FRAME);
-	uint64_t n = (*seq)++;
-	if (t->mode != SLUICE_BENCH_FIXED) {
-		/* A client address of 10.64.0.0/10 per flow: every repetition a
-		 * new one, or one of nflows in turn. */
-		uint32_t f = (uint32_t)n;
-		if (t->mode == SLUICE_BENCH_ROTATE)
-			f = (uint32_t)(n % (t->nflows ? t->nflows : 1));
-		uint32_t src = sluice_htonl(0x0A400000u | (f & 0x3FFFFFu));
+	uint32_t src = 0;
+	if (t->mode == SLUICE_BENCH_NEW) {
+		src = sluice_htonl(0x0A000000u | ((uint32_t)*seq & 0xFFFFFFu));
+		*seq += 1;
+	} else if (t->mode == SLUICE_BENCH_LIST || t->mode == SLUICE_BENCH_LIST_NEW) {
+		/* No division: the index wraps by a compare. */
+		uint32_t i = (uint32_t)*seq;
+		if (i >= t->nflows)
+			i = 0;
+		*seq = i + 1;
+		const uint32_t *a = bpf_map_lookup_elem(&bench_flows, &i);
+		if (!a)
+			return XDP_ABORTED;
+		src = *a;
+		if (t->mode == SLUICE_BENCH_LIST_NEW) {
+			/* The flow `lead` ahead was inserted nflows - lead
+			 * repetitions ago and comes again in `lead`: its way is
+			 * free again by then, and its bucket is no warmer than
+			 * any other when the program gets there. */
+			uint32_t k = i + t->lead;
+			if (k >= t->nflows)
+				k -= t->nflows;
+			free_flow(k);
+		}
+	}
+	if (t->mode != SLUICE_BENCH_FIXED)
 		__builtin_memcpy(data + sizeof(struct sluice_eth_hdr) + SLUICE_OFFSETOF(struct sluice_ipv4_hdr, saddr_be),
 				 &src, 4);
-	}
 	bpf_tail_call(xdp, &bench_progs, 0);
 	return XDP_ABORTED;
 }

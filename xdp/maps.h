@@ -22,13 +22,10 @@
  *
  * Map            type              key                   value
  * sl_state       ARRAY[1]          0                     struct sluice_xdp_state
- * sl_nodes       ARRAY[4]          bank                  struct sluice_node
- * sl_vips        HASH              sluice_xdp_vip_key    struct sluice_vip
- * sl_vip_ids     ARRAY[4*256]      bank*256 + VIP id     struct sluice_vip
- * sl_backends    ARRAY[4*4096]     bank*4096 + id        struct sluice_backend
+ * sl_banks       ARRAY[4]          bank                  struct sluice_xdp_bank (the snapshot up to rings[])
  * sl_rings       ARRAY[4*R/16]     (bank*R + i) / 16     struct sluice_xdp_ring_chunk
  * sl_ct          ARRAY[cpus*B]     cpu*B + bucket        struct sluice_ct_bucket   (pinned)
- * sl_counters    PERCPU_ARRAY[1]   0                     struct sluice_xdp_counters
+ * sl_cpu         PERCPU_ARRAY[1]   0                     struct sluice_xdp_cpu (counters, clock, VIP memo)
  * sl_vip_cnt     PERCPU_ARRAY[256] VIP id                struct sluice_obj_counters
  * sl_be_cnt      PERCPU_ARRAY[4096] backend id           struct sluice_obj_counters
  */
@@ -36,6 +33,7 @@
 
 #include <sluice/compiler.h>
 #include <sluice/counters.h>
+#include <sluice/flow.h>
 #include <sluice/shm.h>
 
 #define SLUICE_XDP_BANKS 4u
@@ -65,22 +63,32 @@ SLUICE_INLINE uint64_t sluice_xdp_active_pack(uint64_t generation, uint32_t bank
 }
 
 /*
- * Key of sl_vips: what sluice_vip_find_exact() matches (address, family,
- * port, protocol), plus the bank. The snapshot's vip_hash holds two kinds of
- * entries and so does this map: a service (port, TCP/UDP; port 0 for every
- * port) and, once per VIP address, the address entry (port 0, protocol 0)
- * that tells "a VIP address without this service" from "not a VIP".
+ * A bank of sl_banks: the snapshot from its header up to (not including)
+ * rings[], at the snapshot's own offsets: the node, the VIP hash, the VIPs
+ * and the backends. The program reads it as a struct sluice_snapshot, so the
+ * VIP lookups are shm.h's own sluice_vip_find_exact() and
+ * sluice_vip_find_address() over the same bytes the DPDK worker reads (one
+ * map lookup per packet for all of it); the Maglev tables, which a bank
+ * value could not hold, are in sl_rings at the same offsets.
  */
-struct sluice_xdp_vip_key {
-	uint8_t addr[16];
-	uint16_t port_be;
-	uint8_t proto;
-	uint8_t family;
-	uint32_t bank;
+struct sluice_xdp_bank {
+	struct sluice_snapshot_header hdr;
+	struct sluice_node node;
+	uint16_t vip_hash[SLUICE_VIP_HASH_SIZE];
+	struct sluice_vip vips[SLUICE_MAX_VIPS];
+	struct sluice_backend backends[SLUICE_MAX_BACKENDS];
 };
-SLUICE_STATIC_ASSERT(sizeof(struct sluice_xdp_vip_key) == 24, "vip key is 24 bytes, no padding");
-
-#define SLUICE_XDP_MAX_VIP_KEYS (SLUICE_XDP_BANKS * 2u * SLUICE_MAX_VIPS)
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_xdp_bank, node) ==
+			     SLUICE_OFFSETOF(struct sluice_snapshot, node) &&
+			     SLUICE_OFFSETOF(struct sluice_xdp_bank, vip_hash) ==
+				     SLUICE_OFFSETOF(struct sluice_snapshot, vip_hash) &&
+			     SLUICE_OFFSETOF(struct sluice_xdp_bank, vips) ==
+				     SLUICE_OFFSETOF(struct sluice_snapshot, vips) &&
+			     SLUICE_OFFSETOF(struct sluice_xdp_bank, backends) ==
+				     SLUICE_OFFSETOF(struct sluice_snapshot, backends),
+		     "a bank lays out the snapshot's fields at the snapshot's offsets");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_xdp_bank) == SLUICE_OFFSETOF(struct sluice_snapshot, rings),
+		     "a bank is the snapshot up to rings[]");
 
 /* Maglev entries per sl_rings value. An ARRAY map stores each value at an
  * 8-byte stride, so one u32 per value would double the memory and break the
@@ -99,6 +107,52 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_xdp_ring_chunk) == 64, "ring chunk is 
 
 struct sluice_xdp_counters {
 	uint64_t c[SLUICE_COUNTER_SLOTS]; /* enum sluice_counter */
+};
+
+/*
+ * The connection table's clock, kept per CPU: now_s is
+ * bpf_ktime_get_coarse_ns() / 10^9, and second_ns that second's start, so a
+ * packet in the same second reuses now_s instead of dividing (BPF has no
+ * multiply-high, so a division by a constant is a real 64-bit divide).
+ * Exact: a packet whose time is not in [second_ns, second_ns + 10^9)
+ * divides again.
+ */
+struct sluice_xdp_clock {
+	uint64_t second_ns;
+	uint64_t now_s;
+};
+
+/*
+ * The VIP lookup of the CPU's last TCP/UDP packet (or ICMP error), as the
+ * DPDK worker keeps the last one of a burst (worker.cpp vip_memo): the
+ * answer for the destination address and the key word holding the
+ * destination port, protocol and family, under the `active` word it was
+ * found in. A bank's bytes never change while it is active, and the mirror
+ * only takes generations above the last one it took (a segment never reuses
+ * one), so the same key under the same `active` has the same answer.
+ */
+struct sluice_xdp_vip_memo {
+	uint64_t active; /* 0: nothing remembered (active is never 0 here) */
+	uint64_t dst0, dst1;
+	uint64_t rest;   /* key word 4 & SLUICE_XDP_MEMO_REST */
+	uint32_t service; /* index in vips[], or SLUICE_MAX_VIPS */
+	uint32_t address; /* 1: a VIP address */
+};
+
+/* dport, proto and family in the flow key's fifth word (flow.h), the source
+ * port masked out. */
+#define SLUICE_XDP_MEMO_REST 0x0000FFFFFFFF0000ull
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_flow_key, dport_be) == 34 &&
+			     SLUICE_OFFSETOF(struct sluice_flow_key, proto) == 36 &&
+			     SLUICE_OFFSETOF(struct sluice_flow_key, family) == 37,
+		     "SLUICE_XDP_MEMO_REST names dport, proto and family in the key's fifth word");
+
+/* sl_cpu's value: one lookup per packet for the CPU's counters, clock and
+ * VIP memo. */
+struct sluice_xdp_cpu {
+	struct sluice_xdp_counters cnt;
+	struct sluice_xdp_clock clock;
+	struct sluice_xdp_vip_memo memo;
 };
 
 /* Connection-table entries per CPU when --ct-entries is not given: 2^18

@@ -24,17 +24,6 @@ namespace {
 
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
-std::string key_bytes(const uint8_t addr[16], uint16_t port_be, uint8_t proto, uint8_t family)
-{
-	sluice_xdp_vip_key k;
-	std::memset(&k, 0, sizeof(k));
-	std::memcpy(k.addr, addr, 16);
-	k.port_be = port_be;
-	k.proto = proto;
-	k.family = family;
-	return std::string(reinterpret_cast<const char *>(&k), sizeof(k));
-}
-
 // ARRAY maps store values at an 8-byte stride; mmap covers whole pages.
 size_t array_bytes(bpf_map *m)
 {
@@ -50,9 +39,7 @@ mirror::mirror(const program &prog) : prog_(prog)
 {
 	sluice_bpf *skel = prog.skel();
 	state_ = map_region(skel->maps.sl_state);
-	nodes_ = map_region(skel->maps.sl_nodes);
-	vip_ids_ = map_region(skel->maps.sl_vip_ids);
-	backends_ = map_region(skel->maps.sl_backends);
+	banks_ = map_region(skel->maps.sl_banks);
 	rings_ = map_region(skel->maps.sl_rings);
 	ring_entries_ = prog.ring_entries();
 
@@ -78,7 +65,7 @@ mirror::~mirror()
 	for (std::thread &t : waiter_)
 		if (t.joinable())
 			t.join();
-	for (region *r : {&state_, &nodes_, &vip_ids_, &backends_, &rings_})
+	for (region *r : {&state_, &banks_, &rings_})
 		if (r->addr)
 			munmap(r->addr, r->len);
 	if (sync_outer_fd_ >= 0)
@@ -156,13 +143,21 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 		*why = fmt::format("snapshot generation {}: checksum mismatch (a torn or foreign write?)", gen);
 		return false;
 	}
+	// The program's per-CPU VIP memo (maps.h) takes the same `active` word
+	// for the same snapshot: a segment never reuses a generation, and a
+	// number seen again here would be another segment's.
+	if (gen <= generation_) {
+		*why = fmt::format("snapshot generation {}: not after generation {}, already mirrored "
+				   "(another segment? restart sluice-xdp)",
+				   gen, generation_);
+		return false;
+	}
 	if (s.hdr.ring_used > ring_entries_) {
 		*why = fmt::format("snapshot generation {}: its Maglev tables hold {} entries, more than "
 				   "the {} of --ring-entries",
 				   gen, s.hdr.ring_used, ring_entries_);
 		return false;
 	}
-	std::map<std::string, sluice_vip> want;
 	for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
 		uint16_t e = s.vip_hash[slot];
 		if (e == 0)
@@ -173,20 +168,12 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 			*why = fmt::format("snapshot generation {}: VIP id {}'s Maglev table ends past ring_used", gen, id);
 			return false;
 		}
-		// Exactly the keys sluice_vip_find_exact()/_find_address() answer.
-		if (sluice_vip_find_exact(&s, v.addr, v.family, v.port_be, v.proto) == id)
-			want[key_bytes(v.addr, v.port_be, v.proto, v.family)] = v;
-		uint32_t a = sluice_vip_find_address(&s, v.addr, v.family);
-		if (a != SLUICE_MAX_VIPS)
-			want[key_bytes(v.addr, 0, 0, v.family)] = s.vips[a];
-	}
-	// The program looks up a port-0 service only for a VIP address
-	// (sluice.bpf.c vip_find): each must have its address entry.
-	for (const auto &[k, v] : want) {
-		const auto *key = reinterpret_cast<const sluice_xdp_vip_key *>(k.data());
-		if (key->port_be == 0 && key->proto != 0 &&
-		    !want.count(key_bytes(key->addr, 0, 0, key->family))) {
-			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, v.id);
+		// The program looks up a port-0 service only for a VIP address
+		// (sluice.bpf.c vip_find): each must have its address entry.
+		if (v.port_be == 0 && v.proto != 0 &&
+		    sluice_vip_find_exact(&s, v.addr, v.family, 0, v.proto) == id &&
+		    sluice_vip_find_address(&s, v.addr, v.family) == SLUICE_MAX_VIPS) {
+			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, id);
 			return false;
 		}
 	}
@@ -196,44 +183,14 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 	const uint32_t old_bank = sluice_xdp_active_bank(active);
 	const uint32_t bank = free_bank(active != 0, old_bank);
 
-	// The arrays: plain copies into the bank nobody reads.
-	std::memcpy(static_cast<sluice_node *>(nodes_.addr) + bank, &s.node, sizeof(s.node));
-	std::memcpy(static_cast<sluice_vip *>(vip_ids_.addr) + bank * SLUICE_MAX_VIPS, s.vips,
-		    sizeof(s.vips));
-	std::memcpy(static_cast<sluice_backend *>(backends_.addr) + bank * SLUICE_MAX_BACKENDS,
-		    s.backends, sizeof(s.backends));
+	// Plain copies into the bank nobody reads: the snapshot up to rings[],
+	// and the rings at their offsets.
+	std::memcpy(static_cast<sluice_xdp_bank *>(banks_.addr) + bank, &s, sizeof(sluice_xdp_bank));
 	std::memcpy(static_cast<uint32_t *>(rings_.addr) + (size_t)bank * ring_entries_, s.rings,
 		    (size_t)s.hdr.ring_used * sizeof(uint32_t));
 
-	// The hash: remove what this bank held that is gone, write what changed.
-	const int vips_fd = bpf_map__fd(prog_.skel()->maps.sl_vips);
-	auto &held = vip_keys_[bank];
-	for (auto it = held.begin(); it != held.end();) {
-		if (want.count(it->first)) {
-			++it;
-			continue;
-		}
-		sluice_xdp_vip_key k;
-		std::memcpy(&k, it->first.data(), sizeof(k));
-		k.bank = bank;
-		if (bpf_map_delete_elem(vips_fd, &k) != 0 && errno != ENOENT)
-			throw error("sl_vips: delete: {}", errno_text(errno));
-		it = held.erase(it);
-	}
-	for (const auto &[kb, v] : want) {
-		auto h = held.find(kb);
-		if (h != held.end() && std::memcmp(&h->second, &v, sizeof(v)) == 0)
-			continue;
-		sluice_xdp_vip_key k;
-		std::memcpy(&k, kb.data(), sizeof(k));
-		k.bank = bank;
-		if (bpf_map_update_elem(vips_fd, &k, &v, BPF_ANY) != 0)
-			throw error("sl_vips: update: {}", errno_text(errno));
-		held[kb] = v;
-	}
-
 	// The switch. Every read of the bank in the program depends on the bank
-	// number it loaded (an address or a key computed from it), so the
+	// number it loaded (an address computed from it), so the
 	// release store is all the ordering the reader needs.
 	__atomic_store_n(&static_cast<sluice_xdp_state *>(state_.addr)->active,
 			 sluice_xdp_active_pack(gen, bank), __ATOMIC_RELEASE);
@@ -250,8 +207,7 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 
 sluice_backend mirror::backend(uint32_t id) const
 {
-	return static_cast<const sluice_backend *>(
-		backends_.addr)[bank_ * SLUICE_MAX_BACKENDS + (id & (SLUICE_MAX_BACKENDS - 1))];
+	return static_cast<const sluice_xdp_bank *>(banks_.addr)[bank_].backends[id & (SLUICE_MAX_BACKENDS - 1)];
 }
 
 uint32_t mirror::ring(uint32_t pos) const
@@ -262,8 +218,7 @@ uint32_t mirror::ring(uint32_t pos) const
 
 sluice_vip mirror::vip_by_id(uint32_t id) const
 {
-	return static_cast<const sluice_vip *>(vip_ids_.addr)[bank_ * SLUICE_MAX_VIPS +
-							      (id & (SLUICE_MAX_VIPS - 1))];
+	return static_cast<const sluice_xdp_bank *>(banks_.addr)[bank_].vips[id & (SLUICE_MAX_VIPS - 1)];
 }
 
 // ------------------------------------------------------------- counters
@@ -318,12 +273,13 @@ void counter_reader::sum(totals &out) const
 {
 	sluice_bpf *skel = prog_.skel();
 	const uint32_t cpus = prog_.cpus();
-	sum_percpu<sluice_xdp_counters>(bpf_map__fd(skel->maps.sl_counters), 1, cpus,
-					reinterpret_cast<sluice_xdp_counters *>(out.counters),
-					[](sluice_xdp_counters &a, const sluice_xdp_counters &b) {
-						for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
-							a.c[i] += b.c[i];
-					});
+	sluice_xdp_cpu sum{};
+	sum_percpu<sluice_xdp_cpu>(bpf_map__fd(skel->maps.sl_cpu), 1, cpus, &sum,
+				   [](sluice_xdp_cpu &a, const sluice_xdp_cpu &b) {
+					   for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
+						   a.cnt.c[i] += b.cnt.c[i];
+				   });
+	std::memcpy(out.counters, sum.cnt.c, sizeof(out.counters));
 	sum_percpu<sluice_obj_counters>(bpf_map__fd(skel->maps.sl_vip_cnt), SLUICE_MAX_VIPS, cpus,
 					out.vip, add_obj);
 	sum_percpu<sluice_obj_counters>(bpf_map__fd(skel->maps.sl_be_cnt), SLUICE_MAX_BACKENDS, cpus,

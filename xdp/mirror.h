@@ -13,7 +13,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,8 +33,9 @@ public:
 	// to it; the bank it leaves is free again one RCU grace period later
 	// (waited for on a thread of its own). Waits only if no bank is free:
 	// a fourth snapshot within one grace period. A snapshot the maps cannot
-	// hold, or one that fails its checksum, changes nothing the program
-	// reads: false, *why set.
+	// hold, one that fails its checksum, or one whose generation is not
+	// above the last one mirrored changes nothing the program reads: false,
+	// *why set.
 	bool apply(const sluice_snapshot &s, std::string *why);
 
 	uint64_t generation() const { return generation_; } // last mirrored, 0: none
@@ -59,7 +59,7 @@ private:
 	void retire(uint32_t bank);
 
 	const program &prog_;
-	region state_, nodes_, vip_ids_, backends_, rings_;
+	region state_, banks_, rings_;
 	int sync_inner_fd_ = -1;
 	int sync_outer_fd_ = -1;
 	uint32_t ring_entries_ = 0;
@@ -77,8 +77,6 @@ private:
 	std::array<uint64_t, SLUICE_XDP_BANKS> retired_seq_{}; // when each was left
 	std::array<std::thread, SLUICE_XDP_BANKS> waiter_;
 	std::string grace_error_;
-	// What sl_vips holds for each bank, as key bytes -> record.
-	std::array<std::map<std::string, sluice_vip>, SLUICE_XDP_BANKS> vip_keys_;
 };
 
 // Per-CPU BPF counters, summed.

@@ -66,8 +66,6 @@ uint32_t next_pow2(uint64_t v)
 	return static_cast<uint32_t>(n);
 }
 
-bool is_pow2(uint64_t v) { return v && (v & (v - 1)) == 0; }
-
 // A pin directory must be on a bpf filesystem: pins elsewhere fail with a
 // confusing EPERM deep inside libbpf.
 void make_pin_dir(const std::string &dir)
@@ -101,9 +99,10 @@ ct_geometry plan_ct(const std::string &path, uint32_t cpus, uint32_t want_bucket
 	uint32_t len = sizeof(info);
 	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
 	close(fd);
+	// Any bucket count per CPU (conntrack.h's index is a multiply-shift).
 	const bool layout = err == 0 && info.type == BPF_MAP_TYPE_ARRAY && info.key_size == 4 &&
-			    info.value_size == sizeof(sluice_ct_bucket) && info.max_entries % cpus == 0 &&
-			    is_pow2(info.max_entries / cpus);
+			    info.value_size == sizeof(sluice_ct_bucket) && info.max_entries >= cpus &&
+			    info.max_entries % cpus == 0;
 	if (!layout) {
 		spdlog::warn("{}: the pinned connection table has another layout (an older sluice-xdp?): "
 			     "replacing it, established flows are re-picked by Maglev",

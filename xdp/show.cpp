@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <vector>
 
 namespace sluice::xdp {
@@ -123,7 +124,7 @@ nlohmann::json show(const std::string &iface, bool with_ct)
 		std::string name = info.name;
 		maps.emplace(name, std::make_pair(std::move(fd), info));
 	}
-	for (const char *need : {"sl_state", "sl_vips", "sl_vip_ids", "sl_backends", "sl_rings", "sl_ct"})
+	for (const char *need : {"sl_state", "sl_banks", "sl_rings", "sl_ct"})
 		if (!maps.count(need))
 			throw error("{}: the sluice program has no map {} (another version?)", iface, need);
 
@@ -140,38 +141,43 @@ nlohmann::json show(const std::string &iface, bool with_ct)
 		out["generation"] = sluice_xdp_active_generation(active);
 		out["bank"] = bank;
 
-		mapped vips(maps["sl_vip_ids"].first.fd, maps["sl_vip_ids"].second);
-		mapped bes(maps["sl_backends"].first.fd, maps["sl_backends"].second);
+		mapped banks(maps["sl_banks"].first.fd, maps["sl_banks"].second);
 		mapped rings(maps["sl_rings"].first.fd, maps["sl_rings"].second);
 		const uint32_t ring_entries =
 			maps["sl_rings"].second.max_entries * SLUICE_XDP_RING_CHUNK / SLUICE_XDP_BANKS;
 		const uint32_t *ring = rings.as<uint32_t>() + (size_t)bank * ring_entries;
+		const sluice_xdp_bank &bk = banks.as<sluice_xdp_bank>()[bank & (SLUICE_XDP_BANKS - 1)];
+		// The bank read as the snapshot it copies, as the program reads it.
+		const auto *snap = reinterpret_cast<const sluice_snapshot *>(&bk);
 
-		// The lookup keys of the active bank.
-		nlohmann::json keys = nlohmann::json::array();
-		const int vfd = maps["sl_vips"].first.fd;
-		sluice_xdp_vip_key k, next;
-		bool first = true;
-		for (int n = 0; n < 4 * (int)SLUICE_XDP_MAX_VIP_KEYS; n++) {
-			if (bpf_map_get_next_key(vfd, first ? nullptr : &k, &next) != 0)
-				break;
-			first = false;
-			k = next;
-			if (k.bank != bank)
+		// The lookup keys of the active bank: what sluice_vip_find_exact()
+		// and sluice_vip_find_address() answer for each VIP of the hash.
+		std::map<std::tuple<std::string, uint16_t, uint8_t>, nlohmann::json> by_key;
+		for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
+			const uint16_t e = bk.vip_hash[slot];
+			if (e == 0)
 				continue;
-			sluice_vip v;
-			if (bpf_map_lookup_elem(vfd, &k, &v) != 0)
-				continue;
-			keys.push_back({{"address", addr_str(k.addr, k.family)},
-					{"port", ntohs(k.port_be)},
-					{"proto", k.proto},
-					{"vip_id", v.id},
-					{"kind", k.proto == 0 ? "address" : "service"}});
+			const uint32_t id = (e - 1u) & (SLUICE_MAX_VIPS - 1);
+			const sluice_vip &v = bk.vips[id];
+			const std::string a = addr_str(v.addr, v.family);
+			if (sluice_vip_find_exact(snap, v.addr, v.family, v.port_be, v.proto) == id)
+				by_key[{a, ntohs(v.port_be), v.proto}] = {{"address", a},
+									  {"port", ntohs(v.port_be)},
+									  {"proto", v.proto},
+									  {"vip_id", id},
+									  {"kind", "service"}};
+			const uint32_t at = sluice_vip_find_address(snap, v.addr, v.family);
+			if (at != SLUICE_MAX_VIPS)
+				by_key[{a, 0, 0}] = {{"address", a}, {"port", 0}, {"proto", 0},
+						     {"vip_id", at}, {"kind", "address"}};
 		}
+		nlohmann::json keys = nlohmann::json::array();
+		for (auto &[k, j] : by_key)
+			keys.push_back(std::move(j));
 		out["keys"] = keys;
 
 		nlohmann::json vj = nlohmann::json::array();
-		const sluice_vip *vb = vips.as<sluice_vip>() + bank * SLUICE_MAX_VIPS;
+		const sluice_vip *vb = bk.vips;
 		for (uint32_t id = 0; id < SLUICE_MAX_VIPS; id++) {
 			const sluice_vip &v = vb[id];
 			if (v.family == 0)
@@ -193,7 +199,7 @@ nlohmann::json show(const std::string &iface, bool with_ct)
 		out["vips"] = vj;
 
 		nlohmann::json bj = nlohmann::json::array();
-		const sluice_backend *bb = bes.as<sluice_backend>() + bank * SLUICE_MAX_BACKENDS;
+		const sluice_backend *bb = bk.backends;
 		for (uint32_t id = 0; id < SLUICE_MAX_BACKENDS; id++) {
 			const sluice_backend &b = bb[id];
 			if (b.family == 0)

@@ -9,7 +9,8 @@
  * out in maps.h; sluice-xdp fills them from the snapshot.
  *
  * Where the two paths must differ in form, they differ only in form:
- *  - the snapshot is read through maps (one bank of each, chosen once per
+ *  - the snapshot is read through maps (one bank of sl_banks, which holds
+ *    the snapshot's bytes up to rings[], and of sl_rings, chosen once per
  *    packet: maps.h) instead of a pointer to the segment's slot;
  *  - mbuf prepend/trim become bpf_xdp_adjust_head/_tail, after which every
  *    packet pointer is reloaded and checked again;
@@ -36,10 +37,11 @@
 
 /* ------------------------------------------------------------ settings */
 
-/* Set by sluice-xdp before load (skeleton rodata): the interface's MAC and
+/* Set by sluice-xdp before load (skeleton rodata): the interface's MAC (its
+ * six bytes in frame order, read as three 16-bit words: eth_put_src()) and
  * MTU, the connection table's geometry and timeouts, the rings' bank size.
  * Frozen at load, so the verifier knows them as constants. */
-const volatile uint8_t cfg_port_mac[SLUICE_ETH_ALEN] = {0};
+const volatile uint16_t cfg_port_mac[SLUICE_ETH_ALEN / 2] = {0};
 const volatile uint32_t cfg_port_mtu = 1500;
 const volatile uint32_t cfg_ct_buckets = 1;	/* per CPU; >= 1 */
 const volatile uint32_t cfg_ring_entries = 16;	/* per bank; a power of two, >= 16 */
@@ -58,36 +60,14 @@ struct {
 	__type(value, struct sluice_xdp_state);
 } sl_state SEC(".maps");
 
+/* The snapshot up to rings[], per bank: node, VIP hash, VIPs, backends. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SLUICE_XDP_BANKS);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, uint32_t);
-	__type(value, struct sluice_node);
-} sl_nodes SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SLUICE_XDP_MAX_VIP_KEYS);
-	__type(key, struct sluice_xdp_vip_key);
-	__type(value, struct sluice_vip);
-} sl_vips SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SLUICE_XDP_BANKS * SLUICE_MAX_VIPS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, uint32_t);
-	__type(value, struct sluice_vip);
-} sl_vip_ids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SLUICE_XDP_BANKS * SLUICE_MAX_BACKENDS);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, uint32_t);
-	__type(value, struct sluice_backend);
-} sl_backends SEC(".maps");
+	__type(value, struct sluice_xdp_bank);
+} sl_banks SEC(".maps");
 
 /* max_entries set by sluice-xdp: 4 banks * cfg_ring_entries / 16. */
 struct {
@@ -110,12 +90,14 @@ struct {
 	__type(value, struct sluice_ct_bucket);
 } sl_ct SEC(".maps");
 
+/* The CPU's counters, the connection table's clock and the last VIP
+ * lookup (maps.h struct sluice_xdp_cpu). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, uint32_t);
-	__type(value, struct sluice_xdp_counters);
-} sl_counters SEC(".maps");
+	__type(value, struct sluice_xdp_cpu);
+} sl_cpu SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,7 +120,10 @@ enum action { ACT_DROP, ACT_KERNEL, ACT_FORWARD, ACT_REPLY };
 /* What one packet's decision needs besides the packet: worker_state. */
 struct run {
 	struct sluice_xdp_counters *cnt;
-	const struct sluice_node *node;
+	struct sluice_xdp_vip_memo *memo;
+	/* The active bank, read as the snapshot it copies (maps.h): shm.h's
+	 * lookups take a snapshot, and only touch what a bank holds. */
+	const struct sluice_snapshot *s;
 	uint32_t bank;
 	uint32_t now_s;
 	struct sluice_ct_timeouts to;
@@ -147,6 +132,20 @@ struct run {
 static __always_inline void count(struct run *r, uint32_t c)
 {
 	r->cnt->c[c & (SLUICE_COUNTER_SLOTS - 1)]++;
+}
+
+/* bpf_ktime_get_coarse_ns() / 10^9, dividing only when the second changed
+ * (maps.h struct sluice_xdp_clock): a 64-bit divide per packet cost more
+ * than the rest of the clock. */
+static __always_inline uint32_t now_seconds(struct sluice_xdp_clock *c)
+{
+	uint64_t t = bpf_ktime_get_coarse_ns();
+	if (t - c->second_ns >= 1000000000ull) {
+		uint64_t sec = t / 1000000000ull;
+		c->now_s = sec;
+		c->second_ns = sec * 1000000000ull;
+	}
+	return (uint32_t)c->now_s;
 }
 
 static __always_inline uint8_t *pkt_data(struct xdp_md *xdp)
@@ -167,8 +166,7 @@ static __always_inline uint32_t l2_of(const struct sluice_pkt *p)
 
 static __always_inline const struct sluice_backend *backend_of(const struct run *r, uint32_t bid)
 {
-	uint32_t k = r->bank * SLUICE_MAX_BACKENDS + (bid & (SLUICE_MAX_BACKENDS - 1));
-	return bpf_map_lookup_elem(&sl_backends, &k);
+	return &r->s->backends[bid & (SLUICE_MAX_BACKENDS - 1)];
 }
 
 /* s->rings[pos]: the mirror copies rings[0, ring_used) to the same offsets
@@ -204,44 +202,59 @@ static __always_inline struct sluice_obj_counters *backend_counters(uint32_t bid
 	return bpf_map_lookup_elem(&sl_be_cnt, &k);
 }
 
-/* sl_vips for (address, family, port, protocol) in this bank. */
-static __always_inline const struct sluice_vip *vip_lookup(const struct run *r, const uint8_t addr[16],
-							   uint8_t family, uint16_t port_be, uint8_t proto)
-{
-	struct sluice_xdp_vip_key k;
-	__builtin_memcpy(k.addr, addr, 16);
-	k.port_be = port_be;
-	k.proto = proto;
-	k.family = family;
-	k.bank = r->bank;
-	return bpf_map_lookup_elem(&sl_vips, &k);
-}
-
 /*
- * sluice_vip_find() and sluice_vip_find_address() over sl_vips, which holds
- * exactly the snapshot's vip_hash entries. The order of the lookups is the
+ * sluice_vip_find() and is_vip_address() (worker.cpp), with shm.h's own
+ * lookups over the bank's copy of the snapshot's VIP hash. The order is the
  * only liberty taken: exact service, then the address entry, and the port-0
  * service only for a VIP address. A port-0 VIP always has its address entry
  * (the snapshot builder places one per VIP address; the mirror refuses a
- * snapshot without), so the answers are sluice_vip_find()'s and
- * is_vip_address()'s, and traffic that is not for a VIP costs two lookups.
+ * snapshot without), so the answers are the worker's, and traffic that is
+ * not for a VIP costs two lookups.
  */
 struct vip_match {
-	const struct sluice_vip *service; /* NULL: no service */
-	bool address;                     /* the destination is a VIP address */
+	uint32_t service; /* index in vips[]; SLUICE_MAX_VIPS: no service */
+	uint32_t address; /* 1: the destination is a VIP address */
 };
+
+static __always_inline const struct sluice_vip *vip_of(const struct run *r, uint32_t id)
+{
+	return &r->s->vips[id & (SLUICE_MAX_VIPS - 1)];
+}
 
 static __always_inline struct vip_match vip_find(const struct run *r, const struct sluice_pkt *p)
 {
-	struct vip_match m = {0, false};
-	m.service = vip_lookup(r, p->key.dst, p->key.family, p->key.dport_be, p->key.proto);
-	if (m.service) {
-		m.address = true;
+	struct vip_match m;
+	m.service = sluice_vip_find_exact(r->s, p->key.dst, p->key.family, p->key.dport_be, p->key.proto);
+	m.address = 1;
+	if (m.service == SLUICE_MAX_VIPS) {
+		m.address = sluice_vip_find_address(r->s, p->key.dst, p->key.family) != SLUICE_MAX_VIPS;
+		if (m.address)
+			m.service = sluice_vip_find_exact(r->s, p->key.dst, p->key.family, 0, p->key.proto);
+	}
+	return m;
+}
+
+/* vip_find(), or what it answered for the CPU's last packet of the same
+ * destination, port, protocol and family under the same snapshot (maps.h
+ * struct sluice_xdp_vip_memo): traffic to one service hashes its key once. */
+static __always_inline struct vip_match vip_find_memo(const struct run *r, struct sluice_xdp_vip_memo *memo,
+						      uint64_t active, const struct sluice_pkt *p)
+{
+	const uint64_t *w = (const uint64_t *)&p->key;
+	const uint64_t rest = w[4] & SLUICE_XDP_MEMO_REST;
+	struct vip_match m;
+	if (memo->active == active && memo->dst0 == w[2] && memo->dst1 == w[3] && memo->rest == rest) {
+		m.service = memo->service;
+		m.address = memo->address;
 		return m;
 	}
-	m.address = vip_lookup(r, p->key.dst, p->key.family, 0, 0) != 0;
-	if (m.address)
-		m.service = vip_lookup(r, p->key.dst, p->key.family, 0, p->key.proto);
+	m = vip_find(r, p);
+	memo->active = active;
+	memo->dst0 = w[2];
+	memo->dst1 = w[3];
+	memo->rest = rest;
+	memo->service = m.service;
+	memo->address = m.address;
 	return m;
 }
 
@@ -278,16 +291,40 @@ static __always_inline bool move_l2(struct xdp_md *xdp, uint32_t gap, uint32_t l
 	return true;
 }
 
+/*
+ * MACs are copied as three 16-bit words: a byte-wise memcpy (what clang
+ * emits for a pointer it knows nothing about the alignment of) costs four
+ * times the instructions. The Ethernet header starts 2-byte aligned: the
+ * verifier of an architecture without efficient unaligned access checks
+ * packet accesses against NET_IP_ALIGN (2), and a backend's `mac` is at
+ * offset 18 of its record (shm.h).
+ */
+static __always_inline void eth_put_src(uint8_t *eth)
+{
+	uint16_t *d = (uint16_t *)(void *)eth;
+	d[3] = cfg_port_mac[0];
+	d[4] = cfg_port_mac[1];
+	d[5] = cfg_port_mac[2];
+}
+
+static __always_inline void eth_put_dst(uint8_t *eth, const uint8_t mac[SLUICE_ETH_ALEN])
+{
+	uint16_t *d = (uint16_t *)(void *)eth;
+	const uint16_t *m = (const uint16_t *)(const void *)mac;
+	uint16_t m0 = m[0], m1 = m[1], m2 = m[2];
+	d[0] = m0;
+	d[1] = m1;
+	d[2] = m2;
+}
+
 /* Ethernet of a packet sent back where it came from (worker.cpp reply_l2). */
 static __always_inline bool reply_l2(struct xdp_md *xdp)
 {
 	uint8_t *data = pkt_data(xdp);
 	if (data + sizeof(struct sluice_eth_hdr) > pkt_end(xdp))
 		return false;
-	struct sluice_eth_hdr *eth = (struct sluice_eth_hdr *)data;
-	__builtin_memcpy(eth->dst, eth->src, SLUICE_ETH_ALEN);
-	for (int i = 0; i < SLUICE_ETH_ALEN; i++)
-		eth->src[i] = cfg_port_mac[i];
+	eth_put_dst(data, data + SLUICE_ETH_ALEN);
+	eth_put_src(data);
 	return true;
 }
 
@@ -421,8 +458,8 @@ static __always_inline enum action forward(struct run *r, struct xdp_md *xdp,
 	}
 	uint16_t enc = sluice_encap_len(v->mode, b->family);
 	uint32_t mtu = cfg_port_mtu;
-	if (r->node->mtu && r->node->mtu < mtu)
-		mtu = r->node->mtu;
+	if (r->s->node.mtu && r->s->node.mtu < mtu)
+		mtu = r->s->node.mtu;
 	if ((uint32_t)p->l3_len + enc > mtu) {
 		if (p->kind == SLUICE_PKT_L4)
 			return too_big(r, xdp, p, mtu - enc);
@@ -437,22 +474,25 @@ static __always_inline enum action forward(struct run *r, struct xdp_md *xdp,
 	}
 	if (enc) {
 		/* enc is 20, 32, 40 or 52; the adjust takes a constant per case
-		 * so that move_l2() sees a constant gap. */
+		 * so that move_l2() sees a constant gap. An untagged Ethernet
+		 * header is not moved: every byte of it is written below (the
+		 * ethertype by write_outer(), the addresses after it), as the
+		 * worker writes it whole. */
 		int err;
 		if (enc == SLUICE_ENCAP_IPV4_LEN)
 			err = bpf_xdp_adjust_head(xdp, -(int)SLUICE_ENCAP_IPV4_LEN) ||
-			      !move_l2(xdp, SLUICE_ENCAP_IPV4_LEN, l2);
+			      (l2 != 14 && !move_l2(xdp, SLUICE_ENCAP_IPV4_LEN, l2));
 		else if (enc == SLUICE_ENCAP_IPV4_LEN + SLUICE_ENCAP_GUE_EXTRA)
 			err = bpf_xdp_adjust_head(xdp, -(int)(SLUICE_ENCAP_IPV4_LEN + SLUICE_ENCAP_GUE_EXTRA)) ||
-			      !move_l2(xdp, SLUICE_ENCAP_IPV4_LEN + SLUICE_ENCAP_GUE_EXTRA, l2);
+			      (l2 != 14 && !move_l2(xdp, SLUICE_ENCAP_IPV4_LEN + SLUICE_ENCAP_GUE_EXTRA, l2));
 		else if (enc == SLUICE_ENCAP_IPV6_LEN)
 			err = bpf_xdp_adjust_head(xdp, -(int)SLUICE_ENCAP_IPV6_LEN) ||
-			      !move_l2(xdp, SLUICE_ENCAP_IPV6_LEN, l2);
+			      (l2 != 14 && !move_l2(xdp, SLUICE_ENCAP_IPV6_LEN, l2));
 		else
 			err = bpf_xdp_adjust_head(xdp, -(int)(SLUICE_ENCAP_IPV6_LEN + SLUICE_ENCAP_GUE_EXTRA)) ||
-			      !move_l2(xdp, SLUICE_ENCAP_IPV6_LEN + SLUICE_ENCAP_GUE_EXTRA, l2);
+			      (l2 != 14 && !move_l2(xdp, SLUICE_ENCAP_IPV6_LEN + SLUICE_ENCAP_GUE_EXTRA, l2));
 		/* No headroom: what open_gap() failing counts. */
-		if (err || !write_outer(xdp, l2, v, r->node, b, p, hash)) {
+		if (err || !write_outer(xdp, l2, v, &r->s->node, b, p, hash)) {
 			count(r, SLUICE_CNT_drop_too_big);
 			return ACT_DROP;
 		}
@@ -462,10 +502,8 @@ static __always_inline enum action forward(struct run *r, struct xdp_md *xdp,
 		count(r, SLUICE_CNT_drop_truncated); /* cannot happen: checked above */
 		return ACT_DROP;
 	}
-	struct sluice_eth_hdr *eth = (struct sluice_eth_hdr *)data;
-	__builtin_memcpy(eth->dst, b->mac, SLUICE_ETH_ALEN);
-	for (int i = 0; i < SLUICE_ETH_ALEN; i++)
-		eth->src[i] = cfg_port_mac[i];
+	eth_put_dst(data, b->mac);
+	eth_put_src(data);
 
 	struct sluice_obj_counters *vc = vip_counters(vid);
 	struct sluice_obj_counters *bc = backend_counters(bid);
@@ -564,13 +602,7 @@ static __always_inline enum action later_fragment(struct run *r, struct xdp_md *
 	count(r, SLUICE_CNT_frag_followed);
 	uint32_t vid = e->vip_id & (SLUICE_MAX_VIPS - 1);
 	uint32_t bid = e->backend_id;
-	uint32_t k = r->bank * SLUICE_MAX_VIPS + vid;
-	const struct sluice_vip *v = bpf_map_lookup_elem(&sl_vip_ids, &k);
-	if (!v) {
-		count(r, SLUICE_CNT_drop_no_nexthop); /* cannot happen: k is in the array */
-		return ACT_DROP;
-	}
-	return forward(r, xdp, p, v, vid, bid, h);
+	return forward(r, xdp, p, vip_of(r, vid), vid, bid, h);
 }
 
 /* Echo request to a VIP address: answered in place (worker.cpp decide). */
@@ -628,21 +660,21 @@ static __always_inline enum action decide(struct run *r, struct xdp_md *xdp, str
 		return ACT_DROP;
 	}
 	r->bank = sluice_xdp_active_bank(active);
-	r->node = bpf_map_lookup_elem(&sl_nodes, &r->bank);
-	if (!r->node) {
+	r->s = bpf_map_lookup_elem(&sl_banks, &r->bank);
+	if (!r->s) {
 		count(r, SLUICE_CNT_drop_no_snapshot); /* cannot happen: the mirror writes banks 0-3 */
 		return ACT_DROP;
 	}
 
-	struct vip_match m = {0, false};
+	struct vip_match m = {SLUICE_MAX_VIPS, 0};
 	if (p->kind == SLUICE_PKT_L4 || p->kind == SLUICE_PKT_ICMP_ERROR)
-		m = vip_find(r, p);
+		m = vip_find_memo(r, r->memo, active, p);
 	else
-		m.address = vip_lookup(r, p->key.dst, p->key.family, 0, 0) != 0;
+		m.address = sluice_vip_find_address(r->s, p->key.dst, p->key.family) != SLUICE_MAX_VIPS;
 
-	if (m.service) {
-		const struct sluice_vip *v = m.service;
-		uint32_t vid = v->id & (SLUICE_MAX_VIPS - 1);
+	if (m.service != SLUICE_MAX_VIPS) {
+		uint32_t vid = m.service & (SLUICE_MAX_VIPS - 1);
+		const struct sluice_vip *v = vip_of(r, vid);
 		uint32_t hash = sluice_flow_hash(&p->key);
 		uint32_t bid = pick_backend(r, p, v, vid, hash);
 		if (bid == SLUICE_MAGLEV_EMPTY) {
@@ -677,15 +709,17 @@ int sluice_xdp(struct xdp_md *xdp)
 {
 	uint32_t zero = 0;
 	struct run r;
-	r.cnt = bpf_map_lookup_elem(&sl_counters, &zero);
-	if (!r.cnt)
+	struct sluice_xdp_cpu *cpu = bpf_map_lookup_elem(&sl_cpu, &zero);
+	if (!cpu)
 		return XDP_ABORTED; /* cannot happen: a one-entry array */
-	r.node = 0;
+	r.cnt = &cpu->cnt;
+	r.memo = &cpu->memo;
+	r.s = 0;
 	r.bank = 0;
 	/* The connection table's coarse clock, as the worker sets now_s per
 	 * burst. CLOCK_MONOTONIC, so a restarted sluice-xdp reads the pinned
 	 * table's ages right. */
-	r.now_s = (uint32_t)(bpf_ktime_get_coarse_ns() / 1000000000ull);
+	r.now_s = now_seconds(&cpu->clock);
 	r.to.syn_s = cfg_ct_timeouts.syn_s;
 	r.to.est_s = cfg_ct_timeouts.est_s;
 	r.to.fin_s = cfg_ct_timeouts.fin_s;

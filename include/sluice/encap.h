@@ -84,10 +84,19 @@ SLUICE_INLINE uint64_t sluice_csum_add(uint64_t sum, const uint8_t *p, const uin
 	return sum;
 }
 
+/* An option-less IPv4 header's checksum: five 32-bit words summed, which
+ * folds to what summing its ten 16-bit words does (2^16 is 1 modulo
+ * 2^16 - 1, and the sum is never zero: version_ihl is not). */
 SLUICE_INLINE uint16_t sluice_ipv4_csum(const struct sluice_ipv4_hdr *h)
 {
 	const uint8_t *b = (const uint8_t *)h;
-	return sluice_csum_fold(sluice_csum_add(0, b, b + sizeof(*h), sizeof(*h), sizeof(*h)));
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < sizeof(*h); i += 4) {
+		uint32_t w;
+		__builtin_memcpy(&w, b + i, 4);
+		sum += w;
+	}
+	return sluice_csum_fold(sum);
 }
 
 /* The IPv6 pseudo-header (RFC 8200 §8.1), before the upper-layer bytes. */
@@ -108,18 +117,27 @@ SLUICE_INLINE void sluice_write_outer_ipv4(struct sluice_ipv4_hdr *o, const stru
 					   const struct sluice_backend *b, uint8_t proto,
 					   uint8_t tos, uint16_t total_len, bool software_csum)
 {
-	o->version_ihl = 0x45;
-	o->tos = tos;
-	o->total_len_be = sluice_htons(total_len);
+	/* The header is built in registers and its checksum summed from them
+	 * (sluice_ipv4_csum()'s five words), not read back from the packet. */
+	const uint8_t w0[2] = {0x45, tos}, w4[2] = {SLUICE_OUTER_TTL, proto};
+	uint16_t vi_tos, ttl_proto;
+	__builtin_memcpy(&vi_tos, w0, 2);
+	__builtin_memcpy(&ttl_proto, w4, 2);
+	const uint16_t len_be = sluice_htons(total_len), frag_be = sluice_htons(SLUICE_IPV4_DF);
+	uint32_t saddr, daddr;
+	__builtin_memcpy(&saddr, node->source_ipv4, 4);
+	__builtin_memcpy(&daddr, b->addr, 4);
+	__builtin_memcpy(&o->version_ihl, &vi_tos, 2);
+	o->total_len_be = len_be;
 	o->id_be = 0;
-	o->frag_off_be = sluice_htons(SLUICE_IPV4_DF);
-	o->ttl = SLUICE_OUTER_TTL;
-	o->protocol = proto;
+	o->frag_off_be = frag_be;
+	__builtin_memcpy(&o->ttl, &ttl_proto, 2);
 	o->check_be = 0;
-	__builtin_memcpy(&o->saddr_be, node->source_ipv4, 4);
-	__builtin_memcpy(&o->daddr_be, b->addr, 4);
+	o->saddr_be = saddr;
+	o->daddr_be = daddr;
 	if (software_csum)
-		o->check_be = sluice_ipv4_csum(o);
+		o->check_be = sluice_csum_fold((uint64_t)vi_tos + len_be + frag_be + ttl_proto + saddr +
+					       daddr);
 }
 
 /* The flow label carries the flow hash (RFC 6438), so the fabric can spread
