@@ -45,38 +45,18 @@ inline uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf **pkts, uin
 	return static_cast<uint16_t>(n - sent);
 }
 
-// Decides a prepared burst and sends what it forwards and what is the
-// kernel's.
-void finish(worker_lcore &w, const sluice_snapshot *snap, prepared_burst &b, burst_result &res)
-{
-	if (b.n == 0)
-		return;
-	uint64_t *counters = w.state.stats->counters;
-	finish_burst(w.state, snap, b, res);
-	counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.tx_port, w.queue, res.tx, res.n_tx);
-	if (w.exception != UINT16_MAX)
-		counters[SLUICE_CNT_drop_exception_full] +=
-			send_or_free(w.exception, w.queue, res.kernel, res.n_kernel);
-	else if (res.n_kernel)
-		rte_pktmbuf_free_bulk(res.kernel, res.n_kernel); // the kernel saw it already
-}
-
 } // namespace
 
 int worker_main(void *arg)
 {
 	worker_lcore &w = *static_cast<worker_lcore *>(arg);
 	worker_state &st = w.state;
+	uint64_t *counters = st.stats->counters;
 	const uint64_t hz = rte_get_tsc_hz();
 	const uint64_t heartbeat_ticks = hz / heartbeats_per_s;
 	uint64_t next_heartbeat = 0;
-	// Two bursts in flight: the one just received is prepared (parsed,
-	// its buckets fetched) before the one before it is finished.
-	prepared_burst bursts[2];
 	rte_mbuf *pkts[burst_size];
 	burst_result res;
-	unsigned cur = 0;
-	uint16_t pending_rx = 0; // received with the burst now in bursts[cur ^ 1]
 
 	while (!stop_requested.load(std::memory_order_relaxed)) {
 		// Every poll, empty ones too: the writer may reuse what we no
@@ -88,23 +68,24 @@ int worker_main(void *arg)
 			w.handle.heartbeat();
 			next_heartbeat = tsc + heartbeat_ticks;
 		}
-		if (got == 0 && pending_rx == 0)
+		if (got == 0)
 			continue;
-		st.now_s = static_cast<uint32_t>(tsc / hz);
 		uint16_t n = got;
-		if (n && w.filter_other_hosts)
+		if (w.filter_other_hosts)
 			n = keep_ours(pkts, n, st.params.port_mac);
-		prepare_burst(st, snap, pkts, n, bursts[cur]);
+		st.now_s = static_cast<uint32_t>(tsc / hz);
+		res.n_tx = 0;
+		res.n_kernel = 0;
+		process_burst(st, snap, pkts, n, res);
 
-		finish(w, snap, bursts[cur ^ 1], res);
-		// Every packet received up to the previous poll has been decided.
-		if (pending_rx)
-			__atomic_store_n(&w.rx_done, w.rx_done + pending_rx, __ATOMIC_RELEASE);
-		pending_rx = got;
-		cur ^= 1;
+		counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.tx_port, w.queue, res.tx, res.n_tx);
+		if (w.exception != UINT16_MAX)
+			counters[SLUICE_CNT_drop_exception_full] +=
+				send_or_free(w.exception, w.queue, res.kernel, res.n_kernel);
+		else if (res.n_kernel)
+			rte_pktmbuf_free_bulk(res.kernel, res.n_kernel); // the kernel saw it already
+		__atomic_store_n(&w.rx_done, w.rx_done + got, __ATOMIC_RELEASE);
 	}
-	// The last burst received: out too, not leaked.
-	finish(w, w.handle.acquire(), bursts[cur ^ 1], res);
 	return 0;
 }
 

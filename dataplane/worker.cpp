@@ -28,11 +28,22 @@ namespace sluice {
 
 namespace {
 
-using action = prepared_burst::action;
-using pkt_ctx = prepared_burst::packet;
+enum class action : uint8_t { drop, kernel, forward, reply };
+
+struct pkt_ctx {
+	sluice_pkt p;
+	uint32_t hash;
+	uint32_t vip; // SLUICE_MAX_VIPS: none
+	sluice_ct_bucket *bucket;
+	uint16_t tag; // sluice_ct_tag(hash)
+	// Set by forward(): whose counters the packet moves (a later fragment
+	// has no VIP of its own in `vip`).
+	uint32_t fwd_vip;
+	uint32_t fwd_backend;
+};
 
 // What every packet of a burst reads. The counters that every packet moves
-// are summed in finish_burst's locals instead, so they stay in registers.
+// are summed in process_burst's locals instead, so they stay in registers.
 struct burst {
 	worker_state &st;
 	const sluice_snapshot *snap;
@@ -340,82 +351,57 @@ inline uint32_t find_vip(const sluice_snapshot *s, const sluice_flow_key &k, vip
 	return memo.vip;
 }
 
-// The VIP, hash and bucket of a parsed packet (stage 1, and again in
-// stage 2 when the snapshot changed between the stages).
-[[gnu::always_inline]] inline void locate(worker_state &st, const sluice_snapshot *snap, pkt_ctx &c,
-					  vip_memo &memo)
-{
-	c.vip = SLUICE_MAX_VIPS;
-	if (likely(snap != nullptr) &&
-	    likely(c.p.kind == SLUICE_PKT_L4 || c.p.kind == SLUICE_PKT_ICMP_ERROR)) {
-		c.vip = find_vip(snap, c.p.key, memo);
-		if (likely(c.vip != SLUICE_MAX_VIPS) && c.bucket == nullptr) {
-			c.hash = sluice_flow_hash(&c.p.key);
-			c.bucket = sluice_ct_table_bucket(st.ct, c.hash);
-			c.tag = sluice_ct_tag(c.hash);
-			sluice_ct_prefetch(c.bucket);
-		}
-	}
-}
-
 } // namespace
 
-void prepare_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkts, uint16_t n,
-		   prepared_burst &b)
+void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkts, uint16_t n,
+		   burst_result &out)
 {
 	static_assert(sizeof(sluice_flow_key) == 40 && offsetof(sluice_flow_key, dport_be) == 34 &&
 			      offsetof(sluice_flow_key, proto) == 36 && offsetof(sluice_flow_key, family) == 37,
 		      "vip_memo's mask names dport, proto and family in the key's fifth word");
-	b.n = n;
-	b.generation = snap ? snap->hdr.generation : 0;
-	for (uint16_t i = 0; i < n; i++) {
-		b.m[i] = pkts[i];
+	pkt_ctx ctx[burst_size];
+	action act[burst_size];
+	burst bu(st, snap);
+	out.n_tx = 0;
+	out.n_kernel = 0;
+
+	for (uint16_t i = 0; i < n; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
-	}
 
 	// Stage 1: parse, find the VIP, hash, prefetch the bucket's tag line.
 	uint64_t rx_bytes = 0;
 	vip_memo memo;
 	for (uint16_t i = 0; i < n; i++) {
 		rte_mbuf *m = pkts[i];
-		pkt_ctx &c = b.pkt[i];
+		pkt_ctx &c = ctx[i];
 		rx_bytes += m->pkt_len;
 		const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
 		uint32_t r = sluice_parse(data, data + m->data_len, &c.p);
 		c.vip = SLUICE_MAX_VIPS;
-		c.bucket = nullptr;
 		if (unlikely(r != SLUICE_PARSE_OK)) {
-			st.stats->counters[r]++;
-			c.act = action::drop;
+			bu.count(static_cast<sluice_counter>(r));
+			act[i] = action::drop;
 			continue;
 		}
-		c.act = action::kernel; // decided in stage 2
-		locate(st, snap, c, memo);
+		act[i] = action::kernel; // decided in stage 2
+		if (likely(snap != nullptr) &&
+		    likely(c.p.kind == SLUICE_PKT_L4 || c.p.kind == SLUICE_PKT_ICMP_ERROR)) {
+			c.vip = find_vip(snap, c.p.key, memo);
+			if (likely(c.vip != SLUICE_MAX_VIPS)) {
+				c.hash = sluice_flow_hash(&c.p.key);
+				c.bucket = sluice_ct_table_bucket(st.ct, c.hash);
+				c.tag = sluice_ct_tag(c.hash);
+				sluice_ct_prefetch(c.bucket);
+			}
+		}
 	}
 	// Stage 1b: the tag lines have arrived meanwhile; prefetch the line of
 	// the way each flow is in, if not the tag line itself.
 	for (uint16_t i = 0; i < n; i++)
-		if (b.pkt[i].vip != SLUICE_MAX_VIPS)
-			sluice_ct_prefetch_ways(b.pkt[i].bucket, b.pkt[i].tag);
+		if (ctx[i].vip != SLUICE_MAX_VIPS)
+			sluice_ct_prefetch_ways(ctx[i].bucket, ctx[i].tag);
 	st.stats->counters[SLUICE_CNT_rx_packets] += n;
 	st.stats->counters[SLUICE_CNT_rx_bytes] += rx_bytes;
-}
-
-void finish_burst(worker_state &st, const sluice_snapshot *snap, prepared_burst &b, burst_result &out)
-{
-	const uint16_t n = b.n;
-	burst bu(st, snap);
-	out.n_tx = 0;
-	out.n_kernel = 0;
-	if (unlikely((snap ? snap->hdr.generation : 0) != b.generation)) {
-		// Published between the stages: VIP ids found in the old
-		// snapshot may name other VIPs, or none, in this one.
-		vip_memo memo;
-		for (uint16_t i = 0; i < n; i++)
-			if (b.pkt[i].act != action::drop)
-				locate(st, snap, b.pkt[i], memo);
-		b.generation = snap ? snap->hdr.generation : 0;
-	}
 
 	// Stage 2: decide and rewrite.
 	uint64_t hits = 0, tx_packets = 0, tx_bytes = 0;
@@ -424,11 +410,11 @@ void finish_burst(worker_state &st, const sluice_snapshot *snap, prepared_burst 
 	sluice_obj_counters *const vip_cnt = st.stats->vip;
 	sluice_obj_counters *const backend_cnt = st.stats->backend;
 	for (uint16_t i = 0; i < n; i++) {
-		rte_mbuf *m = b.m[i];
-		pkt_ctx &c = b.pkt[i];
-		if (c.act != action::drop)
-			c.act = decide(bu, m, c, hits);
-		switch (c.act) {
+		rte_mbuf *m = pkts[i];
+		pkt_ctx &c = ctx[i];
+		if (act[i] != action::drop)
+			act[i] = decide(bu, m, c, hits);
+		switch (act[i]) {
 		case action::forward: {
 			tx_packets++;
 			tx_bytes += m->pkt_len;
@@ -472,16 +458,6 @@ void finish_burst(worker_state &st, const sluice_snapshot *snap, prepared_burst 
 	cnt[SLUICE_CNT_tx_packets] += tx_packets;
 	cnt[SLUICE_CNT_tx_bytes] += tx_bytes;
 	cnt[SLUICE_CNT_conn_hit] += hits;
-	b.n = 0;
-}
-
-
-void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkts, uint16_t n,
-		   burst_result &out)
-{
-	prepared_burst b;
-	prepare_burst(st, snap, pkts, n, b);
-	finish_burst(st, snap, b, out);
 }
 
 } // namespace sluice

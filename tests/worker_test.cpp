@@ -204,38 +204,6 @@ TEST_F(WorkerTest, DrainKeepsFlowsUnhealthyAndRemovedMoveThem)
 	EXPECT_EQ(stats->counters[SLUICE_CNT_drop_no_backend], 1u);
 }
 
-// The lcore loop prepares a burst under one snapshot and may finish it under
-// the next: a VIP deleted in between must not be forwarded to (its id may
-// name another VIP by then), and one added in between is found.
-TEST_F(WorkerTest, ABurstFinishedUnderANewerSnapshotLooksItsVipsUpAgain)
-{
-	// Snapshot A (a copy: the publisher reuses its storage) has the VIP.
-	auto a = std::make_unique<sluice_snapshot>(pub.last());
-	rte_mbuf *m = mbuf_of(tcp4("192.0.2.30", 1234, "10.200.1.1", 80, SLUICE_TCP_SYN));
-	prepared_burst b;
-	prepare_burst(st, a.get(), &m, 1, b);
-	call("vip.del", {{"vip", "10.200.1.1:80/tcp"}});
-	ASSERT_NE(pub.last().hdr.generation, a->hdr.generation);
-	burst_result out;
-	finish_burst(st, &pub.last(), b, out);
-	EXPECT_EQ(out.n_tx, 0);
-	ASSERT_EQ(out.n_kernel, 1); // no longer a VIP address: the kernel's
-	rte_pktmbuf_free(out.kernel[0]);
-	EXPECT_EQ(stats->counters[SLUICE_CNT_conn_new], 0u);
-
-	// Prepared with no VIP, finished once it is back: forwarded.
-	auto none = std::make_unique<sluice_snapshot>(pub.last());
-	m = mbuf_of(tcp4("192.0.2.30", 1235, "10.200.1.1", 80, SLUICE_TCP_SYN));
-	prepare_burst(st, none.get(), &m, 1, b);
-	call("vip.add", {{"vip", "10.200.1.1:80/tcp"}, {"ring_size", 251}});
-	call("backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.11"}});
-	finish_burst(st, &pub.last(), b, out);
-	ASSERT_EQ(out.n_tx, 1);
-	EXPECT_EQ(rte_pktmbuf_mtod(out.tx[0], uint8_t *)[14 + 19], 11); // the outer destination
-	rte_pktmbuf_free(out.tx[0]);
-	EXPECT_EQ(stats->counters[SLUICE_CNT_conn_new], 1u);
-}
-
 TEST_F(WorkerTest, ConnectionsExpireAndAFullTableStillForwards)
 {
 	int b = backend_of("192.0.2.20", 1, SLUICE_TCP_SYN);
