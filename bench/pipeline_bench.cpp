@@ -42,6 +42,7 @@
 #include "config_io.h"
 #include "publishers.h"
 #include "service.h"
+#include "table_size.h"
 #include "worker.h"
 
 #include <sluice/conntrack.h>
@@ -219,13 +220,7 @@ sluice_flow_key key_of(const variant &v, uint32_t i)
 	return k;
 }
 
-uint32_t table_entries_for(uint32_t flows)
-{
-	uint64_t want = static_cast<uint64_t>(flows) * 3 / 2, n = 1;
-	while (n < want)
-		n <<= 1;
-	return static_cast<uint32_t>(n);
-}
+using bench::table_entries_for;
 
 // One mapping for every table of the run, grown when a bigger one is
 // needed: faulting a GiB into huge pages (compaction included) costs

@@ -44,6 +44,7 @@
 #include "program.h"
 #include "snapshot_builder.h"
 #include "state.h"
+#include "table_size.h"
 
 #include "bench.skel.h"
 #include "sluice.skel.h"
@@ -340,13 +341,7 @@ const char *verdict(uint32_t v)
 	return "XDP_ABORTED";
 }
 
-uint32_t table_entries_for(uint32_t flows)
-{
-	uint64_t want = static_cast<uint64_t>(flows) * 3 / 2, n = 1;
-	while (n < want)
-		n <<= 1;
-	return static_cast<uint32_t>(n);
-}
+using bench::table_entries_for;
 
 struct loaded {
 	program prog;
