@@ -25,19 +25,11 @@ import tempfile
 import time
 import unittest
 
-from sluiced import Sluiced
+from sluiced import Sluiced, wait_for
 
 BUILD = SOURCE = None
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class ControlPlane(unittest.TestCase):

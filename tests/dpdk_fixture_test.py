@@ -30,7 +30,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,21 +37,13 @@ sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import check  # noqa: E402
 import fixtures  # noqa: E402  (needs python3-scapy: run with /usr/bin/python3)
 import snapshot  # noqa: E402
-from sluiced import Sluiced  # noqa: E402
+from sluiced import Sluiced, wait_for  # noqa: E402
 
 BUILD = SOURCE = None
 # Each sluiced here: a metrics port, and workers silent for 2 s are dead.
 SLUICED = dict(metrics=True, worker_timeout_ms=2000)
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def run_pcap(tmp, d, frames, name, extra=()):

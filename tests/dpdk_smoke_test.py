@@ -24,12 +24,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 from scapy.all import ARP, IP, TCP, UDP, Ether, rdpcap, wrpcap  # python3-scapy
 
 import sluiced
+from sluiced import wait_for
 
 BUILD = SOURCE = None
 VIP = "10.200.1.1"
@@ -48,14 +48,6 @@ vips:
 """
 
 
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def counters(stdout):

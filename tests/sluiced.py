@@ -20,6 +20,18 @@ import time
 import urllib.request
 
 
+def wait_for(cond, timeout, what, step=0.05):
+    """cond()'s first true value within `timeout` seconds, polled every
+    `step`; else an AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def free_port():
     """A localhost TCP port nobody listens on now."""
     s = socket.socket()

@@ -17,7 +17,6 @@ import json
 import selectors
 import socket
 import sys
-import threading
 
 TIMEOUT = 5.0
 

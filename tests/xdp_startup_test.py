@@ -19,7 +19,7 @@ import tempfile
 import unittest
 
 import xdp_util as U
-from xdp_util import wait_for
+from sluiced import wait_for
 
 CONFIG = """\
 node:

@@ -21,7 +21,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import sluiced
 
@@ -70,14 +69,6 @@ def is_root():
     return os.geteuid() == 0
 
 
-def wait_for(cond, timeout, what, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def run(*args, ns=None, check=True, timeout=60, input=None):

@@ -32,7 +32,7 @@ import tempfile
 import unittest
 
 import xdp_util as U
-from xdp_util import wait_for
+from sluiced import wait_for
 
 VIP_TCP, VIP_UDP_GUE, VIP_TCP_GUE, VIP_UDP = "10.200.1.1", "10.200.1.2", "10.200.1.3", "10.200.1.4"
 VIP6 = "fd00:200::1"
