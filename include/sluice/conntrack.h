@@ -30,6 +30,7 @@
 
 #include <sluice/compiler.h>
 #include <sluice/flow.h>
+#include <sluice/hash.h>
 #include <sluice/packet.h>
 
 /* ------------------------------------------------------------------ entry */
@@ -197,13 +198,7 @@ SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
  * buckets and give them the same tags. */
 SLUICE_INLINE uint32_t sluice_ct_mix(uint32_t flow_hash)
 {
-	uint32_t h = flow_hash;
-	h ^= h >> 16;
-	h *= 0x85EBCA6Bu;
-	h ^= h >> 13;
-	h *= 0xC2B2AE35u;
-	h ^= h >> 16;
-	return h;
+	return sluice_fmix32(flow_hash);
 }
 
 /* The bucket of a flow: the remixed hash scaled to [0, buckets) by a
@@ -234,17 +229,6 @@ SLUICE_INLINE uint64_t sluice_ct_tags(const struct sluice_ct_bucket *b)
 SLUICE_INLINE uint16_t sluice_ct_tag_at(uint64_t tags, int way)
 {
 	return (uint16_t)(tags >> (16 * way));
-}
-
-/* Bit i set: way i's tag is `tag` (tag 0: way i is free). */
-SLUICE_INLINE uint32_t sluice_ct_tag_ways(const struct sluice_ct_bucket *b, uint16_t tag)
-{
-	const uint64_t tags = sluice_ct_tags(b);
-	uint32_t ways = 0;
-	SLUICE_CT_UNROLL
-	for (int i = 0; i < SLUICE_CT_WAYS; i++)
-		ways |= (uint32_t)(sluice_ct_tag_at(tags, i) == tag) << i;
-	return ways;
 }
 
 /* Frees way w of bucket b. */

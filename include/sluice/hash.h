@@ -43,6 +43,17 @@ SLUICE_INLINE uint64_t sluice_fmix64(uint64_t h)
 	return h;
 }
 
+/* MurmurHash3 fmix32 finalizer. */
+SLUICE_INLINE uint32_t sluice_fmix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	h *= 0xC2B2AE35u;
+	h ^= h >> 16;
+	return h;
+}
+
 SLUICE_INLINE uint64_t sluice_hash_step(uint64_t h, uint64_t w)
 {
 	return sluice_rotl64((h ^ sluice_le64(w)) * SLUICE_HASH_K1, 29);
