@@ -6,6 +6,8 @@
 // 10M (1 GiB) every bucket is a DRAM miss, which the prefetch overlaps.
 //
 // bench_conntrack [--benchmark_filter=...]
+#include "../tests/random_keys.h"
+
 #include <sluice/conntrack.h>
 
 #include <benchmark/benchmark.h>
@@ -21,37 +23,7 @@ namespace {
 constexpr uint32_t burst = 32; // dataplane/worker.h burst_size
 constexpr uint32_t now_s = 1;  // nothing expires during a run
 
-uint64_t splitmix64(uint64_t x)
-{
-	x += 0x9E3779B97F4A7C15ULL;
-	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-	return x ^ (x >> 31);
-}
-
-// Half IPv4, half IPv6, TCP and UDP; i makes every key distinct.
-sluice_flow_key random_key(uint64_t i)
-{
-	sluice_flow_key k;
-	std::memset(&k, 0, sizeof(k));
-	const uint64_t r0 = splitmix64(i * 4), r1 = splitmix64(i * 4 + 1), r2 = splitmix64(i * 4 + 2);
-	const uint32_t id = (uint32_t)i;
-	if (r2 & 1) {
-		std::memcpy(k.src, &id, 4);
-		std::memcpy(k.dst, &r0, 4);
-		k.family = SLUICE_AF_INET;
-	} else {
-		std::memcpy(k.src, &r0, 8);
-		std::memcpy(k.src + 8, &r1, 8);
-		std::memcpy(k.dst, &r2, 8);
-		std::memcpy(k.dst + 8, &id, 4);
-		k.family = SLUICE_AF_INET6;
-	}
-	k.sport_be = (uint16_t)(r1 >> 16);
-	k.dport_be = (uint16_t)(r1 >> 32);
-	k.proto = (r2 & 2) ? SLUICE_IPPROTO_TCP : SLUICE_IPPROTO_UDP;
-	return k;
-}
+using sluice::testing::random_key;
 
 struct table_deleter {
 	void operator()(sluice_ct_table *t) const { std::free(t); }
