@@ -105,6 +105,14 @@ std::string render_metrics(const stats_view &sv)
 	for (const auto &w : sv.workers)
 		out += fmt::format("sluice_worker_generation_seen{{worker=\"{}\",kind=\"{}\"}} {}\n",
 				   esc(w.name), w.kind, w.generation_seen);
+	family(out, "sluice_worker_packets_total", "counter",
+	       "Packets the worker received (rx) and sent towards backends or clients (tx).");
+	for (const auto &w : sv.workers) {
+		out += fmt::format("sluice_worker_packets_total{{worker=\"{}\",kind=\"{}\",direction=\"rx\"}} {}\n",
+				   esc(w.name), w.kind, w.counters[SLUICE_CNT_rx_packets]);
+		out += fmt::format("sluice_worker_packets_total{{worker=\"{}\",kind=\"{}\",direction=\"tx\"}} {}\n",
+				   esc(w.name), w.kind, w.counters[SLUICE_CNT_tx_packets]);
+	}
 	return out;
 }
 

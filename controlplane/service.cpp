@@ -415,7 +415,10 @@ json service::dispatch(const std::string &verb, const json &args)
 	};
 	auto workers_json = [&]() {
 		json a = json::array();
-		for (const auto &w : sv.workers)
+		for (const auto &w : sv.workers) {
+			json c = json::object();
+			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+				c[counter_table[i].name] = w.counters[i];
 			a.push_back(json{{"index", w.index},
 					 {"name", w.name},
 					 {"kind", w.kind},
@@ -423,7 +426,9 @@ json service::dispatch(const std::string &verb, const json &args)
 					 {"pid", w.pid},
 					 {"queue", w.queue},
 					 {"heartbeat_age_s", w.heartbeat_age_s},
-					 {"generation_seen", w.generation_seen}});
+					 {"generation_seen", w.generation_seen},
+					 {"counters", std::move(c)}});
+		}
 		return a;
 	};
 	if (verb == "vip.list") {
@@ -535,9 +540,11 @@ stats_view service::stats_locked() const
 			uint32_t pid = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
 			if (pid == 0 || pid == SLUICE_WORKER_PID_CLAIMING)
 				continue;
-			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
-				sv.counters[i] += __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);
 			worker_view wv;
+			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++) {
+				wv.counters[i] = __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);
+				sv.counters[i] += wv.counters[i];
+			}
 			wv.index = w;
 			wv.name = std::string(rec.info.name, strnlen(rec.info.name, sizeof(rec.info.name)));
 			wv.kind = worker_kind(rec.info.kind);

@@ -46,6 +46,7 @@ struct worker_view {
 	uint32_t queue = 0;
 	double heartbeat_age_s = 0;
 	uint64_t generation_seen = 0;
+	uint64_t counters[SLUICE_CNT__COUNT] = {}; // this record's own, since it was first claimed
 };
 
 struct backend_view {

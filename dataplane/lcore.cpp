@@ -79,7 +79,14 @@ int worker_main(void *arg)
 		process_burst(st, snap, pkts, n, res);
 
 		counters[SLUICE_CNT_drop_tx_full] += send_or_free(w.tx_port, w.queue, res.tx, res.n_tx);
-		if (w.exception != UINT16_MAX)
+		if (w.to_kernel) {
+			const unsigned q = rte_ring_sp_enqueue_burst(w.to_kernel, reinterpret_cast<void **>(res.kernel),
+								     res.n_kernel, nullptr);
+			if (unlikely(q < res.n_kernel)) {
+				rte_pktmbuf_free_bulk(res.kernel + q, res.n_kernel - q);
+				counters[SLUICE_CNT_drop_exception_full] += res.n_kernel - q;
+			}
+		} else if (w.exception != UINT16_MAX)
 			counters[SLUICE_CNT_drop_exception_full] +=
 				send_or_free(w.exception, w.queue, res.kernel, res.n_kernel);
 		else if (res.n_kernel)
@@ -89,17 +96,44 @@ int worker_main(void *arg)
 	return 0;
 }
 
-uint32_t relay_kernel_tx(uint16_t tap, uint16_t queues, uint16_t data, uint16_t txq)
+exception_relay::exception_relay(uint16_t tap, uint16_t data, uint16_t data_txq, std::vector<rte_ring *> rings)
+	: tap_(tap), data_(data), data_txq_(data_txq), rings_(std::move(rings)), held_(rings_.size())
+{
+}
+
+exception_relay::~exception_relay()
+{
+	for (pending &p : held_)
+		if (p.n > p.sent)
+			rte_pktmbuf_free_bulk(p.pkts + p.sent, p.n - p.sent);
+	for (rte_ring *r : rings_) {
+		void *m;
+		while (rte_ring_sc_dequeue(r, &m) == 0)
+			rte_pktmbuf_free(static_cast<rte_mbuf *>(m));
+	}
+}
+
+uint32_t exception_relay::poll()
 {
 	uint32_t moved = 0;
-	rte_mbuf *pkts[burst_size];
-	for (uint16_t q = 0; q < queues; q++) {
-		uint16_t n = rte_eth_rx_burst(tap, q, pkts, burst_size);
-		// Dropped when the data port's queue is full, as a NIC would.
-		send_or_free(data, txq, pkts, n);
-		moved += n;
+	for (size_t i = 0; i < rings_.size(); i++) {
+		pending &p = held_[i];
+		if (p.sent == p.n) {
+			p.n = static_cast<uint16_t>(rte_ring_sc_dequeue_burst(
+				rings_[i], reinterpret_cast<void **>(p.pkts), RTE_DIM(p.pkts), nullptr));
+			p.sent = 0;
+		}
+		if (p.sent < p.n) {
+			const uint16_t s = rte_eth_tx_burst(tap_, 0, p.pkts + p.sent, static_cast<uint16_t>(p.n - p.sent));
+			p.sent = static_cast<uint16_t>(p.sent + s);
+			moved += s;
+		}
 	}
-	return moved;
+	rte_mbuf *pkts[burst_size];
+	const uint16_t n = rte_eth_rx_burst(tap_, 0, pkts, burst_size);
+	// Dropped when the data port's queue is full, as a NIC would.
+	send_or_free(data_, data_txq_, pkts, n);
+	return moved + n;
 }
 
 } // namespace sluice

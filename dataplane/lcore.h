@@ -8,9 +8,11 @@
 #include "worker.h"
 
 #include <rte_common.h>
+#include <rte_ring.h>
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 namespace sluice {
 
@@ -25,6 +27,11 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	uint16_t tx_port = 0;       // where forwarded traffic goes (TX queue `queue`): port, or --tx-port
 	uint16_t queue = 0;
 	uint16_t exception = UINT16_MAX; // exception port, TX queue `queue`; UINT16_MAX: none
+	// With a TAP, kernel-bound packets go to the main lcore over this
+	// ring instead (exception_relay): a TAP takes one fd per queue and
+	// DPDK 22.11's net_tap passes them all in one multi-process message
+	// limited to 8 fds, so it cannot have a queue per worker.
+	rte_ring *to_kernel = nullptr;
 	bool filter_other_hosts = false; // af_packet: drop frames for other MACs first
 	// Frames taken from the RX queue and done with (transmitted, handed on
 	// or freed): the main lcore's measure of the end of a pcap. Written by
@@ -36,9 +43,34 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 // rte_eal_remote_launch entry: arg is a worker_lcore.
 int worker_main(void *arg);
 
-// The main lcore's TAP → data port relay: what the kernel sends on the
-// exception TAP (any of its `queues` RX queues) goes out of the data port on
-// TX queue `txq`. Returns the frames moved this call.
-uint32_t relay_kernel_tx(uint16_t tap, uint16_t queues, uint16_t data, uint16_t txq);
+// Kernel-bound packets per worker ring: far more than the kernel's share of
+// a burst loop's traffic (ARP, BGP, SSH), enough to ride out the main
+// lcore's 100 us naps at line rate.
+inline constexpr unsigned to_kernel_ring_size = 1024;
+
+// The main lcore's side of the TAP, both ways: the workers' kernel-bound
+// packets (their to_kernel rings) go out on the TAP's one TX queue, and what
+// the kernel sends on the TAP's one RX queue goes out of the data port on TX
+// queue `data_txq`. A TAP that is not draining leaves packets in the rings,
+// and the workers count what no longer fits (drop_exception_full).
+class exception_relay {
+public:
+	exception_relay(uint16_t tap, uint16_t data, uint16_t data_txq, std::vector<rte_ring *> rings);
+	~exception_relay();
+	exception_relay(const exception_relay &) = delete;
+	exception_relay &operator=(const exception_relay &) = delete;
+
+	// One pass both ways; returns the frames moved.
+	uint32_t poll();
+
+private:
+	struct pending {
+		rte_mbuf *pkts[burst_size];
+		uint16_t n = 0, sent = 0;
+	};
+	uint16_t tap_, data_, data_txq_;
+	std::vector<rte_ring *> rings_;
+	std::vector<pending> held_; // per ring: dequeued, not yet taken by the TAP
+};
 
 } // namespace sluice

@@ -70,6 +70,8 @@ struct runtime {
 	port_layout ports;
 	std::vector<std::unique_ptr<worker_lcore>> workers;
 	std::vector<rte_mempool *> pools;
+	std::vector<rte_ring *> rings;
+	std::unique_ptr<exception_relay> relay; // with a TAP
 
 	~runtime()
 	{
@@ -78,9 +80,12 @@ struct runtime {
 			rte_eal_mp_wait_lcore();
 		for (auto &w : workers)
 			w->handle.release();
+		relay.reset();
 		close_port(ports.data);
 		close_port(ports.exception);
 		close_port(ports.tx);
+		for (rte_ring *r : rings)
+			rte_ring_free(r);
 		for (auto &w : workers)
 			rte_free(w->state.ct);
 		for (rte_mempool *mp : pools)
@@ -207,12 +212,9 @@ int run(const options &o)
 	}
 	rte_mempool *tap_pool = nullptr;
 	if (rt.ports.tap) {
-		// The TAP's RX queues each hold 512 mbufs posted for the kernel.
-		uint32_t n = workers * 512 + 2048;
-		uint32_t pow2 = 1;
-		while (pow2 < n + 1)
-			pow2 <<= 1;
-		tap_pool = make_pool("sluice_tap", pow2 - 1, static_cast<int>(rte_socket_id()));
+		// The TAP's one RX queue holds 512 mbufs posted for the kernel;
+		// the rest is what the relay has in flight.
+		tap_pool = make_pool("sluice_tap", 4095, static_cast<int>(rte_socket_id()));
 		rt.pools.push_back(tap_pool);
 	}
 	data_port data = setup_data_port(eff, rt.ports, rx_pools, rt.ports.tap);
@@ -222,9 +224,11 @@ int run(const options &o)
 	if (rt.ports.exception != no_port) {
 		setup_exception_port(rt.ports, workers, tap_pool, data);
 		if (rt.ports.tap)
-			note("exception port {}: TAP {} ({} queue{}) with the port's MAC and MTU; the main "
-			     "lcore relays what the kernel sends on it",
-			     rt.ports.exception, o.tap_name, workers, workers > 1 ? "s" : "");
+			note("exception port {}: TAP {} (1 queue pair) with the port's MAC and MTU; the "
+			     "{} worker{} hand{} kernel-bound packets to the main lcore over rings of {}, "
+			     "which relays both ways",
+			     rt.ports.exception, o.tap_name, workers, workers > 1 ? "s" : "",
+			     workers > 1 ? "" : "s", to_kernel_ring_size);
 		else
 			note("exception port {}: kernel-bound packets to {}", rt.ports.exception,
 			     o.pcap_exception_out);
@@ -251,6 +255,15 @@ int run(const options &o)
 		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;
 		w->queue = static_cast<uint16_t>(q);
 		w->exception = rt.ports.exception;
+		if (rt.ports.tap) {
+			const std::string rname = fmt::format("sluice_kern{}", q);
+			w->to_kernel = rte_ring_create(rname.c_str(), to_kernel_ring_size, socket,
+						       RING_F_SP_ENQ | RING_F_SC_DEQ);
+			if (!w->to_kernel)
+				throw error("cannot create worker {}'s ring to the TAP: {}", q,
+					    rte_strerror(rte_errno));
+			rt.rings.push_back(w->to_kernel);
+		}
 		w->filter_other_hosts = data.af_packet;
 		rt.workers.push_back(std::move(w));
 	}
@@ -274,6 +287,11 @@ int run(const options &o)
 		rt.launched = true;
 	}
 
+	if (rt.ports.tap)
+		rt.relay = std::make_unique<exception_relay>(
+			rt.ports.exception, rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data, data.main_txq,
+			rt.rings);
+
 	// Housekeeping. The workers heartbeat and acquire on their own; this
 	// lcore relays the kernel's traffic and watches for the end.
 	const uint64_t hz = rte_get_tsc_hz();
@@ -289,11 +307,7 @@ int run(const options &o)
 			print_progress(rt, double(rte_rdtsc() - launched_at) / double(hz));
 			next_stats += stats_ticks;
 		}
-		uint32_t moved = 0;
-		if (rt.ports.tap)
-			moved = relay_kernel_tx(rt.ports.exception, static_cast<uint16_t>(workers),
-						rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data,
-						data.main_txq);
+		const uint32_t moved = rt.relay ? rt.relay->poll() : 0;
 		if (o.mode == port_mode::pcap) {
 			done = __atomic_load_n(&rt.workers[0]->rx_done, __ATOMIC_ACQUIRE);
 			if (done >= expected)
@@ -336,6 +350,7 @@ int run(const options &o)
 			total[i] += w->state.stats->counters[i] - w->baseline[i];
 	for (auto &w : rt.workers)
 		w->handle.release();
+	rt.relay.reset();
 	close_port(rt.ports.data);
 	close_port(rt.ports.exception);
 	close_port(rt.ports.tx);

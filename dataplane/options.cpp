@@ -25,6 +25,10 @@ namespace {
 // structures, descriptor rings, mempool caches, the PMDs' queues. Measured
 // with net_pcap and net_af_packet: ~40 MiB; doubled, then rounded.
 constexpr uint64_t eal_base_mib = 128;
+// A worker's share besides its pool and table: descriptor rings, the PMD's
+// per-queue state, its lcore's mempool caches. Measured with net_af_packet
+// at 64 workers: 4 MiB each fails at the 47th table, 6 starts; 8 for margin.
+constexpr uint64_t queue_mib = 8;
 // An mbuf besides its data room: struct rte_mbuf (128) and the mempool's
 // object header (64).
 constexpr uint64_t mbuf_overhead = 192;
@@ -199,7 +203,7 @@ std::vector<std::string> eal_arguments(const options &o)
 	std::vector<std::string> a{"sluice-dpdk"};
 	if (o.mode != port_mode::eal) {
 		const uint64_t ct_mib = mib_ceil(sluice_ct_table_bytes(o.ct_entries)) + 1;
-		uint64_t mem = eal_base_mib + o.workers * (pool_mib(o) + ct_mib);
+		uint64_t mem = eal_base_mib + o.workers * (pool_mib(o) + ct_mib + queue_mib);
 		mem = (mem + 63) / 64 * 64;
 		a.insert(a.end(), {"--no-huge", "--no-pci", "--no-shconf", "-m", std::to_string(mem),
 				   "--file-prefix", fmt::format("sluice-{}", getpid())});

@@ -82,6 +82,31 @@ std::string rss_text(uint64_t hf)
 	return s;
 }
 
+// How many of the queues the port's RSS redirection table sends to, read
+// back from the port: a table narrower than the queues, or one an operator
+// set with other tools, leaves workers idle.
+std::string rss_spread(uint16_t port, const rte_eth_dev_info &info, uint16_t nrx)
+{
+	if (info.reta_size == 0 || info.reta_size > 4096)
+		return fmt::format(" over {} queues (the redirection table cannot be read)", nrx);
+	std::vector<rte_eth_rss_reta_entry64> reta(info.reta_size / RTE_ETH_RETA_GROUP_SIZE + 1);
+	for (auto &r : reta)
+		r.mask = UINT64_MAX;
+	if (rte_eth_dev_rss_reta_query(port, reta.data(), info.reta_size) != 0)
+		return fmt::format(" over {} queues (the redirection table cannot be read)", nrx);
+	std::vector<bool> used(nrx);
+	uint16_t spread = 0;
+	for (uint16_t i = 0; i < info.reta_size; i++) {
+		const uint16_t q = reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE];
+		if (q < nrx && !used[q]) {
+			used[q] = true;
+			spread++;
+		}
+	}
+	return fmt::format(", a {}-entry redirection table over {} of {} queues{}", info.reta_size, spread, nrx,
+			   spread < nrx ? " (the others get nothing: widen the table)" : "");
+}
+
 // Queue setup on the port's socket, then anywhere: without hugepages all
 // of EAL's memory is on one socket, which need not be the port's.
 void rx_queue(uint16_t port, uint16_t q, uint16_t desc, const rte_eth_rxconf &conf, rte_mempool *pool)
@@ -233,9 +258,11 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_key = nullptr; // the port's default key
 		conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
-		rss = fmt::format("RSS: {} over {} queues", rss_text(rss_hf), nrx);
+		rss = fmt::format("RSS: {}", rss_text(rss_hf)); // the table's spread is added once started
 	} else if (o.workers > 1 && std::strcmp(info.driver_name, "net_af_packet") == 0) {
 		rss = fmt::format("RSS: not offered, the kernel's PACKET_FANOUT hash spreads {} queues", nrx);
+	} else if (o.workers > 1 && std::strcmp(info.driver_name, "net_pcap") == 0) {
+		rss = fmt::format("RSS: not offered, each of the {} queues reads its own rx_pcap file", nrx);
 	} else if (o.workers > 1) {
 		rss = fmt::format("RSS: not offered, {} queues but only queue 0 may receive", nrx);
 	} else {
@@ -246,6 +273,9 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 	configure_and_start(port, info, conf, nrx, ntx, rx_desc, [&](uint16_t q) { return rx_pools.at(q); },
 			    [] {});
+
+	if (conf.rxmode.mq_mode == RTE_ETH_MQ_RX_RSS)
+		rss += rss_spread(port, info, nrx);
 
 	data_port d;
 	d.params.tx_ipv4_cksum_offload = cksum;
@@ -274,8 +304,8 @@ data_port setup_data_port(const options &o, const port_layout &ports,
 	d.af_packet = std::strcmp(info.driver_name, "net_af_packet") == 0;
 	d.capabilities = fmt::format("port {} ({}, {}): {} rx/{} tx queue{}; {}; TX IPv4 checksum: {}; "
 				     "MTU {}{}; MAC {}",
-				     port, port_name(port), info.driver_name, nrx, ntx, ntx > 1 ? "s" : "",
-				     rss, cksum ? "offload" : "software", d.params.port_mtu,
+				     port, port_name(port), info.driver_name, nrx, ntx,
+				     nrx > 1 || ntx > 1 ? "s" : "", rss, cksum ? "offload" : "software", d.params.port_mtu,
 				     mtu_note, mac_text(d.params.port_mac));
 	return d;
 }
@@ -285,11 +315,13 @@ void setup_exception_port(const port_layout &ports, uint32_t workers, rte_mempoo
 {
 	const uint16_t port = ports.exception;
 	const rte_eth_dev_info info = dev_info(port);
-	const uint16_t ntx = static_cast<uint16_t>(workers);
-	const uint16_t nrx = ports.tap ? ntx : 0;
+	// A TAP: one queue pair, the main lcore's (exception_relay). Anything
+	// else (the --pcap exception file): a TX queue per worker.
+	const uint16_t ntx = ports.tap ? 1 : static_cast<uint16_t>(workers);
+	const uint16_t nrx = ports.tap ? 1 : 0;
 	if (nrx > info.max_rx_queues || ntx > info.max_tx_queues)
-		throw error("exception port {} ({}): {} workers need {} TX queues; it has {}", port,
-			    port_name(port), workers, ntx, info.max_tx_queues);
+		throw error("exception port {} ({}): needs {} RX and {} TX queues; it has {} and {}", port,
+			    port_name(port), nrx, ntx, info.max_rx_queues, info.max_tx_queues);
 	rte_eth_conf conf;
 	std::memset(&conf, 0, sizeof(conf));
 	configure_and_start(port, info, conf, nrx, ntx, tap_rx_desc, [&](uint16_t) { return rx_pool; }, [&] {

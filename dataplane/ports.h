@@ -49,10 +49,11 @@ rte_mempool *make_pool(const std::string &name, uint32_t mbufs, int socket,
 data_port setup_data_port(const options &o, const port_layout &ports,
 			  const std::vector<rte_mempool *> &rx_pools, bool extra_tx);
 
-// Configures and starts the exception port: one TX queue per worker; for a
-// TAP also one RX queue per worker (the kernel spreads what it sends over
-// the TAP's queues) fed from `rx_pool`, with the data port's MAC and MTU so
-// the kernel takes the frames as its own.
+// Configures and starts the exception port. A TAP gets one RX and one TX
+// queue, both the main lcore's (the workers hand it their kernel-bound
+// packets over rings: lcore.h), RX fed from `rx_pool`, and the data port's
+// MAC and MTU so the kernel takes the frames as its own. The --pcap
+// exception file gets one TX queue per worker.
 void setup_exception_port(const port_layout &ports, uint32_t workers, rte_mempool *rx_pool,
 			  const data_port &data);
 

@@ -196,6 +196,11 @@ class ControlPlane(unittest.TestCase):
             self.assertIn('sluice_backend_new_flows_total{vip="10.200.1.1:80/tcp",backend="10.0.0.12"} 12', text)
             self.assertIn("sluice_rx_packets_total 1000", text)
             self.assertIn('sluice_worker_generation_seen{worker="e2e-q0",kind="test"}', text)
+            # The one worker's own counts, in status and /metrics.
+            self.assertEqual((workers[0]["counters"]["rx_packets"], workers[0]["counters"]["tx_packets"]),
+                             (1000, 990))
+            self.assertIn('sluice_worker_packets_total{worker="e2e-q0",kind="test",direction="rx"} 1000', text)
+            self.assertIn('sluice_worker_packets_total{worker="e2e-q0",kind="test",direction="tx"} 990', text)
             self.assertIn("e2e-q0", self.d.ok("status"))
             # A silent worker is reported dead after the timeout (500 ms here).
             wait_for(lambda: self.d.json("status")["workers"][0]["state"] == "dead", 10, "worker to die")
