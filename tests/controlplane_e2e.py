@@ -25,6 +25,8 @@ import tempfile
 import time
 import unittest
 
+import testmain
+
 from sluiced import Sluiced, wait_for
 
 BUILD = SOURCE = None
@@ -255,4 +257,4 @@ class ControlPlane(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    unittest.main(argv=[sys.argv[0], "-v"])
+    testmain.main("controlplane_e2e", [sys.argv[0]] + sys.argv[3:])

@@ -32,6 +32,8 @@ import sys
 import tempfile
 import unittest
 
+import testmain
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import check  # noqa: E402
@@ -503,4 +505,4 @@ class LiveChange(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    unittest.main(argv=[sys.argv[0], "-v"])
+    testmain.main("dpdk_fixture_test", [sys.argv[0]] + sys.argv[3:])

@@ -29,6 +29,7 @@ import unittest
 from scapy.all import ARP, IP, TCP, UDP, Ether, rdpcap, wrpcap  # python3-scapy
 
 import sluiced
+import testmain
 from sluiced import wait_for
 
 BUILD = SOURCE = None
@@ -228,4 +229,4 @@ class DpdkSmoke(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    unittest.main(argv=[sys.argv[0], "-v"])
+    testmain.main("dpdk_smoke_test", [sys.argv[0]] + sys.argv[3:])

@@ -32,6 +32,7 @@ import unittest
 from scapy.all import IP, TCP, Ether, wrpcap  # python3-scapy
 
 import sluiced
+import testmain
 from sluiced import wait_for
 
 BUILD = SOURCE = None
@@ -241,7 +242,5 @@ class ManyWorkers(unittest.TestCase):
 if __name__ == "__main__":
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    if os.geteuid() != 0:
-        print("dpdk_workers_test: needs root (a TAP, a network namespace): skipped", file=sys.stderr)
-        sys.exit(77)
-    unittest.main(argv=sys.argv[:1], verbosity=2)
+    testmain.require_root("dpdk_workers_test", "a TAP, a network namespace")
+    testmain.main("dpdk_workers_test", [sys.argv[0]] + sys.argv[3:])

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import unittest
 
+import testmain
+
 from sluiced import Sluiced
 
 BUILD = SOURCE = None
@@ -321,7 +323,7 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
+    testmain.main("e2e_docs", [sys.argv[0]] + sys.argv[3:])
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ import sys
 import time
 import unittest
 
+import testmain
+
 BUILD = SOURCE = DATAPLANE = None
 T = None  # scripts/topology, loaded as a module
 
@@ -580,7 +582,7 @@ def main():
         os._exit(128 + sig)
     signal.signal(signal.SIGTERM, on_term)
     Scenarios.__name__ = f"Scenarios_{DATAPLANE}"
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    testmain.main(f"e2e_scenarios_{DATAPLANE}", [sys.argv[0]] + sys.argv[4:])
 
 
 if __name__ == "__main__":

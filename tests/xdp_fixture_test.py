@@ -26,6 +26,7 @@ import sys
 import tempfile
 import unittest
 
+import testmain
 import xdp_util as U
 
 PORT_MAC = "02:00:00:00:00:02"
@@ -122,4 +123,4 @@ def _add_known_bugs():
 _add_known_bugs()
 
 if __name__ == "__main__":
-    unittest.main(argv=U.init(sys.argv), verbosity=2)
+    testmain.main("xdp_fixture_test", U.init(sys.argv))

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import unittest
 
+import testmain
 import xdp_util as U
 from xdp_fixture_test import ip_start
 
@@ -164,4 +165,4 @@ class RandomParity(Base):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=U.init(sys.argv), verbosity=2)
+    testmain.main("xdp_parity_test", U.init(sys.argv))

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import unittest
 
+import testmain
 import xdp_util as U
 from sluiced import wait_for
 
@@ -121,4 +122,4 @@ class Startup(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=U.init(sys.argv), verbosity=2)
+    testmain.main("xdp_startup_test", U.init(sys.argv))

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import unittest
 
+import testmain
 import xdp_util as U
 from sluiced import wait_for
 
@@ -467,4 +468,4 @@ class XdpVeth(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=U.init(sys.argv), verbosity=2)
+    testmain.main("xdp_veth_test", U.init(sys.argv))
