@@ -35,6 +35,7 @@
 #include <sluice/counters.h>
 #include <sluice/flow.h>
 #include <sluice/shm.h>
+#include <sluice/vip.h>
 
 #define SLUICE_XDP_BANKS 4u
 #define SLUICE_XDP_BANK_BITS 2u
@@ -122,37 +123,18 @@ struct sluice_xdp_clock {
 	uint64_t now_s;
 };
 
-/*
- * The VIP lookup of the CPU's last TCP/UDP packet (or ICMP error), as the
- * DPDK worker keeps the last one of a burst (worker.cpp vip_memo): the
- * answer for the destination address and the key word holding the
- * destination port, protocol and family, under the `active` word it was
- * found in. A bank's bytes never change while it is active, and the mirror
- * only takes generations above the last one it took (a segment never reuses
- * one), so the same key under the same `active` has the same answer.
- */
-struct sluice_xdp_vip_memo {
-	uint64_t active; /* 0: nothing remembered (active is never 0 here) */
-	uint64_t dst0, dst1;
-	uint64_t rest;   /* key word 4 & SLUICE_XDP_MEMO_REST */
-	uint32_t service; /* index in vips[], or SLUICE_MAX_VIPS */
-	uint32_t address; /* 1: a VIP address */
-};
-
-/* dport, proto and family in the flow key's fifth word (flow.h), the source
- * port masked out. */
-#define SLUICE_XDP_MEMO_REST 0x0000FFFFFFFF0000ull
-SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_flow_key, dport_be) == 34 &&
-			     SLUICE_OFFSETOF(struct sluice_flow_key, proto) == 36 &&
-			     SLUICE_OFFSETOF(struct sluice_flow_key, family) == 37,
-		     "SLUICE_XDP_MEMO_REST names dport, proto and family in the key's fifth word");
+/* The CPU's VIP memo is vip.h's struct sluice_vip_memo, kept across
+ * packets under the `active` word it was found in. A bank's bytes never
+ * change while it is active, and the mirror only takes generations above the
+ * last one it took (a segment never reuses one), so the same key under the
+ * same `active` has the same answer. */
 
 /* sl_cpu's value: one lookup per packet for the CPU's counters, clock and
  * VIP memo. */
 struct sluice_xdp_cpu {
 	struct sluice_xdp_counters cnt;
 	struct sluice_xdp_clock clock;
-	struct sluice_xdp_vip_memo memo;
+	struct sluice_vip_memo memo;
 };
 
 /* Connection-table entries per CPU when --ct-entries is not given: 2^18

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The XDP packet path: dataplane/worker.cpp's decisions, one packet at a
- * time, over the same include/sluice/ code — parse (parse.h), VIP lookup
- * semantics (shm.h), flow hash (flow.h), connection table (conntrack.h),
- * Maglev slot (maglev.h), outer headers and ICMP messages (encap.h) — so
- * that for the same packet and snapshot both dataplanes pick the same
- * backend and write the same bytes from the IP header on. The maps are laid
- * out in maps.h; sluice-xdp fills them from the snapshot.
+ * The XDP packet path: include/sluice/decide.h's decision, the one the DPDK
+ * worker runs, for one packet at a time. This file only reads the xdp_md
+ * into struct sluice_pkt (parse.h), gives the decision its hooks over this
+ * program's maps, and applies the verdict to the frame with encap.h's
+ * writers — so that for the same packet and snapshot both dataplanes pick
+ * the same backend and write the same bytes from the IP header on. The maps
+ * are laid out in maps.h; sluice-xdp fills them from the snapshot.
  *
  * Where the two paths must differ in form, they differ only in form:
  *  - the snapshot is read through maps (one bank of sl_banks, which holds
@@ -115,24 +115,25 @@ struct {
 
 /* ------------------------------------------------------------- context */
 
-enum action { ACT_DROP, ACT_KERNEL, ACT_FORWARD, ACT_REPLY };
-
-/* What one packet's decision needs besides the packet: worker_state. */
-struct run {
+/* decide.h's hooks over this program's maps: the active bank's rings
+ * (sl_rings), this CPU's buckets (sl_ct), its counters (sl_cpu) and the
+ * per-object counts (sl_vip_cnt, sl_be_cnt). */
+#define SLUICE_DP_HOOKS
+struct sluice_dp {
 	struct sluice_xdp_counters *cnt;
-	struct sluice_xdp_vip_memo *memo;
-	/* The active bank, read as the snapshot it copies (maps.h): shm.h's
-	 * lookups take a snapshot, and only touch what a bank holds. */
-	const struct sluice_snapshot *s;
-	uint32_t bank;
-	uint32_t now_s;
-	struct sluice_ct_timeouts to;
+	uint32_t bank; /* the active bank (maps.h) */
 };
 
-static __always_inline void count(struct run *r, uint32_t c)
+static __always_inline void sluice_dp_count(struct sluice_dp *dp, uint32_t c)
 {
-	r->cnt->c[c & (SLUICE_COUNTER_SLOTS - 1)]++;
+	dp->cnt->c[c & (SLUICE_COUNTER_SLOTS - 1)]++;
 }
+
+static __always_inline void sluice_dp_hit(struct sluice_dp *dp)
+{
+	sluice_dp_count(dp, SLUICE_CNT_conn_hit);
+}
+
 
 /* bpf_ktime_get_coarse_ns() / 10^9, dividing only when the second changed
  * (maps.h struct sluice_xdp_clock): a 64-bit divide per packet cost more
@@ -164,18 +165,15 @@ static __always_inline uint32_t l2_of(const struct sluice_pkt *p)
 	return p->l2_len & 0x1F;
 }
 
-static __always_inline const struct sluice_backend *backend_of(const struct run *r, uint32_t bid)
+static __always_inline uint32_t sluice_dp_ring(struct sluice_dp *dp, const struct sluice_snapshot *s,
+					      uint32_t pos)
 {
-	return &r->s->backends[bid & (SLUICE_MAX_BACKENDS - 1)];
-}
-
-/* s->rings[pos]: the mirror copies rings[0, ring_used) to the same offsets
- * of the bank and refuses a snapshot whose tables reach past
- * cfg_ring_entries, so for every published snapshot this is the entry the
- * DPDK worker reads at (pos & (SLUICE_RING_POOL - 1)). */
-static __always_inline uint32_t ring_entry(const struct run *r, uint32_t pos)
-{
-	uint32_t i = r->bank * cfg_ring_entries + (pos & (cfg_ring_entries - 1));
+	/* s->rings[pos]: the mirror copies rings[0, ring_used) to the same
+	 * offsets of the bank and refuses a snapshot whose tables reach past
+	 * cfg_ring_entries, so for every published snapshot this is the entry
+	 * the DPDK worker reads at (pos & (SLUICE_RING_POOL - 1)). */
+	(void)s;
+	uint32_t i = dp->bank * cfg_ring_entries + (pos & (cfg_ring_entries - 1));
 	uint32_t k = i / SLUICE_XDP_RING_CHUNK;
 	const struct sluice_xdp_ring_chunk *c = bpf_map_lookup_elem(&sl_rings, &k);
 	if (!c)
@@ -183,8 +181,9 @@ static __always_inline uint32_t ring_entry(const struct run *r, uint32_t pos)
 	return c->e[i & (SLUICE_XDP_RING_CHUNK - 1)];
 }
 
-static __always_inline struct sluice_ct_bucket *ct_bucket(uint32_t flow_hash)
+static __always_inline struct sluice_ct_bucket *sluice_dp_bucket(struct sluice_dp *dp, uint32_t flow_hash)
 {
+	(void)dp;
 	uint32_t k = bpf_get_smp_processor_id() * cfg_ct_buckets +
 		     sluice_ct_bucket_index(flow_hash, cfg_ct_buckets);
 	return bpf_map_lookup_elem(&sl_ct, &k);
@@ -202,61 +201,19 @@ static __always_inline struct sluice_obj_counters *backend_counters(uint32_t bid
 	return bpf_map_lookup_elem(&sl_be_cnt, &k);
 }
 
-/*
- * sluice_vip_find() and is_vip_address() (worker.cpp), with shm.h's own
- * lookups over the bank's copy of the snapshot's VIP hash. The order is the
- * only liberty taken: exact service, then the address entry, and the port-0
- * service only for a VIP address. A port-0 VIP always has its address entry
- * (the snapshot builder places one per VIP address; the mirror refuses a
- * snapshot without), so the answers are the worker's, and traffic that is
- * not for a VIP costs two lookups.
- */
-struct vip_match {
-	uint32_t service; /* index in vips[]; SLUICE_MAX_VIPS: no service */
-	uint32_t address; /* 1: the destination is a VIP address */
-};
-
-static __always_inline const struct sluice_vip *vip_of(const struct run *r, uint32_t id)
+static __always_inline void sluice_dp_new_flow(struct sluice_dp *dp, uint32_t vid, uint32_t bid)
 {
-	return &r->s->vips[id & (SLUICE_MAX_VIPS - 1)];
+	(void)dp;
+	struct sluice_obj_counters *vc = vip_counters(vid);
+	struct sluice_obj_counters *bc = backend_counters(bid);
+	if (vc)
+		vc->new_flows++;
+	if (bc)
+		bc->new_flows++;
 }
 
-static __always_inline struct vip_match vip_find(const struct run *r, const struct sluice_pkt *p)
-{
-	struct vip_match m;
-	m.service = sluice_vip_find_exact(r->s, p->key.dst, p->key.family, p->key.dport_be, p->key.proto);
-	m.address = 1;
-	if (m.service == SLUICE_MAX_VIPS) {
-		m.address = sluice_vip_find_address(r->s, p->key.dst, p->key.family) != SLUICE_MAX_VIPS;
-		if (m.address)
-			m.service = sluice_vip_find_exact(r->s, p->key.dst, p->key.family, 0, p->key.proto);
-	}
-	return m;
-}
-
-/* vip_find(), or what it answered for the CPU's last packet of the same
- * destination, port, protocol and family under the same snapshot (maps.h
- * struct sluice_xdp_vip_memo): traffic to one service hashes its key once. */
-static __always_inline struct vip_match vip_find_memo(const struct run *r, struct sluice_xdp_vip_memo *memo,
-						      uint64_t active, const struct sluice_pkt *p)
-{
-	const uint64_t *w = (const uint64_t *)&p->key;
-	const uint64_t rest = w[4] & SLUICE_XDP_MEMO_REST;
-	struct vip_match m;
-	if (memo->active == active && memo->dst0 == w[2] && memo->dst1 == w[3] && memo->rest == rest) {
-		m.service = memo->service;
-		m.address = memo->address;
-		return m;
-	}
-	m = vip_find(r, p);
-	memo->active = active;
-	memo->dst0 = w[2];
-	memo->dst1 = w[3];
-	memo->rest = rest;
-	memo->service = m.service;
-	memo->address = m.address;
-	return m;
-}
+/* The decision itself, over the hooks above. */
+#include <sluice/decide.h>
 
 /* --------------------------------------------------------- frame edits */
 
@@ -330,62 +287,48 @@ static __always_inline bool reply_l2(struct xdp_md *xdp)
 
 /* ------------------------------------------------------------- actions */
 
-/* Too big to encapsulate: tell the client, from the VIP, how much fits
- * (worker.cpp too_big). */
-static __always_inline enum action too_big(struct run *r, struct xdp_md *xdp,
-					   const struct sluice_pkt *p, uint32_t room)
+/* What an action returns when it was applied; else the counter of why not. */
+#define APPLIED 0xFFFFFFFFu
+
+/* SLUICE_ACT_TOO_BIG: tell the client, from the VIP, that `mtu` fits
+ * (worker.cpp reply_too_big). */
+static __always_inline uint32_t reply_too_big(struct xdp_md *xdp, const struct sluice_pkt *p, uint32_t mtu)
 {
 	uint16_t quote = sluice_icmp_quote_len(p->l3_len);
 	uint32_t l2 = l2_of(p);
 	if (p->key.family == SLUICE_AF_INET) {
 		const uint32_t hdr = sizeof(struct sluice_ipv4_hdr) + sizeof(struct sluice_icmp_hdr);
-		if (!p->df) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
 		if (bpf_xdp_adjust_head(xdp, -(int)hdr) || !move_l2(xdp, hdr, l2) ||
-		    trim_to(xdp, l2 + hdr + quote)) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
+		    trim_to(xdp, l2 + hdr + quote))
+			return SLUICE_CNT_drop_too_big;
 		uint8_t *data = pkt_data(xdp);
 		uint8_t *end = pkt_end(xdp);
 		uint8_t *ip = data + l2;
 		uint8_t *q = ip + hdr;
 		/* The original header's addresses are read from the quote. */
-		if (q + sizeof(struct sluice_ipv4_hdr) > end) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
+		if (q + sizeof(struct sluice_ipv4_hdr) > end)
+			return SLUICE_CNT_drop_too_big;
 		sluice_icmp4_frag_needed((struct sluice_ipv4_hdr *)ip,
 					 (struct sluice_icmp_hdr *)(ip + sizeof(struct sluice_ipv4_hdr)),
-					 q, end, quote, (uint16_t)room);
+					 q, end, quote, (uint16_t)mtu);
 	} else {
 		const uint32_t hdr = sizeof(struct sluice_ipv6_hdr) + sizeof(struct sluice_icmp_hdr);
 		if (bpf_xdp_adjust_head(xdp, -(int)hdr) || !move_l2(xdp, hdr, l2) ||
-		    trim_to(xdp, l2 + hdr + quote)) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
+		    trim_to(xdp, l2 + hdr + quote))
+			return SLUICE_CNT_drop_too_big;
 		uint8_t *data = pkt_data(xdp);
 		uint8_t *end = pkt_end(xdp);
 		uint8_t *ip = data + l2;
 		uint8_t *q = ip + hdr;
-		if (q + sizeof(struct sluice_ipv6_hdr) > end) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
-		uint32_t mtu = room < SLUICE_IPV6_MIN_MTU ? SLUICE_IPV6_MIN_MTU : room;
+		if (q + sizeof(struct sluice_ipv6_hdr) > end)
+			return SLUICE_CNT_drop_too_big;
 		sluice_icmp6_too_big((struct sluice_ipv6_hdr *)ip,
 				     (struct sluice_icmp_hdr *)(ip + sizeof(struct sluice_ipv6_hdr)), q,
 				     end, quote, mtu);
 	}
-	if (!reply_l2(xdp)) {
-		count(r, SLUICE_CNT_drop_too_big);
-		return ACT_DROP;
-	}
-	count(r, SLUICE_CNT_icmp_too_big_sent);
-	return ACT_REPLY;
+	if (!reply_l2(xdp))
+		return SLUICE_CNT_drop_too_big;
+	return APPLIED;
 }
 
 /*
@@ -445,33 +388,17 @@ static __always_inline bool write_outer(struct xdp_md *xdp, uint32_t l2, const s
 	return true;
 }
 
-/* Sends the packet to backend `bid` of VIP `v` the VIP's way (worker.cpp
- * forward). */
-static __always_inline enum action forward(struct run *r, struct xdp_md *xdp,
-					   const struct sluice_pkt *p, const struct sluice_vip *v,
-					   uint32_t vid, uint32_t bid, uint32_t hash)
+/* SLUICE_ACT_FORWARD: the outer headers in front, the Ethernet header to
+ * the backend's next hop (worker.cpp encapsulate). */
+static __always_inline uint32_t encapsulate(struct xdp_md *xdp, const struct sluice_snapshot *s,
+					    const struct sluice_pkt *p, const struct sluice_verdict *vd)
 {
-	const struct sluice_backend *b = backend_of(r, bid);
-	if (!b || !(b->flags & SLUICE_BACKEND_HAS_MAC)) {
-		count(r, SLUICE_CNT_drop_no_nexthop);
-		return ACT_DROP;
-	}
-	uint16_t enc = sluice_encap_len(v->mode, b->family);
-	uint32_t mtu = cfg_port_mtu;
-	if (r->s->node.mtu && r->s->node.mtu < mtu)
-		mtu = r->s->node.mtu;
-	if ((uint32_t)p->l3_len + enc > mtu) {
-		if (p->kind == SLUICE_PKT_L4)
-			return too_big(r, xdp, p, mtu - enc);
-		count(r, SLUICE_CNT_drop_too_big);
-		return ACT_DROP;
-	}
-	uint32_t rx_bytes = p->l3_len;
+	const struct sluice_backend *b = &s->backends[vd->backend & (SLUICE_MAX_BACKENDS - 1)];
+	const struct sluice_vip *v = &s->vips[vd->vip & (SLUICE_MAX_VIPS - 1)];
 	uint32_t l2 = l2_of(p);
-	if (trim_to(xdp, l2 + p->l3_len)) {
-		count(r, SLUICE_CNT_drop_truncated); /* cannot happen: the frame holds the packet */
-		return ACT_DROP;
-	}
+	uint16_t enc = vd->enc;
+	if (trim_to(xdp, l2 + p->l3_len))
+		return SLUICE_CNT_drop_truncated; /* cannot happen: the frame holds the packet */
 	if (enc) {
 		/* enc is 20, 32, 40 or 52; the adjust takes a constant per case
 		 * so that move_l2() sees a constant gap. An untagged Ethernet
@@ -491,264 +418,138 @@ static __always_inline enum action forward(struct run *r, struct xdp_md *xdp,
 		else
 			err = bpf_xdp_adjust_head(xdp, -(int)(SLUICE_ENCAP_IPV6_LEN + SLUICE_ENCAP_GUE_EXTRA)) ||
 			      (l2 != 14 && !move_l2(xdp, SLUICE_ENCAP_IPV6_LEN + SLUICE_ENCAP_GUE_EXTRA, l2));
-		/* No headroom: what open_gap() failing counts. */
-		if (err || !write_outer(xdp, l2, v, &r->s->node, b, p, hash)) {
-			count(r, SLUICE_CNT_drop_too_big);
-			return ACT_DROP;
-		}
+		/* No headroom: what the worker's failed prepend counts. */
+		if (err || !write_outer(xdp, l2, v, &s->node, b, p, vd->hash))
+			return SLUICE_CNT_drop_too_big;
 	}
 	uint8_t *data = pkt_data(xdp);
-	if (data + sizeof(struct sluice_eth_hdr) > pkt_end(xdp)) {
-		count(r, SLUICE_CNT_drop_truncated); /* cannot happen: checked above */
-		return ACT_DROP;
-	}
+	if (data + sizeof(struct sluice_eth_hdr) > pkt_end(xdp))
+		return SLUICE_CNT_drop_truncated; /* cannot happen: checked above */
 	eth_put_dst(data, b->mac);
 	eth_put_src(data);
-
-	struct sluice_obj_counters *vc = vip_counters(vid);
-	struct sluice_obj_counters *bc = backend_counters(bid);
-	if (vc) {
-		vc->packets++;
-		vc->bytes += rx_bytes;
-	}
-	if (bc) {
-		bc->packets++;
-		bc->bytes += rx_bytes;
-	}
-	return ACT_FORWARD;
+	return APPLIED;
 }
 
-/* The backend of a flow: its connection's if that backend still takes it,
- * else Maglev's pick (inserted, unless the packet is an ICMP error, which
- * never opens a connection). SLUICE_MAGLEV_EMPTY: none. (worker.cpp
- * pick_backend) */
-static __always_inline uint32_t pick_backend(struct run *r, const struct sluice_pkt *p,
-					     const struct sluice_vip *v, uint32_t vid, uint32_t hash)
-{
-	struct sluice_ct_bucket *bucket = ct_bucket(hash);
-	struct sluice_ct_entry *e = 0;
-	if (bucket)
-		e = sluice_ct_find(bucket, &p->key, sluice_ct_tag(hash), r->now_s, &r->to);
-	if (e) {
-		uint32_t id = e->backend_id;
-		const struct sluice_backend *b = backend_of(r, id);
-		if (b && id < SLUICE_MAX_BACKENDS && sluice_backend_keeps_flows(b, vid)) {
-			if (p->kind == SLUICE_PKT_L4)
-				sluice_ct_update(e, p->tcp_flags, r->now_s);
-			count(r, SLUICE_CNT_conn_hit);
-			return id;
-		}
-	}
-	uint32_t slot = sluice_maglev_slot(hash, v->ring_inv, v->ring_size);
-	uint32_t bid = ring_entry(r, v->ring_offset + slot);
-	if (bid == SLUICE_MAGLEV_EMPTY)
-		return bid;
-	if (e) {
-		/* Its backend was removed or went down: the flow moves, once. */
-		e->backend_id = bid;
-		e->vip_id = vid;
-		sluice_ct_update(e, p->tcp_flags, r->now_s);
-		count(r, SLUICE_CNT_conn_repick);
-		return bid;
-	}
-	if (p->kind != SLUICE_PKT_L4 || !bucket)
-		return bid;
-	bool evicted = false;
-	sluice_ct_insert(bucket, &p->key, sluice_ct_tag(hash), bid, vid,
-			 sluice_ct_initial_state(p->key.proto, p->tcp_flags), r->now_s, &r->to, &evicted);
-	count(r, SLUICE_CNT_conn_new);
-	if (evicted)
-		count(r, SLUICE_CNT_conn_evict);
-	struct sluice_obj_counters *vc = vip_counters(vid);
-	struct sluice_obj_counters *bc = backend_counters(bid);
-	if (vc)
-		vc->new_flows++;
-	if (bc)
-		bc->new_flows++;
-	return bid;
-}
-
-/* A first fragment went to `bid`: the later ones of its datagram follow
- * (worker.cpp remember_fragment). */
-static __always_inline void remember_fragment(struct run *r, const struct sluice_pkt *p, uint32_t vid,
-					      uint32_t bid)
-{
-	struct sluice_flow_key fk;
-	sluice_frag_key(&fk, p->key.family, p->key.src, p->key.dst, p->frag_id, p->key.proto);
-	uint32_t h = sluice_flow_hash(&fk);
-	struct sluice_ct_bucket *b = ct_bucket(h);
-	if (b)
-		sluice_ct_insert(b, &fk, sluice_ct_tag(h), bid, vid, SLUICE_CT_FRAG, r->now_s, &r->to, 0);
-	count(r, SLUICE_CNT_frag_first);
-}
-
-/* worker.cpp later_fragment. */
-static __always_inline enum action later_fragment(struct run *r, struct xdp_md *xdp,
-						  const struct sluice_pkt *p)
-{
-	struct sluice_flow_key fk;
-	sluice_frag_key(&fk, p->key.family, p->key.src, p->key.dst, p->frag_id, p->key.proto);
-	uint32_t h = sluice_flow_hash(&fk);
-	struct sluice_ct_bucket *b = ct_bucket(h);
-	struct sluice_ct_entry *e = b ? sluice_ct_find(b, &fk, sluice_ct_tag(h), r->now_s, &r->to) : 0;
-	if (!e) {
-		count(r, SLUICE_CNT_drop_frag_no_first);
-		return ACT_DROP;
-	}
-	sluice_ct_update(e, 0, r->now_s);
-	/* Later fragments carry no ports, so their outer entropy comes from
-	 * the fragment key's hash, as on the DPDK path. The VIP is the entry's,
-	 * by id (s->vips[vid]). */
-	count(r, SLUICE_CNT_frag_followed);
-	uint32_t vid = e->vip_id & (SLUICE_MAX_VIPS - 1);
-	uint32_t bid = e->backend_id;
-	return forward(r, xdp, p, vip_of(r, vid), vid, bid, h);
-}
-
-/* Echo request to a VIP address: answered in place (worker.cpp decide). */
-static __always_inline enum action echo_reply(struct run *r, struct xdp_md *xdp,
-					      const struct sluice_pkt *p)
+/* SLUICE_ACT_ECHO: the echo request becomes its reply, in place
+ * (worker.cpp reply_echo). */
+static __always_inline uint32_t reply_echo(struct xdp_md *xdp, const struct sluice_pkt *p)
 {
 	uint32_t l2 = l2_of(p);
-	if (trim_to(xdp, l2 + p->l3_len)) {
-		count(r, SLUICE_CNT_drop_truncated); /* cannot happen: the frame holds the packet */
-		return ACT_DROP;
-	}
+	if (trim_to(xdp, l2 + p->l3_len))
+		return SLUICE_CNT_drop_truncated; /* cannot happen: the frame holds the packet */
 	uint8_t *data = pkt_data(xdp);
 	uint8_t *end = pkt_end(xdp);
 	uint8_t *ip = data + l2;
 	/* l4_off is at most 18 + 40 + 4 * 2048 (IPv6 with the longest walk):
 	 * the mask keeps it and bounds it. */
 	uint8_t *l4 = data + (p->l4_off & 0x3FFF);
-	if (l4 + sizeof(struct sluice_icmp_hdr) > end) {
-		count(r, SLUICE_CNT_drop_truncated);
-		return ACT_DROP;
-	}
+	if (l4 + sizeof(struct sluice_icmp_hdr) > end)
+		return SLUICE_CNT_drop_truncated;
 	if (p->key.family == SLUICE_AF_INET) {
-		if (ip + sizeof(struct sluice_ipv4_hdr) > end) {
-			count(r, SLUICE_CNT_drop_truncated);
-			return ACT_DROP;
-		}
+		if (ip + sizeof(struct sluice_ipv4_hdr) > end)
+			return SLUICE_CNT_drop_truncated;
 		sluice_icmp4_echo_reply((struct sluice_ipv4_hdr *)ip, (struct sluice_icmp_hdr *)l4);
 	} else {
-		if (ip + sizeof(struct sluice_ipv6_hdr) > end) {
-			count(r, SLUICE_CNT_drop_truncated);
-			return ACT_DROP;
-		}
+		if (ip + sizeof(struct sluice_ipv6_hdr) > end)
+			return SLUICE_CNT_drop_truncated;
 		sluice_icmp6_echo_reply((struct sluice_ipv6_hdr *)ip, (struct sluice_icmp_hdr *)l4);
 	}
-	if (!reply_l2(xdp)) {
-		count(r, SLUICE_CNT_drop_truncated);
-		return ACT_DROP;
-	}
-	count(r, SLUICE_CNT_icmp_echo_replied);
-	return ACT_REPLY;
+	if (!reply_l2(xdp))
+		return SLUICE_CNT_drop_truncated;
+	return APPLIED;
 }
 
-/* worker.cpp decide(), after the parse. */
-static __always_inline enum action decide(struct run *r, struct xdp_md *xdp, struct sluice_pkt *p)
-{
-	if (p->kind == SLUICE_PKT_NOT_IP) {
-		count(r, SLUICE_CNT_pass_not_vip);
-		return ACT_KERNEL;
-	}
-	uint32_t zero = 0;
-	const struct sluice_xdp_state *st = bpf_map_lookup_elem(&sl_state, &zero);
-	uint64_t active = st ? *(volatile const uint64_t *)&st->active : 0;
-	if (active == 0) {
-		count(r, SLUICE_CNT_drop_no_snapshot);
-		return ACT_DROP;
-	}
-	r->bank = sluice_xdp_active_bank(active);
-	r->s = bpf_map_lookup_elem(&sl_banks, &r->bank);
-	if (!r->s) {
-		count(r, SLUICE_CNT_drop_no_snapshot); /* cannot happen: the mirror writes banks 0-3 */
-		return ACT_DROP;
-	}
-
-	struct vip_match m = {SLUICE_MAX_VIPS, 0};
-	if (p->kind == SLUICE_PKT_L4 || p->kind == SLUICE_PKT_ICMP_ERROR)
-		m = vip_find_memo(r, r->memo, active, p);
-	else
-		m.address = sluice_vip_find_address(r->s, p->key.dst, p->key.family) != SLUICE_MAX_VIPS;
-
-	if (m.service != SLUICE_MAX_VIPS) {
-		uint32_t vid = m.service & (SLUICE_MAX_VIPS - 1);
-		const struct sluice_vip *v = vip_of(r, vid);
-		uint32_t hash = sluice_flow_hash(&p->key);
-		uint32_t bid = pick_backend(r, p, v, vid, hash);
-		if (bid == SLUICE_MAGLEV_EMPTY) {
-			count(r, SLUICE_CNT_drop_no_backend);
-			return ACT_DROP;
-		}
-		if (p->kind == SLUICE_PKT_ICMP_ERROR)
-			count(r, SLUICE_CNT_icmp_error_forwarded);
-		else if (p->first_frag)
-			remember_fragment(r, p, vid, bid);
-		return forward(r, xdp, p, v, vid, bid, hash);
-	}
-	/* Not a VIP service: a VIP address still keeps what is not for the kernel. */
-	if (!m.address) {
-		count(r, SLUICE_CNT_pass_not_vip);
-		return ACT_KERNEL;
-	}
-	if (p->kind == SLUICE_PKT_FRAG)
-		return later_fragment(r, xdp, p);
-	if (p->kind == SLUICE_PKT_ICMP_ECHO)
-		return echo_reply(r, xdp, p);
-	if (p->kind == SLUICE_PKT_ICMP_ERROR) {
-		count(r, SLUICE_CNT_drop_icmp_unmatched);
-		return ACT_DROP;
-	}
-	count(r, SLUICE_CNT_drop_vip_proto);
-	return ACT_DROP;
-}
+/* -------------------------------------------------------------- program */
 
 SEC("xdp")
 int sluice_xdp(struct xdp_md *xdp)
 {
 	uint32_t zero = 0;
-	struct run r;
 	struct sluice_xdp_cpu *cpu = bpf_map_lookup_elem(&sl_cpu, &zero);
 	if (!cpu)
 		return XDP_ABORTED; /* cannot happen: a one-entry array */
-	r.cnt = &cpu->cnt;
-	r.memo = &cpu->memo;
-	r.s = 0;
-	r.bank = 0;
+	struct sluice_dp dp;
+	dp.cnt = &cpu->cnt;
+	dp.bank = 0;
+	struct sluice_env env;
+	env.s = 0;
+	env.dp = &dp;
 	/* The connection table's coarse clock, as the worker sets now_s per
 	 * burst. CLOCK_MONOTONIC, so a restarted sluice-xdp reads the pinned
 	 * table's ages right. */
-	r.now_s = now_seconds(&cpu->clock);
-	r.to.syn_s = cfg_ct_timeouts.syn_s;
-	r.to.est_s = cfg_ct_timeouts.est_s;
-	r.to.fin_s = cfg_ct_timeouts.fin_s;
-	r.to.udp_s = cfg_ct_timeouts.udp_s;
-	r.to.frag_s = cfg_ct_timeouts.frag_s;
+	env.now_s = now_seconds(&cpu->clock);
+	env.to.syn_s = cfg_ct_timeouts.syn_s;
+	env.to.est_s = cfg_ct_timeouts.est_s;
+	env.to.fin_s = cfg_ct_timeouts.fin_s;
+	env.to.udp_s = cfg_ct_timeouts.udp_s;
+	env.to.frag_s = cfg_ct_timeouts.frag_s;
+	env.mtu = cfg_port_mtu;
 
 	uint8_t *data = pkt_data(xdp);
 	uint8_t *end = pkt_end(xdp);
-	r.cnt->c[SLUICE_CNT_rx_packets]++;
-	r.cnt->c[SLUICE_CNT_rx_bytes] += (uint64_t)(end - data);
+	dp.cnt->c[SLUICE_CNT_rx_packets]++;
+	dp.cnt->c[SLUICE_CNT_rx_bytes] += (uint64_t)(end - data);
 
 	struct sluice_pkt p;
 	uint32_t reason = sluice_parse(data, end, &p);
 	if (reason != SLUICE_PARSE_OK) {
-		count(&r, reason);
+		sluice_dp_count(&dp, reason);
 		return XDP_DROP;
 	}
-	switch (decide(&r, xdp, &p)) {
-	case ACT_FORWARD:
-		r.cnt->c[SLUICE_CNT_tx_packets]++;
-		r.cnt->c[SLUICE_CNT_tx_bytes] += (uint64_t)(pkt_end(xdp) - pkt_data(xdp));
+	/* The active bank, read as the snapshot it copies (maps.h): shm.h's
+	 * lookups take a snapshot, and only touch what a bank holds. None yet:
+	 * env.s stays NULL, which sluice_decide() counts drop_no_snapshot. */
+	uint64_t active = 0;
+	if (p.kind != SLUICE_PKT_NOT_IP) {
+		const struct sluice_xdp_state *st = bpf_map_lookup_elem(&sl_state, &zero);
+		active = st ? *(volatile const uint64_t *)&st->active : 0;
+		if (active) {
+			dp.bank = sluice_xdp_active_bank(active);
+			env.s = bpf_map_lookup_elem(&sl_banks, &dp.bank); /* the mirror writes banks 0-3 */
+		}
+	}
+	struct sluice_flow f;
+	sluice_classify(&env, &cpu->memo, active, &p, &f);
+	struct sluice_verdict v = sluice_decide(&env, &p, &f);
+	uint32_t why;
+	switch (v.act) {
+	case SLUICE_ACT_FORWARD: {
+		why = encapsulate(xdp, env.s, &p, &v);
+		if (why != APPLIED)
+			break;
+		struct sluice_obj_counters *vc = vip_counters(v.vip);
+		struct sluice_obj_counters *bc = backend_counters(v.backend);
+		if (vc) {
+			vc->packets++;
+			vc->bytes += p.l3_len;
+		}
+		if (bc) {
+			bc->packets++;
+			bc->bytes += p.l3_len;
+		}
+		dp.cnt->c[SLUICE_CNT_tx_packets]++;
+		dp.cnt->c[SLUICE_CNT_tx_bytes] += (uint64_t)(pkt_end(xdp) - pkt_data(xdp));
 		return XDP_TX;
-	case ACT_REPLY: /* counted by kind (icmp_echo_replied, icmp_too_big_sent) */
+	}
+	case SLUICE_ACT_ECHO:
+		why = reply_echo(xdp, &p);
+		if (why != APPLIED)
+			break;
+		sluice_dp_count(&dp, SLUICE_CNT_icmp_echo_replied);
 		return XDP_TX;
-	case ACT_KERNEL:
+	case SLUICE_ACT_TOO_BIG:
+		why = reply_too_big(xdp, &p, v.mtu);
+		if (why != APPLIED)
+			break;
+		sluice_dp_count(&dp, SLUICE_CNT_icmp_too_big_sent);
+		return XDP_TX;
+	case SLUICE_ACT_KERNEL:
 		return XDP_PASS;
-	default:
+	default: /* SLUICE_ACT_DROP, counted by reason */
 		return XDP_DROP;
 	}
+	sluice_dp_count(&dp, why);
+	return XDP_DROP;
 }
 
 char LICENSE[] SEC("license") = "Apache-2.0";

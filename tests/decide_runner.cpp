@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// The packet-fixture table's native runner: every frame of a capture through
+// include/sluice/decide.h in this process — no DPDK, no BPF, no root — with
+// the snapshot the control-plane library builds from the fixture
+// configuration, one empty connection table and a plain byte buffer per
+// packet. Its outputs are what the other runners give the checker
+// (tests/fixtures/README.md): what is sent, what goes to the kernel, the
+// counters.
+//
+// The verdict is applied with encap.h's writers, as the dataplanes apply
+// it; this file owns only the buffer arithmetic (headroom, trim), so what
+// the checker judges is the shared decision and the shared writers.
+//
+// usage: decide_runner CONFIG.yaml IN.pcap OUT.pcap PORT_MAC [MTU]
+//   writes OUT.pcap (sent) and OUT.exception.pcap (the kernel's), prints
+//   `name value` per counter.
+#include "config_io.h"
+#include "error.h"
+#include "metrics.h"
+#include "pcap.h"
+#include "snapshot_builder.h"
+#include "state.h"
+
+#include <sluice/decide.h>
+#include <sluice/encap.h>
+#include <sluice/parse.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace sluice;
+
+// A frame with room in front for outer headers or an ICMP message, as an
+// mbuf has (RTE_PKTMBUF_HEADROOM).
+struct frame {
+	static constexpr size_t headroom = 128;
+	std::vector<uint8_t> buf;
+	size_t off = headroom, len = 0;
+
+	explicit frame(const std::vector<uint8_t> &data) : buf(headroom + data.size()), len(data.size())
+	{
+		std::memcpy(buf.data() + off, data.data(), data.size());
+	}
+	uint8_t *data() { return buf.data() + off; }
+	// Opens n bytes in front; the first `keep` bytes (the L2 header) move
+	// to the new front. Returns the gap, after them.
+	uint8_t *open(size_t n, size_t keep)
+	{
+		off -= n;
+		len += n;
+		std::memmove(data(), data() + n, keep);
+		return data() + keep;
+	}
+};
+
+void reply_l2(uint8_t *f, const uint8_t port_mac[6])
+{
+	std::memcpy(f, f + 6, 6);
+	std::memcpy(f + 6, port_mac, 6);
+}
+
+void apply_forward(frame &fr, const sluice_snapshot &s, const sluice_pkt &p, const sluice_verdict &v,
+		   const uint8_t port_mac[6])
+{
+	const sluice_backend &b = s.backends[v.backend];
+	fr.len = p.l2_len + p.l3_len; // the padding is not the packet's
+	uint8_t *outer = fr.open(v.enc, p.l2_len);
+	uint8_t *f = fr.data();
+	if (v.enc) {
+		sluice_encap_write(outer, v.mode, &s.node, &b, s.vips[v.vip].gue_port_be, v.hash, p.key.family,
+				   p.tos, p.l3_len, true);
+		const uint16_t type_be = sluice_htons(b.family == SLUICE_AF_INET6 ? SLUICE_ETH_P_IPV6 : SLUICE_ETH_P_IPV4);
+		std::memcpy(f + p.l2_len - 2, &type_be, 2);
+	}
+	std::memcpy(f, b.mac, 6);
+	std::memcpy(f + 6, port_mac, 6);
+}
+
+void apply_too_big(frame &fr, const sluice_pkt &p, uint32_t mtu, const uint8_t port_mac[6])
+{
+	const uint16_t quote = sluice_icmp_quote_len(p.l3_len);
+	const bool v4 = p.key.family == SLUICE_AF_INET;
+	const size_t hdr = (v4 ? sizeof(sluice_ipv4_hdr) : sizeof(sluice_ipv6_hdr)) + sizeof(sluice_icmp_hdr);
+	uint8_t *gap = fr.open(hdr, p.l2_len);
+	fr.len = p.l2_len + hdr + quote;
+	const uint8_t *q = gap + hdr;
+	if (v4)
+		sluice_icmp4_frag_needed(reinterpret_cast<sluice_ipv4_hdr *>(gap),
+					 reinterpret_cast<sluice_icmp_hdr *>(gap + sizeof(sluice_ipv4_hdr)), q, q + quote,
+					 quote, static_cast<uint16_t>(mtu));
+	else
+		sluice_icmp6_too_big(reinterpret_cast<sluice_ipv6_hdr *>(gap),
+				     reinterpret_cast<sluice_icmp_hdr *>(gap + sizeof(sluice_ipv6_hdr)), q, q + quote,
+				     quote, mtu);
+	reply_l2(fr.data(), port_mac);
+}
+
+void apply_echo(frame &fr, const sluice_pkt &p, const uint8_t port_mac[6])
+{
+	fr.len = p.l2_len + p.l3_len;
+	uint8_t *f = fr.data();
+	auto *icmp = reinterpret_cast<sluice_icmp_hdr *>(f + p.l4_off);
+	if (p.key.family == SLUICE_AF_INET)
+		sluice_icmp4_echo_reply(reinterpret_cast<sluice_ipv4_hdr *>(f + p.l2_len), icmp);
+	else
+		sluice_icmp6_echo_reply(reinterpret_cast<sluice_ipv6_hdr *>(f + p.l2_len), icmp);
+	reply_l2(f, port_mac);
+}
+
+int run(int argc, char **argv)
+{
+	if (argc < 5 || argc > 6)
+		throw error("usage: decide_runner CONFIG.yaml IN.pcap OUT.pcap PORT_MAC [MTU]");
+	const std::string out = argv[3];
+	const std::string exc = out.size() > 5 && out.compare(out.size() - 5, 5, ".pcap") == 0
+					? out.substr(0, out.size() - 5) + ".exception.pcap"
+					: out + ".exception.pcap";
+	const auto mac = mac_address::parse(argv[4]);
+	if (!mac)
+		throw error("PORT_MAC '{}': not a MAC address", argv[4]);
+	const uint32_t mtu = argc == 6 ? static_cast<uint32_t>(std::stoul(argv[5])) : 1500;
+
+	// The snapshot sluiced would publish for this configuration, before
+	// any health check has run: every backend healthy, next hops from the
+	// configuration (gateway_mac, or the backend's own mac for L2 DSR).
+	const config cfg = load_config_file(argv[1]);
+	object_ids ids;
+	ids.reconcile(cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
+	auto snap = std::make_unique<sluice_snapshot>();
+	snapshot_builder builder;
+	builder.build(snapshot_inputs{cfg, ids, [](uint32_t) { return true; },
+				      [](uint32_t) -> std::optional<mac_address> { return std::nullopt; }, false},
+		      *snap);
+
+	const uint32_t entries = 65536;
+	std::vector<uint8_t> table_mem(sluice_ct_table_bytes(entries) + SLUICE_CACHE_LINE);
+	auto *ct = reinterpret_cast<sluice_ct_table *>(
+		(reinterpret_cast<uintptr_t>(table_mem.data()) + SLUICE_CACHE_LINE - 1) & ~uintptr_t(SLUICE_CACHE_LINE - 1));
+	sluice_ct_table_init(ct, entries, nullptr);
+	auto rec = std::make_unique<sluice_worker>();
+	std::memset(rec.get(), 0, sizeof(*rec));
+
+	sluice_dp dp{ct->buckets, ct->n_buckets, rec.get(), 0};
+	sluice_env env{snap.get(), &dp, ct->to, 1000, mtu};
+	sluice_vip_memo memo{};
+	uint8_t port_mac[6];
+	std::memcpy(port_mac, mac->bytes.data(), 6);
+
+	xdp::pcap_writer tx(out), kernel(exc);
+	uint64_t *cnt = rec->counters;
+	for (const xdp::pcap_packet &pk : xdp::read_pcap(argv[2])) {
+		cnt[SLUICE_CNT_rx_packets]++;
+		cnt[SLUICE_CNT_rx_bytes] += pk.data.size();
+		frame fr(pk.data);
+		sluice_pkt p;
+		const uint32_t r = sluice_parse(fr.data(), fr.data() + fr.len, &p);
+		if (r != SLUICE_PARSE_OK) {
+			cnt[r]++;
+			continue;
+		}
+		sluice_flow f;
+		sluice_classify(&env, &memo, 1, &p, &f);
+		const sluice_verdict v = sluice_decide(&env, &p, &f);
+		switch (v.act) {
+		case SLUICE_ACT_FORWARD:
+			apply_forward(fr, *snap, p, v, port_mac);
+			cnt[SLUICE_CNT_tx_packets]++;
+			cnt[SLUICE_CNT_tx_bytes] += fr.len;
+			rec->vip[v.vip].packets++;
+			rec->vip[v.vip].bytes += p.l3_len;
+			rec->backend[v.backend].packets++;
+			rec->backend[v.backend].bytes += p.l3_len;
+			tx.write(pk, fr.data(), fr.len);
+			break;
+		case SLUICE_ACT_ECHO:
+			apply_echo(fr, p, port_mac);
+			cnt[SLUICE_CNT_icmp_echo_replied]++;
+			tx.write(pk, fr.data(), fr.len);
+			break;
+		case SLUICE_ACT_TOO_BIG:
+			apply_too_big(fr, p, v.mtu, port_mac);
+			cnt[SLUICE_CNT_icmp_too_big_sent]++;
+			tx.write(pk, fr.data(), fr.len);
+			break;
+		case SLUICE_ACT_KERNEL:
+			kernel.write(pk, pk.data.data(), pk.data.size());
+			break;
+		default:
+			break;
+		}
+	}
+	cnt[SLUICE_CNT_conn_hit] += dp.hits;
+	tx.close();
+	kernel.close();
+	for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+		std::printf("%s %llu\n", counter_table[i].name, static_cast<unsigned long long>(cnt[i]));
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	try {
+		return run(argc, argv);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "decide_runner: %s\n", e.what());
+		return 1;
+	}
+}
