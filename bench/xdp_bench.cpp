@@ -4,7 +4,7 @@
 // every insert evicts), traffic that is not for a VIP; beside a minimal
 // parse + swap-MAC + XDP_TX program. A benchmark, not a test (root).
 //
-// Method (TESTBED.md): a test run's repetitions share one frame, so every
+// Method (docs/testing.md): a test run's repetitions share one frame, so every
 // case runs xdp/bench.bpf.c's wrapper first, which restores the frame,
 // stamps the flow and tail-calls the program under test; the wrapper's own
 // cost, measured in front of an XDP_TX-only program in the same mode, is

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The configuration model (DESIGN.md's YAML schema) and its validation.
+// The configuration model (docs/configuration.md's YAML schema) and its validation.
 // One model for every way in: the YAML file, `sluicectl apply -f`, the
 // single-object API verbs, and the persisted state.
 #pragma once

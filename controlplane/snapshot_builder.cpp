@@ -145,7 +145,6 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 			ct.ring_size = v.ring_size;
 			ct.members = members;
 			ct.table = maglev_build(members, v.ring_size);
-			tables_built_++;
 		}
 		if (static_cast<uint64_t>(ring_used) + v.ring_size > SLUICE_RING_POOL)
 			throw error("ring_size: the VIPs' tables exceed the snapshot's {} entries",

@@ -36,8 +36,6 @@ public:
 	// counts); the writer sets generation and checksum.
 	void build(const snapshot_inputs &in, sluice_snapshot &out);
 
-	uint64_t tables_built() const { return tables_built_; }
-
 private:
 	struct cached_table {
 		uint32_t ring_size = 0;
@@ -45,7 +43,6 @@ private:
 		std::vector<uint32_t> table;
 	};
 	std::map<uint32_t, cached_table> cache_; // by VIP id
-	uint64_t tables_built_ = 0;
 };
 
 } // namespace sluice

@@ -17,7 +17,7 @@ namespace {
 constexpr uint64_t heartbeats_per_s = 100;
 
 // af_packet also hands us the kernel's own outgoing frames and whatever a
-// bridge floods (TESTBED.md): keep what is addressed to the port, and
+// bridge floods (docs/testing.md): keep what is addressed to the port, and
 // broadcast and multicast.
 inline uint16_t keep_ours(rte_mbuf **pkts, uint16_t n, const rte_ether_addr &mac)
 {

@@ -8,9 +8,9 @@
 // run did not finish; 2 usage error.
 #include "error.h"
 #include "lcore.h"
-#include "metrics.h"
+#include "counter_names.h"
 #include "options.h"
-#include "pcap_file.h"
+#include "pcap.h"
 #include "ports.h"
 #include "shm_segment.h"
 
@@ -43,16 +43,6 @@ void on_signal(int sig)
 {
 	signal_seen.store(sig, std::memory_order_relaxed);
 	stop_requested.store(true, std::memory_order_relaxed);
-}
-
-void install_signal_handlers()
-{
-	struct sigaction sa;
-	std::memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, nullptr);
-	sigaction(SIGTERM, &sa, nullptr);
 }
 
 template <typename... Args>
@@ -183,7 +173,7 @@ int run(const options &o)
 		throw error("EAL initialisation failed: {} (see EAL's messages above)",
 			    rte_strerror(rte_errno));
 	rt.eal = true;
-	install_signal_handlers();
+	on_stop_signals(on_signal);
 
 	std::vector<unsigned> lcores;
 	unsigned lc;

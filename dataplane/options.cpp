@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "options.h"
 
+#include "ct_options.h"
 #include "error.h"
 
 #include <sluice/shm.h>
@@ -127,18 +128,14 @@ options parse_options(int argc, char **argv)
 		("iface", po::value(&o.iface), "IFNAME: run on a kernel interface through af_packet (the kernel keeps seeing every frame)")
 		("tap", po::value(&o.tap_name)->default_value(o.tap_name), "with EAL arguments: name of the TAP interface that gets kernel-bound traffic")
 		("workers", po::value(&o.workers), "worker lcores, one RX/TX queue each (default: 1 with --pcap/--iface, else every worker lcore EAL gives)")
-		("ct-entries", po::value(&o.ct_entries), "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)")
-		("ct-timeout-syn", po::value(&o.ct_timeouts.syn_s)->default_value(o.ct_timeouts.syn_s), "seconds a TCP flow with only a SYN is kept")
-		("ct-timeout-est", po::value(&o.ct_timeouts.est_s)->default_value(o.ct_timeouts.est_s), "seconds an idle established TCP flow is kept")
-		("ct-timeout-fin", po::value(&o.ct_timeouts.fin_s)->default_value(o.ct_timeouts.fin_s), "seconds a TCP flow is kept after FIN or RST")
-		("ct-timeout-udp", po::value(&o.ct_timeouts.udp_s)->default_value(o.ct_timeouts.udp_s), "seconds an idle UDP flow is kept")
-		("ct-timeout-frag", po::value(&o.ct_timeouts.frag_s)->default_value(o.ct_timeouts.frag_s), "seconds later IPv4 fragments follow their first")
 		("wait-shm-ms", po::value(&o.wait_shm_ms)->default_value(o.wait_shm_ms), "wait this long for the segment (and, with --pcap, its first snapshot)")
 		("tx-port", po::value(&o.tx_port), "with EAL arguments: transmit forwarded traffic on this ethdev (e.g. net_null0) instead of the data port, which then only receives (benchmarks: a net_pcap source, a net_null sink)")
 		("mbufs", po::value(&o.mbufs), "mbufs in each worker's pool (default 8191; a net_pcap infinite_rx source keeps its whole file in it)")
 		("mbuf-size", po::value(&o.mbuf_size), "mbuf data room in bytes, headroom included (default 2176)")
 		("stats-period", po::value(&o.stats_period_s), "every N seconds print `stats elapsed_s=... rx_packets=... tx_packets=...` for this run");
 
+	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
+		       "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)");
 	po::variables_map vm;
 	try {
 		po::store(po::command_line_parser(ours, argv).options(desc).run(), vm);
@@ -187,10 +184,7 @@ options parse_options(int argc, char **argv)
 		throw error("--mbuf-size {}: give 256 to {}", o.mbuf_size, max_mbuf_size);
 	if (vm.count("stats-period") && o.stats_period_s == 0)
 		throw error("--stats-period 0: give a period in seconds");
-	if (vm.count("ct-entries") && o.ct_entries == 0)
-		throw error("--ct-entries 0: the connection table needs at least one entry");
-	if (o.ct_entries == 0)
-		o.ct_entries = o.mode == port_mode::eal ? default_ct_entries : default_ct_entries_shortcut;
+	check_ct_options(vm, o.ct_entries, o.mode == port_mode::eal ? default_ct_entries : default_ct_entries_shortcut);
 	if (o.mode == port_mode::eal &&
 	    (o.tap_name.empty() || o.tap_name.size() >= IFNAMSIZ ||
 	     o.tap_name.find_first_of(",= /") != std::string::npos))

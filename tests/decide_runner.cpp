@@ -25,6 +25,7 @@
 #include <sluice/encap.h>
 #include <sluice/parse.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -44,7 +45,7 @@ struct frame {
 
 	explicit frame(const std::vector<uint8_t> &data) : buf(headroom + data.size()), len(data.size())
 	{
-		std::memcpy(buf.data() + off, data.data(), data.size());
+		std::copy(data.begin(), data.end(), buf.begin() + static_cast<std::ptrdiff_t>(off));
 	}
 	uint8_t *data() { return buf.data() + off; }
 	// Opens n bytes in front; the first `keep` bytes (the L2 header) move
@@ -151,9 +152,9 @@ int run(int argc, char **argv)
 	uint8_t port_mac[6];
 	std::memcpy(port_mac, mac->bytes.data(), 6);
 
-	xdp::pcap_writer tx(out), kernel(exc);
+	pcap_writer tx(out), kernel(exc);
 	uint64_t *cnt = rec->counters;
-	for (const xdp::pcap_packet &pk : xdp::read_pcap(argv[2])) {
+	for (const pcap_packet &pk : read_pcap(argv[2])) {
 		cnt[SLUICE_CNT_rx_packets]++;
 		cnt[SLUICE_CNT_rx_bytes] += pk.data.size();
 		frame fr(pk.data);

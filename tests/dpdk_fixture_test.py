@@ -345,7 +345,7 @@ class LiveChange(unittest.TestCase):
         _ip("link", "set", self.lbif, "netns", self.lbns)
         _ip("link", "set", self.clif, "netns", self.clns)
         for ns, ifname, addr in ((self.lbns, self.lbif, "10.0.0.2/24"), (self.clns, self.clif, "10.0.0.1/24")):
-            # No IPv6 chatter; neither kernel routes what it sees (TESTBED.md).
+            # No IPv6 chatter; neither kernel routes what it sees (docs/testing.md).
             for key in ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
                         "net.ipv4.ip_forward=0"):
                 subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", key], check=True, timeout=30)

@@ -2,6 +2,7 @@
 #include "attach.h"
 
 #include "error.h"
+#include "sys.h"
 
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -20,8 +21,6 @@
 namespace sluice::xdp {
 
 namespace {
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
 struct fd_guard {
 	int fd;

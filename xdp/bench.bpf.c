@@ -2,7 +2,7 @@
 /*
  * Programs for bench/xdp_bench.cpp, which times XDP programs with
  * BPF_PROG_TEST_RUN and `repeat`. A test run hands every repetition the
- * frame the previous one left (TESTBED.md), so bench_wrap runs first each
+ * frame the previous one left (docs/testing.md), so bench_wrap runs first each
  * time: it undoes what the program under test did to the frame (moves the
  * head back after an encapsulation), writes the template frame again, stamps
  * the flow the mode asks for, and tail-calls the program under test

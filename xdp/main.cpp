@@ -5,6 +5,8 @@
 // the program with BPF_PROG_TEST_RUN the way `sluice-dpdk --pcap` does.
 #include "attach.h"
 #include "decap.h"
+#include "counter_names.h"
+#include "ct_options.h"
 #include "error.h"
 #include "mirror.h"
 #include "pcap.h"
@@ -24,7 +26,6 @@
 #include <boost/program_options.hpp>
 #include <ifaddrs.h>
 #include <linux/if_link.h>
-#include <nlohmann/json.hpp>
 #include <sched.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -43,16 +44,6 @@ namespace {
 volatile std::sig_atomic_t stop_signal = 0;
 
 void on_signal(int sig) { stop_signal = sig; }
-
-void install_signals()
-{
-	struct sigaction sa;
-	std::memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, nullptr);
-	sigaction(SIGTERM, &sa, nullptr);
-}
 
 // Housekeeping cadence. The segment is polled every millisecond so that a
 // snapshot is in the maps well within 10 ms of its publication (the switch
@@ -115,16 +106,12 @@ options parse(int argc, char **argv)
 		("mac", po::value(&o.mac)->default_value(o.mac), "with --pcap: the port's MAC")
 		("mtu", po::value(&o.mtu)->default_value(o.mtu), "with --pcap: the port's MTU")
 		("json", po::bool_switch(&o.json), "with --pcap: print counters and per-packet verdicts as JSON")
-		("ct-entries", po::value(&o.ct_entries), "connection-table entries per CPU (default 262144; 65536 with --pcap)")
 		("ring-entries", po::value(&o.ring_entries)->default_value(o.ring_entries), "Maglev entries the maps hold, over all VIPs")
-		("ct-timeout-syn", po::value(&o.ct_timeouts.syn_s)->default_value(o.ct_timeouts.syn_s), "seconds a TCP flow with only a SYN is kept")
-		("ct-timeout-est", po::value(&o.ct_timeouts.est_s)->default_value(o.ct_timeouts.est_s), "seconds an idle established TCP flow is kept")
-		("ct-timeout-fin", po::value(&o.ct_timeouts.fin_s)->default_value(o.ct_timeouts.fin_s), "seconds a TCP flow is kept after FIN or RST")
-		("ct-timeout-udp", po::value(&o.ct_timeouts.udp_s)->default_value(o.ct_timeouts.udp_s), "seconds an idle UDP flow is kept")
-		("ct-timeout-frag", po::value(&o.ct_timeouts.frag_s)->default_value(o.ct_timeouts.frag_s), "seconds later fragments follow their first")
 		("wait-shm-ms", po::value(&o.wait_shm_ms)->default_value(o.wait_shm_ms), "wait this long for the segment (and, with --pcap, its first snapshot)")
 		("verbose", po::bool_switch(&o.verbose), "print libbpf's messages (the verifier log on a refusal)")
 		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
+	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
+		       "connection-table entries per CPU (default 262144; 65536 with --pcap)");
 	po::variables_map vm;
 	try {
 		po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
@@ -146,8 +133,7 @@ options parse(int argc, char **argv)
 		throw error("--unpin removes the forwarding program's pins: not with --decap");
 	if (!o.vips.empty() && !o.decap)
 		throw error("--vip is for --decap");
-	if (o.ct_entries == 0)
-		o.ct_entries = o.pcap.empty() ? SLUICE_XDP_DEFAULT_CT_ENTRIES : (1u << 16);
+	check_ct_options(vm, o.ct_entries, o.pcap.empty() ? SLUICE_XDP_DEFAULT_CT_ENTRIES : (1u << 16));
 	if (o.pin_dir.empty() && !o.iface.empty())
 		o.pin_dir = default_pin_dir(o.iface);
 	return o;
@@ -392,23 +378,19 @@ int run_pcap(const options &o)
 	t.counters[SLUICE_CNT_drop_truncated] += runts;
 	h.release();
 
-	static const char *const names[] = {
-#define SLUICE_COUNTER(n, k, hlp) #n,
-#include <sluice/counters.def>
-#undef SLUICE_COUNTER
-	};
 	if (o.json) {
-		nlohmann::json j;
-		j["generation"] = m.generation();
-		j["counters"] = nlohmann::json::object();
+		// Names and numbers only: no escaping needed.
+		std::string j = fmt::format("{{\"generation\":{},\"counters\":{{", m.generation());
 		for (uint32_t i = 0; i < SLUICE_CNT__COUNT; i++)
-			j["counters"][names[i]] = t.counters[i];
-		j["verdicts"] = verdicts;
-		std::cout << j.dump() << "\n";
+			j += fmt::format("{}\"{}\":{}", i ? "," : "", counter_table[i].name, t.counters[i]);
+		j += "},\"verdicts\":[";
+		for (size_t i = 0; i < verdicts.size(); i++)
+			j += fmt::format("{}\"{}\"", i ? "," : "", verdicts[i]);
+		std::cout << j << "]}\n";
 	} else {
 		for (uint32_t i = 0; i < SLUICE_CNT__COUNT; i++)
 			if (t.counters[i])
-				std::cout << names[i] << " " << t.counters[i] << "\n";
+				std::cout << counter_table[i].name << " " << t.counters[i] << "\n";
 	}
 	return 0;
 }
@@ -540,7 +522,7 @@ int main(int argc, char **argv)
 	}
 	spdlog::set_level(spdlog::level::from_str(o.log_level));
 	set_libbpf_verbose(o.verbose);
-	install_signals();
+	on_stop_signals(on_signal);
 	try {
 		if (!o.pcap.empty())
 			return run_pcap(o);

@@ -2,6 +2,7 @@
 #include "mirror.h"
 
 #include "error.h"
+#include "sys.h"
 #include "shm_segment.h"
 
 #include <sluice/conntrack.h>
@@ -21,8 +22,6 @@
 namespace sluice::xdp {
 
 namespace {
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
 // ARRAY maps store values at an 8-byte stride; mmap covers whole pages.
 size_t array_bytes(bpf_map *m)
@@ -214,11 +213,6 @@ uint32_t mirror::ring(uint32_t pos) const
 {
 	return static_cast<const uint32_t *>(rings_.addr)[(size_t)bank_ * ring_entries_ +
 							  (pos & (ring_entries_ - 1))];
-}
-
-sluice_vip mirror::vip_by_id(uint32_t id) const
-{
-	return static_cast<const sluice_xdp_bank *>(banks_.addr)[bank_].vips[id & (SLUICE_MAX_VIPS - 1)];
 }
 
 // ------------------------------------------------------------- counters

@@ -47,7 +47,6 @@ public:
 	// program reads for `id`, and the Maglev entry at ring position `pos`.
 	sluice_backend backend(uint32_t id) const;
 	uint32_t ring(uint32_t pos) const;
-	sluice_vip vip_by_id(uint32_t id) const;
 
 private:
 	struct region {

@@ -2,6 +2,7 @@
 #include "program.h"
 
 #include "error.h"
+#include "sys.h"
 
 #include <sluice/conntrack.h>
 
@@ -55,8 +56,6 @@ int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 		fprintf(stderr, "%s\n", line.c_str());
 	return 0;
 }
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
 uint32_t next_pow2(uint64_t v)
 {

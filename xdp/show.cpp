@@ -3,6 +3,7 @@
 
 #include "attach.h"
 #include "error.h"
+#include "sys.h"
 #include "maps.h"
 
 #include <sluice/conntrack.h>
@@ -25,8 +26,6 @@
 namespace sluice::xdp {
 
 namespace {
-
-std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
 struct owned_fd {
 	int fd = -1;

@@ -11,7 +11,6 @@
 
 #define SLUICE_MAGLEV_MIN_SIZE 251u
 #define SLUICE_MAGLEV_MAX_SIZE 4194301u /* largest prime below 2^22 */
-#define SLUICE_MAGLEV_DEFAULT_SIZE 65537u
 
 /* A slot holding this value has no backend (a VIP with no live backend). */
 #define SLUICE_MAGLEV_EMPTY 0xFFFFFFFFu

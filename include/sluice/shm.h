@@ -7,7 +7,7 @@
  * bumping SLUICE_ABI_VERSION, and a process refuses a segment whose magic or
  * version differs from its own.
  *
- * Publishing (DESIGN.md, "The shared-memory contract"):
+ * Publishing (docs/architecture.md, "The shared-memory contract"):
  *  1. sluiced picks a slot that is not active and that no live worker may
  *     still read: every live worker's generation_seen is past the slot's
  *     generation (quiescent-state reclamation);

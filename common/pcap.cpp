@@ -5,8 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
-namespace sluice::xdp {
+namespace sluice {
 
 namespace {
 
@@ -30,7 +31,79 @@ static_assert(sizeof(record_header) == 16);
 
 uint32_t swap32(uint32_t v) { return __builtin_bswap32(v); }
 
+// pcapng, draft-ietf-opsawg-pcapng: section header, packet blocks.
+constexpr uint32_t pcapng_shb = 0x0a0d0d0a;
+constexpr uint32_t pcapng_bom = 0x1a2b3c4d;
+constexpr uint32_t pcapng_pb = 2, pcapng_spb = 3, pcapng_epb = 6;
+
+struct file_closer {
+	void operator()(FILE *f) const { std::fclose(f); }
+};
+using file_ptr = std::unique_ptr<FILE, file_closer>;
+
+// Records whose header and bytes are all within the file's `size` bytes.
+uint64_t count_pcap(FILE *f, long size, bool swapped)
+{
+	long pos = sizeof(file_header);
+	uint64_t n = 0;
+	while (pos + long(sizeof(record_header)) <= size) {
+		record_header r;
+		if (std::fseek(f, pos, SEEK_SET) != 0 || std::fread(&r, 1, sizeof(r), f) != sizeof(r))
+			break;
+		const uint32_t incl = swapped ? swap32(r.caplen) : r.caplen;
+		if (pos + long(sizeof(r)) + (long)incl > size)
+			break;
+		pos += long(sizeof(r)) + (long)incl;
+		n++;
+	}
+	return n;
+}
+
+uint64_t count_pcapng(FILE *f, long size)
+{
+	long pos = 0;
+	uint64_t n = 0;
+	bool swapped = false;
+	while (pos + 12 <= size) {
+		uint32_t hdr[3]; // block type, total length, first body word
+		if (std::fseek(f, pos, SEEK_SET) != 0 || std::fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr))
+			break;
+		uint32_t type = hdr[0]; // the section header's type reads the same both ways
+		if (type == pcapng_shb)
+			swapped = hdr[2] != pcapng_bom; // its byte-order magic sets the section's
+		if (swapped)
+			type = swap32(type);
+		const uint32_t len = swapped ? swap32(hdr[1]) : hdr[1];
+		if (len < 12 || len % 4 != 0 || pos + (long)len > size)
+			break;
+		if (type == pcapng_epb || type == pcapng_spb || type == pcapng_pb)
+			n++;
+		pos += len;
+	}
+	return n;
+}
+
 } // namespace
+
+uint64_t count_capture_packets(const std::string &path)
+{
+	file_ptr f(std::fopen(path.c_str(), "rb"));
+	if (!f)
+		throw error("--pcap input {}: {}", path, std::strerror(errno));
+	uint32_t magic;
+	if (std::fread(&magic, 1, 4, f.get()) != 4)
+		throw error("--pcap input {}: too short for a pcap file", path);
+	if (std::fseek(f.get(), 0, SEEK_END) != 0)
+		throw error("--pcap input {}: {}", path, std::strerror(errno));
+	const long size = std::ftell(f.get());
+	if (magic == magic_us || magic == magic_ns)
+		return count_pcap(f.get(), size, false);
+	if (magic == swap32(magic_us) || magic == swap32(magic_ns))
+		return count_pcap(f.get(), size, true);
+	if (magic == pcapng_shb)
+		return count_pcapng(f.get(), size);
+	throw error("--pcap input {}: not a pcap or pcapng file (magic {:#010x})", path, magic);
+}
 
 std::vector<pcap_packet> read_pcap(const std::string &path, bool *nanosecond)
 {
@@ -121,4 +194,4 @@ void pcap_writer::close()
 		throw error("{}: {}", path_, std::strerror(errno));
 }
 
-} // namespace sluice::xdp
+} // namespace sluice

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace sluice::xdp {
+namespace sluice {
 
 struct pcap_packet {
 	uint32_t ts_sec = 0;
@@ -20,6 +20,14 @@ struct pcap_packet {
 // Reads every record of an Ethernet pcap file. Throws sluice::error with
 // one line on a missing, foreign or truncated file.
 std::vector<pcap_packet> read_pcap(const std::string &path, bool *nanosecond = nullptr);
+
+// Complete packet records in a pcap file (either byte order, microsecond or
+// nanosecond magic) or a pcapng file (enhanced, simple and obsolete packet
+// blocks): what libpcap, and so net_pcap, will return — sluice-dpdk --pcap
+// knows the end of its input by it. A record cut short by the end of the
+// file is not counted (libpcap stops there). Throws sluice::error naming the
+// file on anything it cannot read.
+uint64_t count_capture_packets(const std::string &path);
 
 class pcap_writer {
 public:
@@ -35,4 +43,4 @@ private:
 	FILE *f_ = nullptr;
 };
 
-} // namespace sluice::xdp
+} // namespace sluice

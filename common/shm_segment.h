@@ -6,6 +6,8 @@
 // implicit are written down here where they are implemented.
 #pragma once
 
+#include "sys.h"
+
 #include <sluice/shm.h>
 
 #include <unistd.h>
@@ -17,11 +19,6 @@
 #include <vector>
 
 namespace sluice {
-
-// CLOCK_MONOTONIC (heartbeats) and CLOCK_REALTIME (published_ns), in ns.
-// Both go through the vDSO: no system call.
-uint64_t monotonic_ns();
-uint64_t realtime_ns();
 
 // RAII mapping of the POSIX shm segment /dev/shm/NAME (MAP_SHARED, read and
 // write: dataplanes write their own worker records). Movable, not copyable.

@@ -40,13 +40,6 @@ constexpr uint64_t esrch_grace_ns = 500 * ns_per_ms;
 // the segment within one tick, and 20 opens a second cost nothing.
 constexpr std::chrono::milliseconds attach_poll{50};
 
-uint64_t clock_ns(clockid_t clock)
-{
-	timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 struct unique_fd {
 	int fd = -1;
 	explicit unique_fd(int f) : fd(f) {}
@@ -72,8 +65,6 @@ std::string shm_name(const std::string &name)
 }
 
 std::string bare_name(const std::string &name) { return shm_name(name).substr(1); }
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 sluice_shm_header expected_header()
 {
@@ -204,8 +195,6 @@ std::optional<shm_segment> try_attach(const std::string &name, std::string *retr
 
 } // namespace
 
-uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
-uint64_t realtime_ns() { return clock_ns(CLOCK_REALTIME); }
 
 // ---------------------------------------------------------------- shm_segment
 
