@@ -130,7 +130,7 @@ class Sluiced(sluiced.Sluiced):
 
 class BpfMount:
     """A bpffs outside /sys: `ip netns exec` remounts /sys, and pins made
-    under it vanish with the command (TESTBED.md)."""
+    under it vanish with the command (docs/testing.md)."""
 
     def __init__(self):
         self.path = f"/run/sluice-test-bpf-{os.getpid()}"
@@ -183,7 +183,7 @@ class Topology:
             run("ip", "-n", ns[name], "link", "set", tmp_in, "name", inner)
             run("ip", "-n", r, "link", "set", f"{tmp_in}p", "name", outer)
             # 1600 on the LB and backend links: an encapsulated full-size
-            # packet is 1520 bytes (TESTBED.md: XDP_TX is limited to the
+            # packet is 1520 bytes (docs/testing.md: XDP_TX is limited to the
             # peer's MTU + 18). The client keeps 1500.
             mtu = "1500" if name == "cli" else "1600"
             run("ip", "-n", ns[name], "link", "set", inner, "mtu", mtu, "up")
@@ -214,7 +214,7 @@ class Topology:
         run("ip", "-n", c, "-6", "route", "add", "fd00:200::/64", "via", self.LB6)
         run("ip", "-n", c, "route", "add", "default", "via", "10.0.0.1")
         run("ip", "-n", c, "-6", "route", "add", "default", "via", "fd00::1")
-        # Forwarded bytes lose the "checksum pending" mark (TESTBED.md).
+        # Forwarded bytes lose the "checksum pending" mark (docs/testing.md).
         run("ethtool", "-K", "c0", "tx", "off", ns=c)
 
         lb = ns["lb"]
