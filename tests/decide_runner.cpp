@@ -147,7 +147,7 @@ int run(int argc, char **argv)
 	std::memset(rec.get(), 0, sizeof(*rec));
 
 	sluice_dp dp{ct->buckets, ct->n_buckets, rec.get(), 0};
-	sluice_env env{snap.get(), &dp, ct->to, 1000, mtu};
+	sluice_env env{snap.get(), &dp, ct->to, 1000, sluice_env_mtu(mtu, snap.get())};
 	sluice_vip_memo memo{};
 	uint8_t port_mac[6];
 	std::memcpy(port_mac, mac->bytes.data(), 6);

@@ -506,6 +506,7 @@ int sluice_xdp(struct xdp_md *xdp)
 		if (active) {
 			dp.bank = sluice_xdp_active_bank(active);
 			env.s = bpf_map_lookup_elem(&sl_banks, &dp.bank); /* the mirror writes banks 0-3 */
+			env.mtu = sluice_env_mtu(cfg_port_mtu, env.s);
 		}
 	}
 	struct sluice_flow f;

@@ -82,8 +82,15 @@ struct sluice_env {
 	struct sluice_dp *dp;
 	struct sluice_ct_timeouts to;
 	uint32_t now_s; /* the connection table's coarse clock */
-	uint32_t mtu;   /* the largest IP packet the port sends; node.mtu lowers it */
+	uint32_t mtu;   /* the largest IP packet sent: sluice_env_mtu() */
 };
+
+/* The port's MTU, lowered by the snapshot's node.mtu: set once per burst
+ * (or packet) with the snapshot it reads. */
+SLUICE_INLINE uint32_t sluice_env_mtu(uint32_t port_mtu, const struct sluice_snapshot *s)
+{
+	return s && s->node.mtu && s->node.mtu < port_mtu ? s->node.mtu : port_mtu;
+}
 
 /* ------------------------------------------------------- classification */
 
@@ -91,19 +98,18 @@ struct sluice_env {
  * packet its flow hash and connection-table bucket (to prefetch). */
 struct sluice_flow {
 	struct sluice_vip_match m;
-	uint32_t hash;
+	uint32_t hash;                   /* with a service only */
 	struct sluice_ct_bucket *bucket; /* NULL without a service, or if the table has none */
-	uint16_t tag;                    /* sluice_ct_tag(hash) */
+	uint16_t tag;                    /* sluice_ct_tag(hash), with a service only */
 };
 
 SLUICE_INLINE void sluice_classify(const struct sluice_env *env, struct sluice_vip_memo *memo, uint64_t active,
 				   const struct sluice_pkt *p, struct sluice_flow *f)
 {
+	/* hash and tag are set only with a service, the only case that reads them. */
 	f->m.service = SLUICE_MAX_VIPS;
 	f->m.address = 0;
-	f->hash = 0;
 	f->bucket = 0;
-	f->tag = 0;
 	if (!env->s || p->kind == SLUICE_PKT_NOT_IP)
 		return;
 	if (p->kind == SLUICE_PKT_L4 || p->kind == SLUICE_PKT_ICMP_ERROR) {
@@ -171,9 +177,7 @@ SLUICE_INLINE struct sluice_verdict sluice_forward(const struct sluice_env *env,
 	if (SLUICE_UNLIKELY(!(b->flags & SLUICE_BACKEND_HAS_MAC)))
 		return sluice_drop(env->dp, SLUICE_CNT_drop_no_nexthop);
 	const uint16_t enc = sluice_encap_len(v->mode, b->family);
-	uint32_t mtu = env->mtu;
-	if (s->node.mtu && s->node.mtu < mtu)
-		mtu = s->node.mtu;
+	const uint32_t mtu = env->mtu;
 	if (SLUICE_UNLIKELY((uint32_t)p->l3_len + enc > mtu)) {
 		if (p->kind != SLUICE_PKT_L4 || (p->key.family == SLUICE_AF_INET && !p->df))
 			return sluice_drop(env->dp, SLUICE_CNT_drop_too_big);
