@@ -12,14 +12,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -390,7 +393,89 @@ struct fixture {
 		uint64_t until = checks(key) + n;
 		return eventually([&] { return checks(key) >= until; });
 	}
+	std::vector<recorder::event> events_for(uint64_t key) const
+	{
+		std::vector<recorder::event> out;
+		for (auto &e : rec.snapshot())
+			if (e.key == key)
+				out.push_back(e);
+		return out;
+	}
 };
+
+// One probe's verdict, as a scripted backend gives it.
+constexpr bool P = true;  // pass: HTTP 200
+constexpr bool F = false; // fail: HTTP 503
+
+// An HTTP backend that answers its n-th probe as script[n] says, then holds
+// every later probe open, unanswered. With a probe timeout far past the
+// test's own deadline, the monitor has then seen exactly script.size()
+// verdicts, and the moment the server holds a connection is the moment
+// the monitor has finished the last of them (a target has one probe in
+// flight at a time).
+class scripted_server : public http_server {
+public:
+	explicit scripted_server(std::vector<bool> script)
+		: http_server([script](int n) {
+			  if (size_t(n) >= script.size())
+				  return std::string();
+			  return http_response(script[size_t(n)] ? 200 : 503);
+		  })
+	{}
+};
+
+health_check_spec scripted_check(uint16_t port, uint32_t fall, uint32_t rise)
+{
+	auto s = check(check_type::http, AF_INET, port);
+	s.fall = fall;
+	s.rise = rise;
+	s.timeout_ms = 3'600'000; // a held probe never ends while a test runs
+	return s;
+}
+
+// The rule keepalived and HAProxy document, written out here on its own: a
+// backend starts up; it goes down on the probe that makes `fall` failures in
+// a row, up on the one that makes `rise` passes in a row (a zero counts as
+// 1); each change is reported once, on that probe. Returns, for each probe,
+// the change it makes, if any.
+std::vector<std::optional<bool>> reference_changes(const std::vector<bool> &verdicts,
+						   uint32_t fall, uint32_t rise)
+{
+	fall = std::max<uint32_t>(fall, 1);
+	rise = std::max<uint32_t>(rise, 1);
+	std::vector<std::optional<bool>> out(verdicts.size());
+	bool up = true;
+	for (size_t i = 0; i < verdicts.size(); i++) {
+		// The run of equal verdicts ending at probe i.
+		size_t run = 0;
+		while (run <= i && verdicts[i - run] == verdicts[i])
+			run++;
+		if (up && !verdicts[i] && run == fall)
+			up = false, out[i] = false;
+		else if (!up && verdicts[i] && run == rise)
+			up = true, out[i] = true;
+		// A run that carries on past fall or rise changes nothing more:
+		// the state already agrees with it.
+	}
+	return out;
+}
+
+// Blocks until every callback for a change the monitor made before this
+// call has returned: a sentinel target that goes down (fall 1) reports
+// after them, on the same thread, in order. Its failures run on past fall
+// so that a monitor off by one or two still brings it down and a test
+// fails on its own assertions, not here.
+bool flush_callbacks(fixture &f, std::map<uint64_t, health_check_spec> targets)
+{
+	static constexpr uint64_t sentinel = 999'999;
+	scripted_server server({F, F, F, F});
+	targets[sentinel] = scripted_check(server.port(), 1, 1);
+	f.mon->set_targets(targets);
+	bool seen = eventually([&] { return !f.events_for(sentinel).empty(); });
+	targets.erase(sentinel);
+	f.mon->set_targets(targets); // the sentinel's probe is ended before its server goes
+	return seen;
+}
 
 } // namespace
 
@@ -435,7 +520,11 @@ TEST(health, tcp_down_after_fall_then_up_after_rise)
 	EXPECT_FALSE(down.healthy);
 	ASSERT_TRUE(down.seen);
 	EXPECT_FALSE(down.seen->healthy);
-	EXPECT_GE(down.seen->failures_in_row, 3u);
+	// The callback runs on the monitor's thread before it finishes another
+	// probe, and a tcp probe on loopback never finishes inside the loop
+	// pass that starts it: what the callback reads is the transition's own
+	// probe, the third failure in a row (fall 3), not the fourth.
+	EXPECT_EQ(down.seen->failures_in_row, 3u);
 	EXPECT_EQ(down.seen->successes_in_row, 0u);
 	EXPECT_EQ(down.seen->last_error, "connect: Connection refused");
 
@@ -451,47 +540,136 @@ TEST(health, tcp_down_after_fall_then_up_after_rise)
 	EXPECT_TRUE(up.healthy);
 	ASSERT_TRUE(up.seen);
 	EXPECT_TRUE(up.seen->healthy);
-	EXPECT_GE(up.seen->successes_in_row, 2u);
+	EXPECT_EQ(up.seen->successes_in_row, 2u); // rise 2: the second, not the third
 	EXPECT_EQ(up.seen->failures_in_row, 0u);
 	EXPECT_EQ(up.seen->last_error, "");
 	ASSERT_TRUE(f.more_checks(1, 3));
 	EXPECT_EQ(f.rec.size(), 2u);
 }
 
-// The backend decides each probe's outcome itself (one request per probe),
-// so the pattern the monitor sees is exactly the one written here.
-TEST(health, flapping_short_of_fall_stays_up)
+// The backend decides each probe's verdict itself (one request per probe)
+// and then holds the next probe open, so the monitor sees exactly the
+// verdicts written here and nothing after them.
+TEST(health, flapping_short_of_fall_stays_up_until_fall_in_a_row)
 {
-	// fall 3: two failures in a row at most.
-	http_server server([](int n) { return http_response(n % 3 == 0 ? 200 : 503); });
+	// fall 3: runs of two failures, then three. Down on probe 10 exactly:
+	// one that counts failures not in a row goes down on probe 5, one
+	// that waits for fall+1 never does, one that takes fall-1 on probe 3.
+	std::vector<bool> script{P, F, F, P, F, F, P, F, F, F};
+	scripted_server server(script);
 	fixture f;
-	f.mon->set_targets({{1, check(check_type::http, AF_INET, server.port())}});
-	ASSERT_TRUE(eventually([&] {
-		auto s = f.status(1);
-		EXPECT_TRUE(s.healthy);
-		EXPECT_LE(s.failures_in_row, 2u);
-		return s.checks >= 15;
-	}));
-	EXPECT_EQ(f.rec.size(), 0u);
-}
+	std::map<uint64_t, health_check_spec> targets{{1, scripted_check(server.port(), 3, 2)}};
+	f.mon->set_targets(targets);
+	ASSERT_TRUE(eventually([&] { return server.held() >= 1; }));
+	ASSERT_TRUE(flush_callbacks(f, targets));
+	EXPECT_EQ(server.served(), int(script.size()) + 1); // the last one held
 
-TEST(health, flapping_short_of_rise_stays_down)
-{
-	// Three failures take it down; after that successes never come two in
-	// a row (rise 2).
-	http_server server([](int n) { return http_response(n >= 3 && n % 2 == 0 ? 200 : 503); });
-	fixture f;
-	f.mon->set_targets({{1, check(check_type::http, AF_INET, server.port())}});
-	ASSERT_TRUE(eventually([&] { return f.rec.size() >= 1; }));
-	ASSERT_TRUE(eventually([&] {
-		auto s = f.status(1);
-		EXPECT_FALSE(s.healthy);
-		EXPECT_LE(s.successes_in_row, 1u);
-		return s.checks >= 15;
-	}));
-	auto events = f.rec.snapshot();
+	auto events = f.events_for(1);
 	ASSERT_EQ(events.size(), 1u);
 	EXPECT_FALSE(events[0].healthy);
+	ASSERT_TRUE(events[0].seen);
+	EXPECT_EQ(events[0].seen->checks, 10u);
+	EXPECT_EQ(events[0].seen->failures_in_row, 3u);
+	EXPECT_FALSE(f.status(1).healthy);
+}
+
+TEST(health, flapping_short_of_rise_stays_down_until_rise_in_a_row)
+{
+	// Down on probe 3 (fall 3); then lone passes between failures keep it
+	// down (rise 2) until two come in a row, on probes 10 and 11. One
+	// that comes back on a single pass (rise-1) comes back on probe 4; one
+	// that waits for rise+1 never does; one that waits for fall+1 never
+	// goes down.
+	std::vector<bool> script{F, F, F, P, F, P, F, P, F, P, P};
+	scripted_server server(script);
+	fixture f;
+	std::map<uint64_t, health_check_spec> targets{{1, scripted_check(server.port(), 3, 2)}};
+	f.mon->set_targets(targets);
+	ASSERT_TRUE(eventually([&] { return server.held() >= 1; }));
+	ASSERT_TRUE(flush_callbacks(f, targets));
+	EXPECT_EQ(server.served(), int(script.size()) + 1);
+
+	auto events = f.events_for(1);
+	ASSERT_EQ(events.size(), 2u);
+	EXPECT_FALSE(events[0].healthy);
+	ASSERT_TRUE(events[0].seen);
+	EXPECT_EQ(events[0].seen->checks, 3u);
+	EXPECT_EQ(events[0].seen->failures_in_row, 3u);
+	EXPECT_TRUE(events[1].healthy);
+	ASSERT_TRUE(events[1].seen);
+	EXPECT_EQ(events[1].seen->checks, 11u);
+	EXPECT_EQ(events[1].seen->successes_in_row, 2u);
+	EXPECT_TRUE(f.status(1).healthy);
+}
+
+// Every prefix of a verdict sequence, each against its own backend: the
+// changes reported after the first n verdicts must be exactly those the
+// reference rule makes in them, for several fall/rise pairs. Comparing
+// prefix n-1 with prefix n pins each change to its probe without reading
+// any of the monitor's own counters.
+TEST(health, changes_happen_on_exactly_the_fall_th_and_rise_th_probe)
+{
+	struct config {
+		uint32_t fall, rise;
+		std::vector<bool> script;
+	};
+	const std::vector<config> configs{
+		// down on probe 6, up on 10; runs of fall-1 and rise-1 around them
+		{3, 2, {F, F, P, F, F, F, P, F, P, P, F, F}},
+		// down on probe 4, up on 10
+		{2, 3, {F, P, F, F, P, P, F, P, P, P, F}},
+		// a zero is read as 1: every verdict that differs is a change
+		{0, 0, {P, F, P, F, F, P}},
+	};
+	// Independent hand check of the reference rule on the first config.
+	auto ref0 = reference_changes(configs[0].script, 3, 2);
+	ASSERT_EQ(ref0[5], std::optional<bool>(false));
+	ASSERT_EQ(ref0[9], std::optional<bool>(true));
+	ASSERT_EQ(std::count_if(ref0.begin(), ref0.end(), [](auto &c) { return c.has_value(); }),
+		  2);
+
+	fixture f;
+	std::vector<std::unique_ptr<scripted_server>> servers;
+	std::map<uint64_t, health_check_spec> targets;
+	std::map<uint64_t, std::pair<size_t, size_t>> which; // key -> (config, prefix length)
+	for (size_t c = 0; c < configs.size(); c++) {
+		const auto &cfg = configs[c];
+		for (size_t n = 0; n <= cfg.script.size(); n++) {
+			std::vector<bool> prefix(cfg.script.begin(), cfg.script.begin() + long(n));
+			servers.push_back(std::make_unique<scripted_server>(prefix));
+			uint64_t key = (c + 1) * 100 + n;
+			targets[key] = scripted_check(servers.back()->port(), cfg.fall, cfg.rise);
+			which[key] = {c, n};
+		}
+	}
+	f.mon->set_targets(targets);
+	ASSERT_TRUE(eventually([&] {
+		return std::all_of(servers.begin(), servers.end(),
+				   [](auto &s) { return s->held() >= 1; });
+	}));
+	ASSERT_TRUE(flush_callbacks(f, targets));
+
+	for (auto &[key, cn] : which) {
+		auto [c, n] = cn;
+		const auto &cfg = configs[c];
+		SCOPED_TRACE("fall " + std::to_string(cfg.fall) + " rise " +
+			     std::to_string(cfg.rise) + ", first " + std::to_string(n) +
+			     " verdicts");
+		std::vector<bool> prefix(cfg.script.begin(), cfg.script.begin() + long(n));
+		std::vector<bool> want;
+		bool healthy = true;
+		for (auto change : reference_changes(prefix, cfg.fall, cfg.rise))
+			if (change)
+				want.push_back(healthy = *change);
+		std::vector<bool> got;
+		for (auto &e : f.events_for(key)) {
+			got.push_back(e.healthy);
+			ASSERT_TRUE(e.seen);
+			EXPECT_EQ(e.seen->healthy, e.healthy);
+		}
+		EXPECT_EQ(got, want);
+		EXPECT_EQ(f.status(key).healthy, healthy);
+	}
 }
 
 TEST(health, http_200_is_healthy_and_request_is_as_configured)

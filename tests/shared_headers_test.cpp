@@ -3,6 +3,7 @@
 // compile for BPF (check_headers.sh); the XDP tests check that the BPF build
 // computes the same values.
 #include <sluice/counters.h>
+#include <sluice/encap.h>
 #include <sluice/flow.h>
 #include <sluice/maglev.h>
 #include <sluice/packet.h>
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <set>
 #include <string>
@@ -91,13 +93,96 @@ TEST(FlowKey, EqualityComparesAllFields)
 	EXPECT_FALSE(sluice_flow_key_equal(&a, &b));
 }
 
-TEST(Gue, SourcePortInDynamicRange)
+// The rule, written out here on its own: RFC 7605 §3 gives the dynamic
+// range as 49152-65535 (16384 ports); the outer source port is the start of
+// that range plus the flow hash modulo its size, so one flow keeps one port
+// (RFC 8086 §3.1 asks for that) and the fabric's ECMP and the backend's RSS
+// spread different flows.
+uint16_t reference_gue_source_port(uint32_t flow_hash)
 {
+	return static_cast<uint16_t>(49152 + flow_hash % 16384);
+}
+
+// What a capture of the outer packet shows: the UDP header's first two
+// bytes, in network order, as sluice_write_gue puts them on the wire.
+uint16_t wire_gue_source_port(uint32_t flow_hash)
+{
+	uint8_t buf[sizeof(sluice_udp_hdr) + sizeof(sluice_gue_hdr)];
+	std::memset(buf, 0xAA, sizeof(buf));
+	sluice_udp_hdr u;
+	sluice_gue_hdr g;
+	sluice_write_gue(&u, &g, sluice_htons(6080), flow_hash, SLUICE_AF_INET, 100);
+	std::memcpy(buf, &u, sizeof(u));
+	return static_cast<uint16_t>(buf[0] << 8 | buf[1]);
+}
+
+sluice_flow_key v4_key_with_sport(uint16_t sport)
+{
+	sluice_flow_key k = v4_key();
+	k.sport_be = sluice_htons(sport);
+	return k;
+}
+
+TEST(Gue, SourcePortIsTheFlowHashInTheDynamicRange)
+{
+	// Golden values computed outside this code: the flow hash by hash.h's
+	// written definition in Python (which gives FlowHash's golden hashes
+	// too), the port by the rule above.
+	sluice_flow_key zero;
+	std::memset(&zero, 0, sizeof(zero));
+	const struct {
+		const char *what;
+		sluice_flow_key key;
+		uint32_t hash;
+		uint16_t port;
+	} golden[] = {
+		{"192.0.2.1:40000 -> 10.200.1.1:80 tcp", v4_key(), 0x8c9dfb42u, 64322},
+		{"192.0.2.1:40001 -> 10.200.1.1:80 tcp", v4_key_with_sport(40001), 0x862bba54u, 64084},
+		{"192.0.2.1:40002 -> 10.200.1.1:80 tcp", v4_key_with_sport(40002), 0xc78fcabau, 51898},
+		{"192.0.2.1:1024 -> 10.200.1.1:80 tcp", v4_key_with_sport(1024), 0xf84eba84u, 64132},
+		{"all-zero key", zero, 0xb18748d9u, 51417},
+	};
+	std::set<uint16_t> ports;
+	for (const auto &g : golden) {
+		SCOPED_TRACE(g.what);
+		EXPECT_EQ(sluice_flow_hash(&g.key), g.hash);
+		EXPECT_EQ(reference_gue_source_port(g.hash), g.port);
+		EXPECT_EQ(sluice_gue_source_port(g.hash), g.port);
+		EXPECT_EQ(wire_gue_source_port(sluice_flow_hash(&g.key)), g.port);
+		ports.insert(g.port);
+	}
+	// Different flows, different ports: neighbouring client ports of one
+	// client included.
+	EXPECT_EQ(ports.size(), std::size(golden));
+
+	// Every client port of one client, as a NAT produces: each flow's port
+	// is the rule's, and the flows use (nearly) the whole range: 65,536
+	// flows over 16,384 ports leave about e^-4, 1.8%, of them unused.
+	std::set<uint16_t> used;
+	for (uint32_t p = 0; p < 65536; p++) {
+		sluice_flow_key k = v4_key_with_sport(static_cast<uint16_t>(p));
+		uint32_t h = sluice_flow_hash(&k);
+		uint16_t port = wire_gue_source_port(h);
+		if (port != reference_gue_source_port(h)) {
+			ADD_FAILURE() << "client port " << p << ": flow hash " << h << " gave "
+				      << port << ", want " << reference_gue_source_port(h);
+			break;
+		}
+		used.insert(port);
+	}
+	EXPECT_GT(used.size(), 16384u * 95 / 100);
+	EXPECT_GE(*used.begin(), 49152);
+
+	// And for hashes no key gave here: both ends of the range are reached.
 	std::mt19937 rng(7);
 	for (int i = 0; i < 10000; i++) {
-		uint16_t p = sluice_gue_source_port(static_cast<uint32_t>(rng()));
-		EXPECT_GE(p, 49152);
+		uint32_t h = static_cast<uint32_t>(rng());
+		ASSERT_EQ(sluice_gue_source_port(h), reference_gue_source_port(h)) << "hash " << h;
 	}
+	EXPECT_EQ(sluice_gue_source_port(0u), 49152);
+	EXPECT_EQ(sluice_gue_source_port(0xFFFFFFFFu), 65535);
+	EXPECT_EQ(sluice_gue_source_port(16384u), 49152); // the range wraps, it does not overflow
+	EXPECT_EQ(sluice_gue_source_port(16383u), 65535);
 }
 
 TEST(ActiveIndex, PacksGenerationAndSlot)

@@ -11,13 +11,18 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -30,6 +35,42 @@ namespace {
 
 // Simulated workers need pids no process has: pid_max is at most 2^22.
 constexpr uint32_t fake_pid_base = 0x40000000u;
+
+// Polls `pred` until it holds, at most `polls` times (100 us apart): for
+// states another thread or the product stores with no way to wait on them.
+// The bound only keeps a broken product from hanging the test; no test
+// passes or fails on how long anything took.
+bool poll_until(const std::function<bool()> &pred, int polls = 600'000)
+{
+	for (int i = 0; i < polls; i++) {
+		if (pred())
+			return true;
+		std::this_thread::sleep_for(100us);
+	}
+	return pred();
+}
+
+// Threads reporting in: each add() counts one, wait_for(n) blocks until n
+// have. The failsafe only turns a hang into a failure.
+class counter_signal {
+public:
+	void add()
+	{
+		std::lock_guard lock(mu_);
+		n_++;
+		cv_.notify_all();
+	}
+	bool wait_for(int n, std::chrono::seconds failsafe = 120s)
+	{
+		std::unique_lock lock(mu_);
+		return cv_.wait_for(lock, failsafe, [&] { return n_ >= n; });
+	}
+
+private:
+	std::mutex mu_;
+	std::condition_variable cv_;
+	int n_ = 0;
+};
 
 std::string error_of(const std::function<void()> &f)
 {
@@ -187,8 +228,14 @@ protected:
 
 TEST_F(shm_test, readers_never_see_a_torn_or_reused_snapshot)
 {
-	constexpr int publishes = 10000;
+	// Readers run while the writer publishes: every reader must see many
+	// generations go by (a reader that only ever saw the last one proves
+	// nothing about tearing), and none may be torn, reused under it, or
+	// older than one it saw before.
 	constexpr int readers = 3;
+	constexpr uint64_t want_distinct = 50;
+	constexpr int max_publishes = 200'000;  // bounds the writer
+	constexpr uint64_t max_reads = 50'000'000; // bounds each reader
 	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
 	EXPECT_FALSE(seg.adopted());
 	// Long enough that no reader is ever declared dead on a loaded machine:
@@ -197,8 +244,8 @@ TEST_F(shm_test, readers_never_see_a_torn_or_reused_snapshot)
 
 	std::atomic<bool> done{false};
 	std::atomic<uint64_t> torn{0}, reused{0}, backwards{0};
-	std::vector<uint64_t> reads(readers, 0), distinct(readers, 0);
-	const auto deadline = std::chrono::steady_clock::now() + 120s;
+	std::vector<std::atomic<uint64_t>> reads(readers), distinct(readers);
+	counter_signal reading; // each reader, once it has read once
 
 	std::vector<std::thread> threads;
 	for (int r = 0; r < readers; r++) {
@@ -208,12 +255,18 @@ TEST_F(shm_test, readers_never_see_a_torn_or_reused_snapshot)
 							       fake_pid_base + (uint32_t)r);
 			std::mt19937 rng((unsigned)r + 1);
 			uint64_t last = 0;
-			while (!done.load(std::memory_order_relaxed) &&
-			       std::chrono::steady_clock::now() < deadline) {
+			bool reported = false;
+			for (uint64_t i = 0; i < max_reads && !done.load(std::memory_order_relaxed); i++) {
 				const sluice_snapshot *s = w.acquire();
 				w.heartbeat();
-				if (!s)
+				if (!reported) {
+					reading.add();
+					reported = true;
+				}
+				if (!s) {
+					std::this_thread::yield();
 					continue;
+				}
 				uint64_t gen = __atomic_load_n(&s->hdr.generation, __ATOMIC_RELAXED);
 				if (gen < last)
 					backwards++;
@@ -240,19 +293,31 @@ TEST_F(shm_test, readers_never_see_a_torn_or_reused_snapshot)
 		});
 	}
 
-	for (int i = 0; i < publishes && std::chrono::steady_clock::now() < deadline; i++)
-		ASSERT_EQ(publish_next(writer), (uint64_t)i + 1);
+	// Not one publish before every reader is in its loop.
+	ASSERT_TRUE(reading.wait_for(readers));
+	auto all_saw_enough = [&] {
+		for (int r = 0; r < readers; r++)
+			if (distinct[r] < want_distinct)
+				return false;
+		return true;
+	};
+	int published = 0;
+	while (published < max_publishes && !all_saw_enough()) {
+		ASSERT_EQ(publish_next(writer), (uint64_t)published + 1);
+		published++;
+	}
 	done = true;
 	for (std::thread &t : threads)
 		t.join();
 
-	EXPECT_EQ(writer.generation(), (uint64_t)publishes);
+	EXPECT_EQ(writer.generation(), (uint64_t)published);
 	EXPECT_EQ(torn.load(), 0u);
 	EXPECT_EQ(reused.load(), 0u);
 	EXPECT_EQ(backwards.load(), 0u);
 	for (int r = 0; r < readers; r++) {
-		EXPECT_GT(reads[r], 0u) << "reader " << r;
-		EXPECT_GT(distinct[r], 0u) << "reader " << r;
+		EXPECT_GE(distinct[r].load(), want_distinct)
+			<< "reader " << r << " saw " << distinct[r] << " generations of " << published;
+		EXPECT_GE(reads[r].load(), distinct[r].load()) << "reader " << r;
 	}
 	// Released on exit: the records hold nothing any more.
 	EXPECT_TRUE(writer.live_workers().empty());
@@ -307,21 +372,32 @@ TEST_F(shm_test, a_live_slow_reader_keeps_its_slot_until_it_moves_on)
 		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
 
 	// The next one must wait for the reader: it may move to any of them.
+	// A waiting writer heartbeats (a sluiced stuck behind a slow worker
+	// must not look dead to the next one starting): that store, over a
+	// value no clock gives, is the event that says publish is waiting. A
+	// publish that does not wait heartbeats only after it filled a slot,
+	// and the filler below sees the reader has not moved yet.
+	__atomic_store_n(&shm->ctl.writer_heartbeat_ns, 0, __ATOMIC_RELEASE);
 	std::atomic<bool> advanced{false};
-	bool intact_while_waiting = false;
+	bool writer_waited = false, intact_while_waiting = false;
 	std::thread mover([&] {
-		std::this_thread::sleep_for(100ms);
+		writer_waited = poll_until(
+			[&] { return __atomic_load_n(&shm->ctl.writer_heartbeat_ns, __ATOMIC_ACQUIRE) != 0; });
 		intact_while_waiting = intact(*held, 1);
 		slow.heartbeat();
 		advanced = true;
 		const sluice_snapshot *now = slow.acquire();
 		EXPECT_EQ(now->hdr.generation, (uint64_t)SLUICE_SNAPSHOT_SLOTS);
 	});
-	const uint64_t gen = publish_next(writer);
-	const bool advanced_first = advanced.load();
+	bool advanced_at_fill = false;
+	const uint64_t gen = writer.publish([&](sluice_snapshot &s) {
+		advanced_at_fill = advanced.load();
+		fill_for(s, SLUICE_SNAPSHOT_SLOTS + 1);
+	});
 	mover.join();
 
-	EXPECT_TRUE(advanced_first) << "publish returned while the reader still held generation 1";
+	EXPECT_TRUE(writer_waited);
+	EXPECT_TRUE(advanced_at_fill) << "publish filled a slot while the reader still held generation 1";
 	EXPECT_TRUE(intact_while_waiting);
 	EXPECT_EQ(gen, (uint64_t)SLUICE_SNAPSHOT_SLOTS + 1);
 	// The oldest slot, the one the reader left, is the one reused.
@@ -339,17 +415,26 @@ TEST_F(shm_test, a_worker_that_has_seen_nothing_keeps_every_published_slot)
 	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS; i++)
 		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
 
-	// Any published slot might be the one it is loading right now.
+	// Any published slot might be the one it is loading right now. As
+	// above: the writer's heartbeat while it waits is the event.
+	__atomic_store_n(&seg->ctl.writer_heartbeat_ns, 0, __ATOMIC_RELEASE);
 	std::atomic<bool> advanced{false};
+	bool writer_waited = false;
 	std::thread mover([&] {
-		std::this_thread::sleep_for(100ms);
+		writer_waited = poll_until(
+			[&] { return __atomic_load_n(&seg->ctl.writer_heartbeat_ns, __ATOMIC_ACQUIRE) != 0; });
 		advanced = true;
 		fresh.acquire();
 	});
-	publish_next(writer);
-	const bool advanced_first = advanced.load();
+	bool advanced_at_fill = false;
+	EXPECT_EQ(writer.publish([&](sluice_snapshot &s) {
+		advanced_at_fill = advanced.load();
+		fill_for(s, SLUICE_SNAPSHOT_SLOTS + 1);
+	}),
+		  (uint64_t)SLUICE_SNAPSHOT_SLOTS + 1);
 	mover.join();
-	EXPECT_TRUE(advanced_first);
+	EXPECT_TRUE(writer_waited);
+	EXPECT_TRUE(advanced_at_fill) << "publish filled a slot a worker that has seen nothing may be loading";
 }
 
 TEST_F(shm_test, a_throwing_fill_publishes_nothing)
@@ -485,17 +570,59 @@ TEST_F(shm_test, attach_to_a_missing_segment_says_what_to_do)
 	EXPECT_NO_THROW(shm_segment::unlink(name)); // missing: fine
 }
 
-TEST_F(shm_test, attach_wait_sees_a_segment_created_meanwhile)
+TEST_F(shm_test, attach_wait_sees_a_segment_finished_meanwhile)
 {
+	// What a dataplane started together with sluiced finds: the segment
+	// is there but not finished (no magic yet). attach_wait must look,
+	// find it unfinished, and take it once it is. inotify tells when its
+	// first look is over (it closes the file), so the segment is finished
+	// only after attach_wait has seen it unfinished at least once.
 	const std::string name = fresh_name();
-	std::thread creator([&] {
-		std::this_thread::sleep_for(100ms);
-		shm_segment seg = shm_segment::create_or_adopt(name);
+	make_raw(name, sizeof(sluice_shm), [](sluice_shm_header &h) { h.magic = 0; });
+	int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	ASSERT_GE(in, 0) << std::strerror(errno);
+	ASSERT_GE(inotify_add_watch(in, ("/dev/shm/" + name).c_str(), IN_CLOSE), 0)
+		<< std::strerror(errno);
+
+	std::optional<shm_segment> attached;
+	uint64_t magic_on_return = 0; // what the dataplane finds the moment it has it
+	std::string failed;
+	std::atomic<bool> returned{false};
+	std::thread dataplane([&] {
+		try {
+			attached = shm_segment::attach_wait("/" + name, 120s);
+			magic_on_return = __atomic_load_n(&attached->get()->hdr.magic, __ATOMIC_ACQUIRE);
+		} catch (const error &e) {
+			failed = e.what();
+		}
+		returned = true;
 	});
-	shm_segment seg = shm_segment::attach_wait("/" + name, 60s);
-	creator.join();
-	EXPECT_EQ(seg.name(), name);
-	EXPECT_EQ(seg->hdr.magic, SLUICE_SHM_MAGIC);
+	// The first close of the file after the watch: attach_wait's first
+	// look, done. An attach_wait that returns without closing it (it took
+	// the unfinished segment) ends the wait too. (Bounded; the failsafe
+	// only turns a hang into a failure.)
+	bool looked = false;
+	for (int i = 0; i < 1200 && !looked && !returned; i++) {
+		pollfd p{in, POLLIN, 0};
+		if (poll(&p, 1, 100) > 0) {
+			alignas(inotify_event) char buf[4096];
+			looked = read(in, buf, sizeof(buf)) > 0;
+		}
+	}
+	close(in);
+	EXPECT_TRUE(looked);
+	shm_segment sluiced = shm_segment::create_or_adopt(name);
+	EXPECT_FALSE(sluiced.adopted()); // unfinished: made afresh, in place
+	dataplane.join();
+
+	ASSERT_TRUE(attached) << failed;
+	EXPECT_EQ(magic_on_return, SLUICE_SHM_MAGIC) << "attach_wait returned an unfinished segment";
+	EXPECT_EQ(attached->name(), name);
+	EXPECT_EQ(attached->get()->hdr.magic, SLUICE_SHM_MAGIC);
+	// The very segment sluiced publishes to.
+	snapshot_writer writer(sluiced.get(), 30s);
+	EXPECT_EQ(publish_next(writer), 1u);
+	EXPECT_EQ(sluice_active_generation(attached->get()->ctl.active), 1u);
 }
 
 TEST_F(shm_test, a_segment_moves_and_unmaps_once)
