@@ -316,6 +316,7 @@ struct health_monitor::impl {
 			s.last_error.clear();
 			if (!s.healthy && s.successes_in_row >= at_least_1(t.spec.rise)) {
 				s.healthy = true;
+				s.transition_check = s.checks;
 				pending.emplace_back(key, true);
 			}
 		} else {
@@ -325,6 +326,7 @@ struct health_monitor::impl {
 			s.last_error = std::move(why);
 			if (s.healthy && s.failures_in_row >= at_least_1(t.spec.fall)) {
 				s.healthy = false;
+				s.transition_check = s.checks;
 				pending.emplace_back(key, false);
 			}
 		}

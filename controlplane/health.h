@@ -54,6 +54,9 @@ struct health_status {
 	uint64_t last_check_ns = 0;
 	// Probes finished since this spec was set.
 	uint64_t checks = 0;
+	// `checks` when the probe that last flipped `healthy` finished; 0: no
+	// flip since this spec was set.
+	uint64_t transition_check = 0;
 };
 
 class health_monitor {

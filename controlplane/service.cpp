@@ -402,6 +402,10 @@ json service::dispatch(const std::string &verb, const json &args)
 		if (b.health) {
 			j["last_error"] = b.health->last_error;
 			j["checks"] = b.health->checks;
+			j["successes_in_row"] = b.health->successes_in_row;
+			j["failures_in_row"] = b.health->failures_in_row;
+			j["transition_check"] = b.health->transition_check;
+			j["last_check_ns"] = b.health->last_check_ns;
 		}
 		return j;
 	};

@@ -9,8 +9,9 @@ Starts a real sluiced (own socket, state dir and shm segment), then:
   record (kind dpdk) in `sluicectl status`, stopped once it is done;
 - start-up errors: one line and the documented exit status;
 - `sluice-dpdk --iface` on a veth inside network namespaces made for the test
-  (root only): it attaches, counts the pings it receives, and stops cleanly on
-  SIGTERM.
+  (root only): it attaches, answers three pings to the VIP (ping gets three
+  replies, none duplicated; icmp_echo_replied is exactly 3), and stops
+  cleanly on SIGTERM.
 No hugepages, no NIC; every wait is bounded and everything is torn down.
 The packet contents are the fixture suite's business, not this one's.
 
@@ -51,9 +52,7 @@ vips:
 
 
 
-def counters(stdout):
-    """The `name value` lines sluice-dpdk prints on exit."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
+counters = sluiced.exit_counters
 
 
 class Sluiced(sluiced.Sluiced):
@@ -171,7 +170,7 @@ class DpdkSmoke(unittest.TestCase):
             self.assertIn(text, last)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("ip"), "needs root and iproute2")
-    def test_iface_on_a_veth_attaches_counts_pings_and_stops_on_sigterm(self):
+    def test_iface_on_a_veth_attaches_answers_pings_and_stops_on_sigterm(self):
         tag = f"sds{os.getpid() % 100000}"
         lbns, clns = f"{tag}-lb", f"{tag}-cl"
         lbif, clif = f"{tag}l", f"{tag}c"
@@ -192,7 +191,7 @@ class DpdkSmoke(unittest.TestCase):
             ip("-n", clns, "addr", "add", "10.0.0.1/24", "dev", clif)
             ip("-n", clns, "route", "add", f"{VIP}/32", "via", "10.0.0.2")
             # The LB's kernel sees the af_packet port's frames too: it must
-            # not route VIP packets (TESTBED.md).
+            # not route VIP packets (docs/testing.md).
             subprocess.run(["ip", "netns", "exec", lbns, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
                            check=True, timeout=30)
 
@@ -207,8 +206,11 @@ class DpdkSmoke(unittest.TestCase):
             names = sorted(w["name"] for w in self.d.workers(proc.pid))
             self.assertEqual(names, [f"dpdk {lbif} q0", f"dpdk {lbif} q1"])
 
-            subprocess.run(["ip", "netns", "exec", clns, "ping", "-c", "3", "-i", "0.2", "-W", "1", VIP],
-                           capture_output=True, timeout=30)
+            # Echo requests to a VIP are sluice-dpdk's to answer (decide.h:
+            # SLUICE_ACT_ECHO): the LB's kernel does not hold the VIP and
+            # does not forward, so every reply is sluice-dpdk's, one each.
+            ping = subprocess.run(["ip", "netns", "exec", clns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "5",
+                                   VIP], capture_output=True, text=True, timeout=60)
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = proc.communicate(timeout=60)
             self.assertEqual(proc.returncode, 0, stderr)
@@ -216,7 +218,16 @@ class DpdkSmoke(unittest.TestCase):
             self.assertRegex(stderr, rf"port 0 \(net_af_packet0, net_af_packet\): 2 rx/2 tx queues; "
                                      rf"RSS: .*; TX IPv4 checksum: (offload|software)")
             c = counters(stdout)
-            # Three echo requests to the VIP, plus whatever ARP came by.
+            self.assertEqual(ping.returncode, 0, f"ping {VIP}:\n{ping.stdout}{ping.stderr}\n{stdout}")
+            self.assertRegex(ping.stdout, r"\b3 packets transmitted, 3 received\b", ping.stdout)
+            self.assertNotIn("DUP!", ping.stdout, "an echo request answered twice (the LB's kernel too?)")
+            self.assertEqual(len(re.findall(rf"^\d+ bytes from {re.escape(VIP)}: icmp_seq=[123] ", ping.stdout,
+                                            re.M)), 3, ping.stdout)
+            # The three requests ping sent, each answered once, by the
+            # dataplane: no more (a reply counted twice, or an echo it did
+            # not send), no fewer (a request it lost or left to the kernel).
+            self.assertEqual(c.get("icmp_echo_replied"), 3, stdout)
+            # Those three, plus whatever ARP came by.
             self.assertGreaterEqual(c.get("rx_packets", 0), 3, stdout)
             self.assertEqual([w["state"] for w in self.d.workers(proc.pid)], ["stopped", "stopped"])
         finally:

@@ -12,22 +12,33 @@ VIPs, with a subTest per mode:
 
   1 spread       300 HTTP requests from 300 (address, port) pairs: all answered, 20-47 % each
   2 udp          one flow's datagrams reach one backend; 150 flows spread
-  3 health       a backend's server stops: down within fall x interval + 1 s,
-                 then 100 % success on the others; back: up within rise x interval + 1 s
+  3 health       a backend's server stops: marked down on exactly its `fall`-th
+                 failed probe in a row (the checker's own counts in `sluicectl
+                 status --json`), then 100 % success on the others; back: up on
+                 exactly its `rise`-th passed probe in a row
   4 churn        downloads survive a backend added and a different one removed
   5 drain        --drain: the download on it finishes, it gets no new connection
   6 sluiced      SIGKILL: traffic flows; restarted: adopts the dataplane, same
                  configuration, a later change takes effect
   7 dataplane    sluice-xdp restarted: established connections survive (pinned
-                 connection table); sluice-dpdk restarted: forwarding within 2 s
+                 connection table); either restarted: forwarding again
   8 ipv6         scenario 1 on the IPv6 VIPs
   9 stats        after every scenario, per-VIP and per-backend packets in
-                 `sluicectl stats --json` and /metrics equal what the client
-                 sent (counted on its veth), less what reached the LB's kernel
-                 while no dataplane ran (and what the kernel provably lost on
-                 the way: veth/bridge drops, TCP retransmissions); every one
-                 left the LB carried the VIP's way (counted on the bridge); no
-                 drop counter moved; replies came from the backends' MACs
+                 `sluicectl stats --json` and /metrics equal what the bridge
+                 handed the LB's veth for that VIP service (counted on the
+                 bridge's side of it, within the kernel's own tx counter of
+                 that port), less what reached it while no dataplane ran and
+                 what the kernel counted as dropped between there and the
+                 LB; that in turn is what the client sent (counted on its
+                 veth) less what the kernel counted as dropped on the way.
+                 TCP and UDP alike: a retransmission is a packet sent and
+                 counted, never slack. Every packet left the LB carried the
+                 VIP's way (counted on the bridge); no drop counter moved;
+                 replies came from the backends' MACs
+
+How long failover takes (a backend marked down, a dataplane forwarding
+again) is printed here, never asserted: `scripts/bench --only failover`
+measures it.
 
 usage: e2e_scenarios.py BUILD_DIR SOURCE_DIR xdp|dpdk [unittest args]
 """
@@ -140,11 +151,20 @@ class Scenarios(unittest.TestCase):
         self.assertFalse(bad, f"{what}: {len(bad)} of {len(results)} failed, e.g. {bad[:3]}")
 
     def mark(self):
-        """What the client has sent and what sluice has counted, now."""
+        """What the client has sent, what reached the LB's veth, the kernel's
+        counters on the way and what sluice has counted, now."""
         c = self.topo.client.counts()
         f = self.topo.tap.counts()
+        links = self.topo.link_stats()
+        side = lambda *ifs: sum(links[ns][i].get(d, {}).get("dropped", 0) for ns, i in ifs for d in ("rx", "tx"))
         return {"sent": c["counts"], "drops": c["drops"] + f["drops"], "fwd": f["counts"],
-                "retrans": c["retrans"], "path_drops": self.topo.path_drops(),
+                "retrans": c["retrans"],
+                # Dropped by the kernel between the client's sniffer and the
+                # bridge's side of the LB's veth, and from there to the LB.
+                "client_drops": side(("client", "eth0"), ("br", "client"), ("br", "br0")),
+                "lb_drops": side(("br", "lb"), ("lb", "eth0")),
+                "lb_port_tx": links["br"]["lb"].get("tx", {}).get("packets", 0),
+                "lb_rx": links["lb"]["eth0"].get("rx", {}).get("packets", 0),
                 "stats": self.topo.stats(), "t": time.monotonic()}
 
     @staticmethod
@@ -170,16 +190,20 @@ class Scenarios(unittest.TestCase):
 
     def account(self, before, svcs, gap=None, what="", hint=""):
         """Scenario 9 after a scenario: for every VIP service it used, the
-        packets sluice counted equal what the client sent since `before`
-        (less at most what it sent while `gap` = (mark, mark) had no
-        dataplane), the backends' packets add up to the VIP's, and /metrics
-        says the same as `sluicectl stats --json`."""
-        gap_sent = {}
+        packets sluice counted equal what the bridge handed the LB's veth
+        for it since `before` (less at most what reached it while `gap` =
+        (mark, mark) had no dataplane, and what the kernel counted as
+        dropped from there to the LB's dataplane), and that equals what the
+        client sent less what the kernel counted as dropped on its way. No
+        other slack, TCP or UDP: a retransmitted segment is one more packet
+        sent and one more counted. The backends' packets add up to the
+        VIP's, and /metrics says the same as `sluicectl stats --json`."""
+        gap_arrived = {}
         if gap:
             g0, g1 = gap
             for s in svcs:
-                k = self.key(s)
-                gap_sent[k] = g1["sent"].get(k, 0) - g0["sent"].get(k, 0)
+                k = "to-lb/" + self.key(s)
+                gap_arrived[s] = g1["fwd"].get(k, 0) - g0["fwd"].get(k, 0)
 
         def deltas():
             now = self.mark()
@@ -187,6 +211,7 @@ class Scenarios(unittest.TestCase):
             for s in svcs:
                 k = self.key(s)
                 sent = now["sent"].get(k, 0) - before["sent"].get(k, 0)
+                arrived = now["fwd"].get("to-lb/" + k, 0) - before["fwd"].get("to-lb/" + k, 0)
                 v1, v0 = self.vip_stats(now["stats"], s), self.vip_stats(before["stats"], s)
                 counted = v1["packets"] - v0["packets"]
                 b0 = {b["address"]: b["packets"] for b in v0["backends"]}
@@ -194,40 +219,62 @@ class Scenarios(unittest.TestCase):
                 kind, inner = self.carried(s)
                 fwd = {kd: now["fwd"].get(f"{kd}/{inner}", 0) - before["fwd"].get(f"{kd}/{inner}", 0)
                        for kd in ("ipip", "ip6ip6", "ip4in6", "ip6in4", "gue4", "gue6", "plain")}
-                out[s] = (sent, counted, by_backend, fwd)
+                out[s] = (sent, arrived, counted, by_backend, fwd)
             return now, out
 
-        def lost(now):
-            """Packets the client sent that may not have reached the
-            dataplane: what the kernel dropped on the way (veth and bridge
-            counters), and, since a dropped packet is sent again, the client's
-            TCP retransmissions. Normally 0; a loaded machine loses a few."""
-            return (now["retrans"] - before["retrans"]) + (now["path_drops"] - before["path_drops"])
+        def kernel(now):
+            """What the kernel counted on the LB's port and veth since
+            `before`: frames the bridge's side sent (tx_packets), frames the
+            LB's side received (rx_packets), and the drops on either half of
+            the path (client to bridge, bridge to LB)."""
+            return {k: now[k] - before[k] for k in ("client_drops", "lb_drops", "lb_port_tx", "lb_rx")}
 
-        def missing(d):
-            return sum(max(0, sent - gap_sent.get(self.key(s), 0) - counted)
-                       for s, (sent, counted, _, _) in d.items())
+        def problems(now, d):
+            k = kernel(now)
+            bad = []
+            for s, (sent, arrived, counted, _, fwd) in d.items():
+                name, unseen = T.service(*s), gap_arrived.get(s, 0)
+                if arrived > sent:
+                    bad.append(f"{name}: {arrived} packets reached the LB's veth, the client sent {sent}")
+                if sent - arrived > k["client_drops"]:
+                    bad.append(f"{name}: the client sent {sent} packets, {arrived} reached the LB's veth, the "
+                               f"kernel dropped {k['client_drops']} on the way")
+                if counted > arrived:
+                    bad.append(f"{name}: sluice counted {counted} packets, {arrived} reached the LB's veth")
+                if arrived - unseen - counted > k["lb_drops"]:
+                    bad.append(f"{name}: sluice counted {counted} packets, {arrived} reached the LB's veth ("
+                               f"{unseen} while no dataplane ran), the kernel dropped {k['lb_drops']} between "
+                               f"the bridge and the LB")
+                if fwd[self.carried(s)[0]] != counted:
+                    bad.append(f"{name}: {fwd[self.carried(s)[0]]} packets left the LB as "
+                               f"{self.carried(s)[0]}, sluice counted {counted}: {fwd}")
+            arrived_all = sum(v[1] for v in d.values())
+            counted_all = sum(v[2] for v in d.values())
+            # The kernel's own counters of the two ends of the LB's veth, read
+            # before and after: every packet counted above went through both.
+            if arrived_all > k["lb_port_tx"] + k["lb_drops"]:
+                bad.append(f"{arrived_all} VIP packets seen leaving the bridge for the LB, its port's tx "
+                           f"counter moved {k['lb_port_tx']} (dropped {k['lb_drops']})")
+            if counted_all > k["lb_rx"]:
+                bad.append(f"sluice counted {counted_all} VIP packets, the LB's veth received {k['lb_rx']} frames")
+            return bad
 
         def settled():
             # The sniffers read their sockets on their own time, and the
             # dataplanes copy their counters every 100 ms: wait for all.
             now, d = deltas()
-            if all(counted <= sent and fwd[self.carried(s)[0]] == counted
-                   for s, (sent, counted, _, fwd) in d.items()) and missing(d) <= lost(now):
-                return now, d
-            return None
+            return None if problems(now, d) else (now, d)
         try:
             now, d = T.wait_for(settled, 8, "the counters to settle", step=0.2)
         except TimeoutError:
             now, d = deltas()
-        slack = lost(now)
-        if missing(d):
+        bad = problems(now, d)
+        if bad:
             c1, c0 = now["stats"]["counters"], before["stats"]["counters"]
             moved = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] != c0.get(k, 0)}
-            print(f"\n  after {what}: {missing(d)} packet(s) the client sent were not counted; the path "
-                  f"dropped {now['path_drops'] - before['path_drops']}, the client retransmitted "
-                  f"{now['retrans'] - before['retrans']}; per service (sent, counted, left the LB): "
-                  f"{ {T.service(*k): (v[0], v[1], v[3][self.carried(k)[0]]) for k, v in d.items()} }; "
+            print(f"\n  after {what}: per service (sent, reached the LB's veth, counted, left the LB): "
+                  f"{ {T.service(*k): (v[0], v[1], v[2], v[4][self.carried(k)[0]]) for k, v in d.items()} }; "
+                  f"kernel: {kernel(now)}; the client retransmitted {now['retrans'] - before['retrans']}; "
                   f"counters moved: {moved}", file=sys.stderr)
         with self.subTest(scenario=9, after=what):
             self.assertEqual(now["drops"], 0, "the client's packet counter lost packets: no verdict")
@@ -238,22 +285,15 @@ class Scenarios(unittest.TestCase):
             self.assertEqual(drops, {}, f"the dataplane dropped packets during {what}: "
                                         + ", ".join(f"{k} {v}{why.get(k, '')}" for k, v in drops.items())
                                         + (f"; {hint}" if hint else ""))
-            for s, (sent, counted, by_backend, fwd) in d.items():
+            for s, (sent, arrived, counted, by_backend, fwd) in d.items():
                 name = T.service(*s)
-                unseen = gap_sent.get(self.key(s), 0)
                 self.assertGreater(sent, 0, f"{name}: the client sent nothing")
-                self.assertLessEqual(counted, sent, f"{name}: sluice counted {counted} packets, more than the "
-                                                    f"client sent ({sent})")
-                self.assertGreaterEqual(counted, sent - unseen - slack,
-                                        f"{name}: sluice counted {counted} packets, the client sent {sent}: "
-                                        f"{unseen} of them while no dataplane ran, and the path may have "
-                                        f"lost {slack} (kernel drops + TCP retransmissions)")
                 self.assertEqual(by_backend, counted, f"{name}: per-backend packets do not add up to the VIP's")
-                # What left the LB for the backends: all of it, carried the VIP's way.
+                # What left the LB for the backends: carried the VIP's way only.
                 kind, _ = self.carried(s)
-                self.assertEqual(fwd[kind], counted, f"{name}: {fwd[kind]} packets left the LB as {kind}, "
-                                                     f"sluice counted {counted}: {fwd}")
                 self.assertEqual(sum(fwd.values()), fwd[kind], f"{name}: carried another way too: {fwd}")
+            if bad:
+                self.fail(f"after {what}: the counts do not reconcile:\n  " + "\n  ".join(bad))
             # Direct server return: replies from VIPs come from the backends' MACs, never the LB's.
             replies = {k.split("/", 1)[1]: now["sent"].get(k, 0) - before["sent"].get(k, 0)
                        for k in now["sent"] if k.startswith("reply-from/")}
@@ -326,12 +366,40 @@ class Scenarios(unittest.TestCase):
         rc, out, err = self.topo.ctl(*args, check=False)
         self.assertEqual(rc, 0, f"sluicectl {' '.join(map(str, args))}: {err}")
 
+    def health_of(self, svcs, be):
+        """{service: be's backend object in `sluicectl status --json`}, for
+        every service in svcs, from one status."""
+        names = {self.svc(s) for s in svcs}
+        return {v["vip"]: b for v in self.topo.status()["vips"] if v["vip"] in names
+                for b in v["backends"] if self.topo.be_by_addr(b["address"]) == be}
+
     def wait_states(self, svcs, be, want, timeout):
-        """Seconds until `be` is in state `want` for every service in svcs."""
+        """Waits until `be` is in state `want` for every service in svcs:
+        (the seconds it took, {service: be's backend object then})."""
         t0 = time.monotonic()
-        T.wait_for(lambda: all(self.topo.backend_states(self.svc(s)).get(be) == want for s in svcs),
-                   timeout, f"{be} {want} for {', '.join(map(self.svc, svcs))}", step=0.05)
-        return time.monotonic() - t0
+
+        def all_there():
+            h = self.health_of(svcs, be)
+            return h if len(h) == len(svcs) and all(b["state"] == want for b in h.values()) else None
+        got = T.wait_for(all_there, timeout, f"{be} {want} for {', '.join(map(self.svc, svcs))}", step=0.05)
+        return time.monotonic() - t0, got
+
+    def assert_transition(self, got, be, want, n, since=None):
+        """Each service's checker turned `be` `want` on exactly the n-th probe
+        in a row to say so: the probes since the last one that went the other
+        way (checks - failures_in_row for down) up to the one that flipped it
+        (transition_check) number n. Valid while no probe has gone the other
+        way since, which the caller ensures. since: {service: a transition_check
+        this one must come after}."""
+        run = "failures_in_row" if want == "down" else "successes_in_row"
+        for name, b in sorted(got.items()):
+            with self.subTest(service=name, transition=want):
+                self.assertEqual(b["healthy"], want == "up", b)
+                self.assertGreater(b["transition_check"], (since or {}).get(name, 0), f"{name}: {b}")
+                self.assertLessEqual(b["transition_check"], b["checks"], f"{name}: {b}")
+                in_row = b["transition_check"] - (b["checks"] - b[run])
+                self.assertEqual(in_row, n, f"{name}: {be} marked {want} by the {in_row}-th probe in a row to "
+                                            f"say so, not the {n}-th: {b}")
 
     # ------------------------------------------------------------ scenarios
 
@@ -377,11 +445,11 @@ class Scenarios(unittest.TestCase):
         before = self.mark()
         self.topo.stop_server(victim)
         try:
-            took = self.wait_states(svcs, victim, "down", 15)
+            # Nothing answers for the victim now: every probe fails.
+            took, got = self.wait_states(svcs, victim, "down", 60)
             type(self).timings["health: marked down after"] = took
-            limit = FALL * INTERVAL_MS / 1000 + 1
-            self.assertLessEqual(took, limit, f"{victim} marked down after {took:.2f}s (fall x interval + 1 s "
-                                              f"= {limit:.1f}s)")
+            self.assert_transition(got, victim, "down", FALL)
+            down_at = {name: b["transition_check"] for name, b in got.items()}
             for m in T.MODES:
                 with self.subTest(mode=m, phase="down"):
                     res = self.get(T.vip4(m), 60) + self.get(T.vip6(m), 30, v6=True)
@@ -394,10 +462,13 @@ class Scenarios(unittest.TestCase):
         finally:
             self.topo.start_server(victim)
             self.topo.wait_server(victim)
-        took = self.wait_states(svcs, victim, "up", 15)
+        # Its servers answer again (wait_server: both listen): every probe passes.
+        took, got = self.wait_states(svcs, victim, "up", 60)
         type(self).timings["health: back up after"] = took
-        limit = RISE * INTERVAL_MS / 1000 + 1
-        self.assertLessEqual(took, limit, f"{victim} back up after {took:.2f}s (rise x interval + 1 s = {limit:.1f}s)")
+        self.assert_transition(got, victim, "up", RISE, since=down_at)
+        print(f"\n  health ({INTERVAL_MS} ms, fall {FALL}, rise {RISE}): {victim} down on all {len(svcs)} services "
+              f"{type(self).timings['health: marked down after']:.2f}s after its servers stopped, up {took:.2f}s "
+              f"after they were back", file=sys.stderr)
         for m in T.MODES:
             with self.subTest(mode=m, phase="back"):
                 res = self.get(T.vip4(m), 60)
@@ -530,22 +601,23 @@ class Scenarios(unittest.TestCase):
             for m in T.MODES:
                 be = downloads[(m, 0)][1]
                 self.check_change(["backend", "set", self.svc(self.tcp4(m)), topo.be4(be), "--drain"], "drain")
-        ev = topo.client.wait("dp-loop", 30)["events"]
-        # The first request answered after the new process started (the
-        # loop's times count from its own start, ~t_loop).
-        ok_after = [t_loop + e[0] for e in ev if e[1] and t_loop + e[0] > t_start]
+        loop = topo.client.wait("dp-loop", 30)
+        ev = loop["events"]
+        t_loop = loop.get("t0", t_loop)  # the loop's own start, on the same clock
+        # When the first request begun after the new process started was
+        # answered (an event is (ended, ok, backend, begun)).
+        ok_after = [t_loop + e[0] for e in ev if e[1] and t_loop + e[3] > t_start]
         resumed = ok_after[0] - t_start if ok_after else None
         failed = sum(1 for e in ev if not e[1])
         timings = type(self).timings
         timings["dataplane stop->ready"] = t_ready - t_stop
         if resumed is not None:
             timings["forwarding resumed after the new start"] = resumed
+        first = "none" if resumed is None else f"{resumed:.2f}s"
         print(f"\n  sluice-{DATAPLANE} restart: stopped in {t_start - t_stop:.2f}s, ready {t_ready - t_start:.2f}s "
-              f"after its start, first answer {resumed}s after its start; {failed} of {len(ev)} "
-              f"requests failed meanwhile", file=sys.stderr)
+              f"after its start, the first request sent after that answered {first} after it; {failed} of "
+              f"{len(ev)} requests failed meanwhile", file=sys.stderr)
         self.assertIsNotNone(resumed, f"no request succeeded after sluice-{DATAPLANE} restarted: {ev[-5:]}")
-        if DATAPLANE == "dpdk":
-            self.assertLessEqual(resumed, 2.0, f"sluice-dpdk forwarded again {resumed:.2f}s after its restart")
         for (m, i), r in self.finish_downloads(downloads).items():
             with self.subTest(mode=m, download="across the dataplane restart"):
                 self.assertTrue(r["ok"], f"{m}: the download from {downloads[(m, i)][1]} across the "
