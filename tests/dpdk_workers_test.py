@@ -56,9 +56,7 @@ KERNEL_PER_QUEUE = 3
 CLIENT_MAC, PORT_MAC = "02:00:00:00:00:01", "02:70:63:61:70:00"
 
 
-def counters(stdout):
-    """The `name value` lines sluice-dpdk prints on exit."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
+counters = sluiced.exit_counters
 
 
 def write_queue_file(path, q):

@@ -28,14 +28,14 @@ sys.path.insert(0, os.path.join(HERE, "fixtures"))
 import check  # noqa: E402
 import fixtures  # noqa: E402  (needs python3-scapy: run with /usr/bin/python3)
 import snapshot  # noqa: E402
+import sluiced
 from sluiced import Sluiced  # noqa: E402
 
 BUILD = SOURCE = None
 PORT_MAC = "02:00:00:00:aa:01"
 
 
-def counters(stdout):
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
+counters = sluiced.exit_counters
 
 
 class NativeFixtureTable(unittest.TestCase):

@@ -13,6 +13,7 @@ nothing here reads a global.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,12 @@ def wait_for(cond, timeout, what, step=0.05):
             return v
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def exit_counters(stdout):
+    """The `name value` lines a dataplane prints on exit (sluice-dpdk,
+    sluice-xdp --pcap, tests/decide_runner)."""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
 
 
 def free_port():

@@ -79,9 +79,7 @@ def run(*args, ns=None, check=True, timeout=60, input=None):
     return p
 
 
-def counters(stdout):
-    """The `name value` lines sluice-xdp --pcap (and sluice-dpdk --pcap) print."""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
+counters = sluiced.exit_counters
 
 
 class Proc:
