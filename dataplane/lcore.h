@@ -26,9 +26,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	uint16_t port = 0;          // data port; RX and TX queue `queue`
 	uint16_t tx_port = 0;       // where forwarded traffic goes (TX queue `queue`): port, or --tx-port
 	uint16_t queue = 0;
-	uint16_t exception = UINT16_MAX; // exception port, TX queue `queue`; UINT16_MAX: none
+	uint16_t exception = UINT16_MAX; // --pcap: exception port, TX queue `queue`; UINT16_MAX: none
 	// With a TAP, kernel-bound packets go to the main lcore over this
-	// ring instead (exception_relay): a TAP takes one fd per queue and
+	// ring (exception_relay): a TAP takes one fd per queue and
 	// DPDK 22.11's net_tap passes them all in one multi-process message
 	// limited to 8 fds, so it cannot have a queue per worker.
 	rte_ring *to_kernel = nullptr;

@@ -244,8 +244,11 @@ int run(const options &o)
 		w->port = rt.ports.data;
 		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;
 		w->queue = static_cast<uint16_t>(q);
-		w->exception = rt.ports.exception;
-		if (rt.ports.tap) {
+		// One way to the kernel per worker: the --pcap exception file's TX
+		// queue, or (a TAP) the ring to the main lcore.
+		if (!rt.ports.tap) {
+			w->exception = rt.ports.exception;
+		} else {
 			const std::string rname = fmt::format("sluice_kern{}", q);
 			w->to_kernel = rte_ring_create(rname.c_str(), to_kernel_ring_size, socket,
 						       RING_F_SP_ENQ | RING_F_SC_DEQ);
