@@ -2,9 +2,11 @@
 #include "shm_segment.h"
 
 #include "error.h"
+#include "ownership.h"
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <sys/stat.h>
@@ -182,6 +184,10 @@ std::optional<shm_segment> try_attach(const std::string &name, std::string *retr
 		}
 		throw error("shm segment {}: {}", path, errno_text(errno));
 	}
+	// The dataplanes run as root: a segment another user could write
+	// would let them choose where traffic goes.
+	require_trusted(fd.fd, "shm segment", path, segment_reader_rule(),
+			"remove it and restart sluiced");
 	const std::string who = std::string("this ") + program_name();
 	if (check_header(fd.fd, path, who.c_str(), "run sluiced and the dataplanes from one release") ==
 	    header_state::uninitialised) {
@@ -200,7 +206,7 @@ std::optional<shm_segment> try_attach(const std::string &name, std::string *retr
 
 shm_segment::shm_segment(shm_segment &&other) noexcept
 	: shm_(std::exchange(other.shm_, nullptr)), name_(std::move(other.name_)),
-	  adopted_(other.adopted_)
+	  adopted_(other.adopted_), lock_fd_(std::exchange(other.lock_fd_, -1))
 {
 }
 
@@ -209,9 +215,12 @@ shm_segment &shm_segment::operator=(shm_segment &&other) noexcept
 	if (this != &other) {
 		if (shm_)
 			munmap(shm_, sizeof(sluice_shm));
+		if (lock_fd_ >= 0)
+			close(lock_fd_);
 		shm_ = std::exchange(other.shm_, nullptr);
 		name_ = std::move(other.name_);
 		adopted_ = other.adopted_;
+		lock_fd_ = std::exchange(other.lock_fd_, -1);
 	}
 	return *this;
 }
@@ -220,6 +229,8 @@ shm_segment::~shm_segment()
 {
 	if (shm_)
 		munmap(shm_, sizeof(sluice_shm));
+	if (lock_fd_ >= 0)
+		close(lock_fd_);
 }
 
 shm_segment shm_segment::create_or_adopt(const std::string &name)
@@ -230,29 +241,52 @@ shm_segment shm_segment::create_or_adopt(const std::string &name)
 	// Open first, create if missing; retried because another process may
 	// create or remove it between the two calls.
 	for (int attempt = 0; attempt < 8; attempt++) {
-		unique_fd fd(shm_open(sname.c_str(), O_RDWR, 0));
-		if (fd.fd >= 0) {
-			if (check_header(fd.fd, path, "this sluiced", "stop the dataplanes and remove it") ==
-			    header_state::valid)
-				return shm_segment(map_segment(fd.fd, path), bare, true);
-			// A creator died before writing the magic: nothing in it
-			// is worth keeping, and no dataplane attaches to it.
-			return shm_segment(initialise(fd.fd, path), bare, false);
+		bool created = false;
+		int raw = shm_open(sname.c_str(), O_RDWR, 0);
+		if (raw < 0) {
+			if (errno != ENOENT)
+				throw error("shm segment {}: {}", path, errno_text(errno));
+			raw = shm_open(sname.c_str(), O_RDWR | O_CREAT | O_EXCL, 0660);
+			if (raw < 0) {
+				if (errno == EEXIST)
+					continue;
+				throw error("shm segment {}: create: {}", path, errno_text(errno));
+			}
+			created = true;
 		}
-		if (errno != ENOENT)
-			throw error("shm segment {}: {}", path, errno_text(errno));
-
-		unique_fd created(shm_open(sname.c_str(), O_RDWR | O_CREAT | O_EXCL, 0660));
-		if (created.fd < 0) {
-			if (errno == EEXIST)
-				continue;
-			throw error("shm segment {}: create: {}", path, errno_text(errno));
+		unique_fd fd(raw);
+		// Before reading a byte of it: a segment someone else made first
+		// (an empty file, mode 0666) would hand them our backends and
+		// next-hop MACs.
+		if (!created)
+			require_trusted(fd.fd, "shm segment", path, own_rule(),
+					"remove it and start sluiced again");
+		// One writer for the segment's lifetime, held until this process
+		// exits (the kernel drops it on a crash). Taken before the header
+		// is looked at: two sluiced started together must not both decide
+		// to initialise it. A failure here never removes the segment: the
+		// holder may have just created it.
+		if (flock(fd.fd, LOCK_EX | LOCK_NB) != 0) {
+			if (errno != EWOULDBLOCK)
+				throw error("shm segment {}: lock: {}", path, errno_text(errno));
+			uint32_t pid = 0;
+			(void)!pread(fd.fd, &pid, sizeof(pid), SLUICE_OFFSETOF(sluice_shm, ctl.writer_pid));
+			throw error("shm segment {} is held by another sluiced{}: one sluiced per segment "
+				    "(stop it, or give this one another --shm)",
+				    path, pid ? fmt::format(" (pid {})", pid) : std::string());
 		}
 		try {
-			return shm_segment(initialise(created.fd, path), bare, false);
+			const bool adopt = !created && check_header(fd.fd, path, "this sluiced",
+								   "stop the dataplanes and remove it") ==
+								      header_state::valid;
+			// New, or a creator died before writing the magic: nothing
+			// in it is worth keeping, and no dataplane attaches to it.
+			sluice_shm *shm = adopt ? map_segment(fd.fd, path) : initialise(fd.fd, path);
+			return shm_segment(shm, bare, adopt, std::exchange(fd.fd, -1));
 		} catch (...) {
 			// Leave no half-made segment for a dataplane to wait on.
-			shm_unlink(sname.c_str());
+			if (created)
+				shm_unlink(sname.c_str());
 			throw;
 		}
 	}

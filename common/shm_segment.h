@@ -33,10 +33,15 @@ public:
 
 	// sluiced: adopts NAME if it exists and is valid (its content is kept,
 	// so running dataplanes carry on with the active snapshot), else creates
-	// it (mode 0660, sparse) and writes the header, magic last. A segment of
-	// another magic, ABI version or size throws one line naming both sides.
+	// it (O_EXCL, mode 0660, sparse) and writes the header, magic last. A
+	// segment of another magic, ABI version or size throws one line naming
+	// both sides; so does one this uid does not own or that others (or
+	// another group) may write. Holds an exclusive lock on the segment for
+	// the object's lifetime: a second create_or_adopt of NAME, in this
+	// process or another, throws "held by another sluiced".
 	static shm_segment create_or_adopt(const std::string &name);
-	// Dataplanes and tools: NAME must exist and be valid.
+	// Dataplanes and tools: NAME must exist and be valid, owned by root, this
+	// uid or user `sluice`, and writable by no one else (see ownership.h).
 	static shm_segment attach(const std::string &name);
 	// attach(), retried every 50 ms while the segment is missing or still
 	// being created, for processes started together with sluiced. A segment
@@ -51,14 +56,15 @@ public:
 	bool adopted() const { return adopted_; } // existed before create_or_adopt
 
 private:
-	shm_segment(sluice_shm *shm, std::string name, bool adopted)
-		: shm_(shm), name_(std::move(name)), adopted_(adopted)
+	shm_segment(sluice_shm *shm, std::string name, bool adopted, int lock_fd = -1)
+		: shm_(shm), name_(std::move(name)), adopted_(adopted), lock_fd_(lock_fd)
 	{
 	}
 
 	sluice_shm *shm_ = nullptr;
 	std::string name_;
 	bool adopted_ = false;
+	int lock_fd_ = -1; // create_or_adopt's flock, held while this lives
 };
 
 // The one writer of snapshots (sluiced). publish() and generation() need

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "state.h"
 
+#include "ownership.h"
+
 #include "error.h"
 
 #include <fcntl.h>
@@ -183,6 +185,9 @@ std::string state_store::path() const
 
 std::optional<persisted_state> state_store::load() const
 {
+	// Restoring a file another user wrote would let them configure us.
+	if (struct stat st; ::stat(path().c_str(), &st) == 0)
+		require_trusted("state file", path(), own_rule(), "chown it to this user and chmod go-w");
 	std::ifstream in(path());
 	if (!in) {
 		if (errno == ENOENT)

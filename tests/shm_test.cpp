@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -471,26 +472,29 @@ TEST_F(shm_test, a_throwing_fill_publishes_nothing)
 TEST_F(shm_test, create_or_adopt_twice_adopts_and_continues_the_generations)
 {
 	const std::string name = fresh_name();
-	shm_segment first = shm_segment::create_or_adopt(name);
-	EXPECT_FALSE(first.adopted());
-	EXPECT_EQ(first.name(), name);
-	EXPECT_EQ(first->hdr.magic, SLUICE_SHM_MAGIC);
-	EXPECT_EQ(first->hdr.abi_version, SLUICE_ABI_VERSION);
-	EXPECT_EQ(first->hdr.segment_size, sizeof(sluice_shm));
-	EXPECT_EQ(first->ctl.active, SLUICE_ACTIVE_NONE);
+	std::optional<shm_segment> first = shm_segment::create_or_adopt(name);
+	EXPECT_FALSE(first->adopted());
+	EXPECT_EQ(first->name(), name);
+	EXPECT_EQ((*first)->hdr.magic, SLUICE_SHM_MAGIC);
+	EXPECT_EQ((*first)->hdr.abi_version, SLUICE_ABI_VERSION);
+	EXPECT_EQ((*first)->hdr.segment_size, sizeof(sluice_shm));
+	EXPECT_EQ((*first)->ctl.active, SLUICE_ACTIVE_NONE);
 
-	worker_handle w = worker_handle::claim(first.get(), SLUICE_WORKER_KIND_TEST, 0, "w", fake_pid_base);
+	// The worker's own mapping, as a dataplane holds it.
+	shm_segment dataplane_map = shm_segment::attach(name);
+	worker_handle w = worker_handle::claim(dataplane_map.get(), SLUICE_WORKER_KIND_TEST, 0, "w",
+					       fake_pid_base);
 	{
-		snapshot_writer writer(first.get(), 30s);
+		snapshot_writer writer(first->get(), 30s);
 		for (int i = 0; i < 3; i++)
 			publish_next(writer);
 		ASSERT_NE(w.acquire(), nullptr);
 	}
-	const uint64_t active = first->ctl.active;
+	const uint64_t active = (*first)->ctl.active;
+	first.reset(); // the first sluiced exits; its lock goes with it
 
 	shm_segment second = shm_segment::create_or_adopt(name);
 	EXPECT_TRUE(second.adopted());
-	EXPECT_NE(second.get(), first.get()); // another mapping of the same memory
 	EXPECT_EQ(second->ctl.active, active);
 	snapshot_writer writer(second.get(), 30s);
 	EXPECT_EQ(writer.generation(), 3u);
@@ -503,6 +507,62 @@ TEST_F(shm_test, create_or_adopt_twice_adopts_and_continues_the_generations)
 
 	shm_segment dataplane = shm_segment::attach(name);
 	EXPECT_EQ(sluice_active_generation(dataplane->ctl.active), 4u);
+}
+
+TEST_F(shm_test, a_second_sluiced_on_a_segment_is_refused_while_the_first_holds_it)
+{
+	const std::string name = fresh_name();
+	std::optional<shm_segment> first = shm_segment::create_or_adopt(name);
+	snapshot_writer writer(first->get(), 30s);
+	publish_next(writer);
+	// In this process or another: the lock is per open of the segment.
+	std::string msg = error_of([&] { shm_segment::create_or_adopt(name); });
+	EXPECT_NE(msg.find("/dev/shm/" + name + " is held by another sluiced (pid " +
+			   std::to_string(getpid()) + ")"),
+		  std::string::npos)
+		<< msg;
+	EXPECT_EQ(msg.find('\n'), std::string::npos);
+	// The refused one touched nothing: the segment still holds generation 1.
+	EXPECT_EQ(sluice_active_generation((*first)->ctl.active), 1u);
+	EXPECT_TRUE(intact((*first)->slots[sluice_active_slot((*first)->ctl.active)], 1));
+	// Once the first is gone the next one adopts it.
+	first.reset();
+	shm_segment next = shm_segment::create_or_adopt(name);
+	EXPECT_TRUE(next.adopted());
+}
+
+TEST_F(shm_test, a_segment_others_may_write_is_refused_by_sluiced_and_dataplanes)
+{
+	// What a hostile local user leaves for sluiced to adopt: the right
+	// header (or none) in a file anyone may write.
+	const std::string name = fresh_name();
+	make_raw(name, sizeof(sluice_shm), [](sluice_shm_header &) {});
+	ASSERT_EQ(chmod(("/dev/shm/" + name).c_str(), 0666), 0);
+	expect_refused(name, {"mode 0666 (others may write)", "refusing it"});
+
+	const std::string empty = fresh_name();
+	int fd = shm_open(("/" + empty).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(fchmod(fd, 0662), 0);
+	close(fd);
+	std::string msg = error_of([&] { shm_segment::create_or_adopt(empty); });
+	EXPECT_NE(msg.find("mode 0662 (others may write)"), std::string::npos) << msg;
+	struct stat st;
+	ASSERT_EQ(stat(("/dev/shm/" + empty).c_str(), &st), 0);
+	EXPECT_EQ(st.st_size, 0) << "sluiced sized a segment it refused";
+}
+
+TEST_F(shm_test, sluiced_creates_its_segment_for_its_group_only)
+{
+	const std::string name = fresh_name();
+	const mode_t old = umask(0077); // a umask that would take the group bits
+	shm_segment seg = shm_segment::create_or_adopt(name);
+	umask(old);
+	struct stat st;
+	ASSERT_EQ(stat(("/dev/shm/" + name).c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 07777, 0660u);
+	EXPECT_EQ(st.st_uid, geteuid());
+	EXPECT_EQ(st.st_gid, getegid());
 }
 
 TEST_F(shm_test, an_unfinished_segment_is_waited_for_or_recreated)

@@ -2,6 +2,7 @@
 #include "program.h"
 
 #include "error.h"
+#include "ownership.h"
 #include "sys.h"
 
 #include <sluice/conntrack.h>
@@ -78,6 +79,12 @@ void make_pin_dir(const std::string &dir)
 		throw error("--pin-dir {}: {}", dir, errno_text(errno));
 	if (static_cast<unsigned long>(fs.f_type) != BPF_FS_MAGIC)
 		throw error("--pin-dir {} is not on a bpf filesystem (mount -t bpf bpf {})", dir, dir);
+	// Its maps are the connection table and the backends this program
+	// forwards to: a directory another user made or may write could hand
+	// us their maps.
+	trust_rule rule;
+	rule.owners = {0, geteuid()};
+	require_trusted("--pin-dir", dir, rule, "remove it, or use another --pin-dir");
 }
 
 struct ct_geometry {

@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "publishers.h"
 #include "service.h"
+#include "ownership.h"
 #include "shm_segment.h"
 
 #include <boost/program_options.hpp>
@@ -68,6 +69,9 @@ int run(const options &o)
 	std::filesystem::create_directories(o.state_dir, ec);
 	if (ec)
 		throw sluice::error("--state-dir {}: {}", o.state_dir, ec.message());
+	// The configuration sluiced restores comes from here.
+	sluice::require_trusted("--state-dir", o.state_dir, sluice::own_rule(),
+				"chown it to this user and chmod go-w, or use another --state-dir");
 	auto sock_dir = std::filesystem::path(o.socket_path).parent_path();
 	if (!sock_dir.empty()) {
 		std::filesystem::create_directories(sock_dir, ec);
