@@ -530,6 +530,8 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 			// counts this record again it must see "has seen nothing",
 			// which keeps every published slot.
 			__atomic_store_n(&info.generation_seen, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&info.generation_applied, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&info.refused, SLUICE_REFUSED_NONE, __ATOMIC_RELAXED);
 			__atomic_store_n(&info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);
 			info.kind = kind;
 			info.queue = queue;
@@ -552,7 +554,7 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 
 worker_handle::worker_handle(worker_handle &&other) noexcept
 	: shm_(std::exchange(other.shm_, nullptr)), rec_(std::exchange(other.rec_, nullptr)),
-	  index_(other.index_), seen_(other.seen_)
+	  index_(other.index_), seen_(other.seen_), applies_what_it_sees_(other.applies_what_it_sees_)
 {
 }
 
@@ -564,8 +566,15 @@ worker_handle &worker_handle::operator=(worker_handle &&other) noexcept
 		rec_ = std::exchange(other.rec_, nullptr);
 		index_ = other.index_;
 		seen_ = other.seen_;
+		applies_what_it_sees_ = other.applies_what_it_sees_;
 	}
 	return *this;
+}
+
+void worker_handle::applied(uint64_t generation, uint32_t refused)
+{
+	__atomic_store_n(&rec_->info.generation_applied, generation, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec_->info.refused, refused, __ATOMIC_RELAXED);
 }
 
 void worker_handle::heartbeat()

@@ -134,6 +134,8 @@ public:
 		// the line shared with a scanning writer.
 		if (gen != seen_) {
 			__atomic_store_n(&rec_->info.generation_seen, gen, __ATOMIC_RELEASE);
+			if (applies_what_it_sees_)
+				__atomic_store_n(&rec_->info.generation_applied, gen, __ATOMIC_RELAXED);
 			seen_ = gen;
 		}
 		uint32_t slot = sluice_active_slot(active);
@@ -143,6 +145,11 @@ public:
 	}
 
 	void heartbeat(); // every housekeeping tick, well within the writer's timeout
+	// For a reader that copies each snapshot elsewhere and may refuse one
+	// (sluice-xdp's maps): from now on it says itself which generation it
+	// forwards by, and why not the one it has seen.
+	void report_applied_separately() { applies_what_it_sees_ = false; }
+	void applied(uint64_t generation, uint32_t refused);
 	sluice_worker &record() { return *rec_; }
 	uint32_t index() const { return index_; } // in shm->workers
 	bool owned() const { return rec_ != nullptr; }
@@ -160,6 +167,7 @@ private:
 	sluice_worker *rec_ = nullptr;
 	uint32_t index_ = 0;
 	uint64_t seen_ = 0; // our last generation_seen store
+	bool applies_what_it_sees_ = true;
 };
 
 } // namespace sluice

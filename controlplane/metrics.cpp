@@ -105,6 +105,16 @@ std::string render_metrics(const stats_view &sv)
 	for (const auto &w : sv.workers)
 		out += fmt::format("sluice_worker_generation_seen{{worker=\"{}\",kind=\"{}\"}} {}\n",
 				   esc(w.name), w.kind, w.generation_seen);
+	family(out, "sluice_worker_generation_applied", "gauge",
+	       "Snapshot generation the worker forwards by (below generation_seen: it refused that one).");
+	for (const auto &w : sv.workers)
+		out += fmt::format("sluice_worker_generation_applied{{worker=\"{}\",kind=\"{}\"}} {}\n",
+				   esc(w.name), w.kind, w.generation_applied);
+	family(out, "sluice_worker_stale", "gauge",
+	       "1 while the worker refuses the snapshot it has seen; `reason` says why.");
+	for (const auto &w : sv.workers)
+		out += fmt::format("sluice_worker_stale{{worker=\"{}\",kind=\"{}\",reason=\"{}\"}} {}\n",
+				   esc(w.name), w.kind, w.refused, w.stale.empty() ? 0 : 1);
 	family(out, "sluice_worker_packets_total", "counter",
 	       "Packets the worker received (rx) and sent towards backends or clients (tx).");
 	for (const auto &w : sv.workers) {

@@ -87,6 +87,22 @@ json backend_fields(const json &args, const ip_address &addr)
 	return j;
 }
 
+// SLUICE_REFUSED_*: a short name (the metrics label) and what it means.
+std::pair<std::string, std::string> refusal_text(uint32_t r)
+{
+	switch (r) {
+	case SLUICE_REFUSED_CORRUPT:
+		return {"corrupt", "a count or table out of range (a corrupt segment?)"};
+	case SLUICE_REFUSED_CHECKSUM:
+		return {"checksum", "checksum mismatch (a torn or foreign write?)"};
+	case SLUICE_REFUSED_RING_ENTRIES:
+		return {"ring_entries", "its Maglev tables exceed the dataplane's --ring-entries"};
+	case SLUICE_REFUSED_GENERATION:
+		return {"generation", "not after the generation it holds (another segment?)"};
+	}
+	return {"unknown", fmt::format("reason {}", r)};
+}
+
 std::string worker_kind(uint32_t k)
 {
 	switch (k) {
@@ -431,6 +447,8 @@ json service::dispatch(const std::string &verb, const json &args)
 					 {"queue", w.queue},
 					 {"heartbeat_age_s", w.heartbeat_age_s},
 					 {"generation_seen", w.generation_seen},
+					 {"generation_applied", w.generation_applied},
+					 {"stale", w.stale},
 					 {"counters", std::move(c)}});
 		}
 		return a;
@@ -557,6 +575,12 @@ stats_view service::stats_locked() const
 			uint64_t hb = __atomic_load_n(&rec.info.heartbeat_ns, __ATOMIC_ACQUIRE);
 			wv.heartbeat_age_s = now > hb ? static_cast<double>(now - hb) / 1e9 : 0.0;
 			wv.generation_seen = __atomic_load_n(&rec.info.generation_seen, __ATOMIC_ACQUIRE);
+			wv.generation_applied = __atomic_load_n(&rec.info.generation_applied, __ATOMIC_RELAXED);
+			if (wv.generation_applied < wv.generation_seen) {
+				auto [name, text] = refusal_text(__atomic_load_n(&rec.info.refused, __ATOMIC_RELAXED));
+				wv.refused = name;
+				wv.stale = fmt::format("refused generation {}: {}", wv.generation_seen, text);
+			}
 			uint32_t st = __atomic_load_n(&rec.info.state, __ATOMIC_ACQUIRE);
 			if (st == SLUICE_WORKER_LIVE)
 				wv.state = now <= hb || now - hb <= timeout_ns ? "live" : "dead";

@@ -46,6 +46,11 @@ struct worker_view {
 	uint32_t queue = 0;
 	double heartbeat_age_s = 0;
 	uint64_t generation_seen = 0;
+	// What it forwards by; below generation_seen when it refused that one
+	// (sluice-xdp's maps), and `stale` says why. Empty: up to date.
+	uint64_t generation_applied = 0;
+	std::string stale;   // "refused generation N: why"
+	std::string refused; // its short name: ring_entries, checksum, corrupt, generation
 	uint64_t counters[SLUICE_CNT__COUNT] = {}; // this record's own, since it was first claimed
 };
 

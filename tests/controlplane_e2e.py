@@ -201,7 +201,7 @@ class ControlPlane(unittest.TestCase):
         b = self.d.json("backend", "list", "10.200.1.1:80/tcp")
         bid = {x["address"]: x["id"] for x in b}["10.0.0.12"]
         WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 256
-        STRIDE = 64 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)
         os.close(fd)
@@ -212,7 +212,8 @@ class ControlPlane(unittest.TestCase):
             w = WORKERS + 5 * STRIDE
             struct.pack_into("<QQIIII", m, w, active >> 8, time.monotonic_ns(), os.getpid(), 1, 3, 0)
             m[w + 32:w + 40] = b"e2e-q0\0\0"
-            counters = w + 64
+            struct.pack_into("<QI", m, w + 64, active >> 8, 0)  # generation_applied, refused
+            counters = w + 128
             struct.pack_into("<QQQQ", m, counters, 1000, 64000, 990, 70000)  # rx, rx_bytes, tx, tx_bytes
             struct.pack_into("<QQQ", m, counters + 8 * COUNTER_SLOTS + 24 * vip_id, 990, 63360, 30)
             struct.pack_into("<QQQ", m, counters + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + bid), 400, 25600, 12)

@@ -169,10 +169,14 @@ bool mirror_latest(worker_handle &h, mirror &m, uint64_t &refused)
 		return m.generation() != 0;
 	std::string why;
 	if (m.apply(*s, &why)) {
+		h.applied(gen, SLUICE_REFUSED_NONE);
 		spdlog::debug("generation {} in the maps (bank {}), {} us after its publication; "
 			      "grace period {} us",
 			      gen, m.bank(), m.last_latency_ns() / 1000, m.last_grace_ns() / 1000);
 	} else {
+		// sluiced shows this worker stale, with the reason, until a
+		// later generation fits.
+		h.applied(m.generation(), m.refusal());
 		spdlog::error("{}: still forwarding by generation {}", why, m.generation());
 		refused = gen;
 	}
@@ -207,6 +211,7 @@ int run_forwarder(const options &o)
 	mirror m(prog);
 
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp " + o.iface);
+	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
 
 	// The program goes on the interface only once it has a snapshot: before
@@ -323,6 +328,7 @@ int run_pcap(const options &o)
 	program prog = program::load(ps);
 	mirror m(prog);
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp pcap");
+	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
 
 	uint64_t refused = 0;

@@ -135,13 +135,14 @@ uint32_t mirror::free_bank(bool have_active, uint32_t active_bank)
 
 bool mirror::apply(const sluice_snapshot &s, std::string *why)
 {
-	const uint64_t gen = s.hdr.generation;
-	// What the DPDK worker can take on trust from the segment, the maps
-	// cannot hold: check it first, so a refusal changes nothing.
-	if (s.hdr.checksum != sluice_snapshot_checksum(&s)) {
-		*why = fmt::format("snapshot generation {}: checksum mismatch (a torn or foreign write?)", gen);
-		return false;
-	}
+	// One read of the header, then only this copy: the slot is shared
+	// memory that a writer which took our record for dead, or a corrupt
+	// segment, may change while we read it. Every count is bounded here
+	// before it sizes a read; the checksum is verified on what was copied,
+	// so a torn copy is refused, never installed.
+	sluice_snapshot_header hd;
+	std::memcpy(&hd, &s.hdr, sizeof(hd));
+	const uint64_t gen = hd.generation;
 	// The program's per-CPU VIP memo (maps.h) takes the same `active` word
 	// for the same snapshot: a segment never reuses a generation, and a
 	// number seen again here would be another segment's.
@@ -149,32 +150,24 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 		*why = fmt::format("snapshot generation {}: not after generation {}, already mirrored "
 				   "(another segment? restart sluice-xdp)",
 				   gen, generation_);
+		refusal_ = SLUICE_REFUSED_GENERATION;
 		return false;
 	}
-	if (s.hdr.ring_used > ring_entries_) {
+	if (hd.vip_count > SLUICE_MAX_VIPS || hd.backend_count > SLUICE_MAX_BACKENDS ||
+	    hd.ring_used > SLUICE_RING_POOL) {
+		*why = fmt::format("snapshot generation {}: {} VIPs, {} backends, {} ring entries: the "
+				   "segment holds at most {}, {}, {} (a corrupt segment?)",
+				   gen, hd.vip_count, hd.backend_count, hd.ring_used, SLUICE_MAX_VIPS,
+				   SLUICE_MAX_BACKENDS, SLUICE_RING_POOL);
+		refusal_ = SLUICE_REFUSED_CORRUPT;
+		return false;
+	}
+	if (hd.ring_used > ring_entries_) {
 		*why = fmt::format("snapshot generation {}: its Maglev tables hold {} entries, more than "
 				   "the {} of --ring-entries",
-				   gen, s.hdr.ring_used, ring_entries_);
+				   gen, hd.ring_used, ring_entries_);
+		refusal_ = SLUICE_REFUSED_RING_ENTRIES;
 		return false;
-	}
-	for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
-		uint16_t e = s.vip_hash[slot];
-		if (e == 0)
-			continue;
-		uint32_t id = (e - 1u) & (SLUICE_MAX_VIPS - 1);
-		const sluice_vip &v = s.vips[id];
-		if ((uint64_t)v.ring_offset + v.ring_size > s.hdr.ring_used) {
-			*why = fmt::format("snapshot generation {}: VIP id {}'s Maglev table ends past ring_used", gen, id);
-			return false;
-		}
-		// The program looks up a port-0 service only for a VIP address
-		// (sluice.bpf.c vip_find): each must have its address entry.
-		if (v.port_be == 0 && v.proto != 0 &&
-		    sluice_vip_find_exact(&s, v.addr, v.family, 0, v.proto) == id &&
-		    sluice_vip_find_address(&s, v.addr, v.family) == SLUICE_MAX_VIPS) {
-			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, id);
-			return false;
-		}
 	}
 
 	const uint64_t active = __atomic_load_n(&static_cast<sluice_xdp_state *>(state_.addr)->active,
@@ -183,10 +176,41 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 	const uint32_t bank = free_bank(active != 0, old_bank);
 
 	// Plain copies into the bank nobody reads: the snapshot up to rings[],
-	// and the rings at their offsets.
-	std::memcpy(static_cast<sluice_xdp_bank *>(banks_.addr) + bank, &s, sizeof(sluice_xdp_bank));
-	std::memcpy(static_cast<uint32_t *>(rings_.addr) + (size_t)bank * ring_entries_, s.rings,
-		    (size_t)s.hdr.ring_used * sizeof(uint32_t));
+	// and the rings at their offsets. A refusal below leaves it unused.
+	sluice_xdp_bank *b = static_cast<sluice_xdp_bank *>(banks_.addr) + bank;
+	uint32_t *rings = static_cast<uint32_t *>(rings_.addr) + (size_t)bank * ring_entries_;
+	std::memcpy(b, &s, sizeof(sluice_xdp_bank));
+	b->hdr = hd;
+	std::memcpy(rings, s.rings, (size_t)hd.ring_used * sizeof(uint32_t));
+	if (hd.checksum != sluice_snapshot_checksum_parts(&hd, &b->node, rings)) {
+		*why = fmt::format("snapshot generation {}: checksum mismatch (a torn or foreign write?)", gen);
+		refusal_ = SLUICE_REFUSED_CHECKSUM;
+		return false;
+	}
+	// The lookups below read only vip_hash and vips, which a bank lays out
+	// at the snapshot's offsets (static-asserted in maps.h).
+	const sluice_snapshot &c = *reinterpret_cast<const sluice_snapshot *>(b);
+	for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
+		uint16_t e = b->vip_hash[slot];
+		if (e == 0)
+			continue;
+		uint32_t id = (e - 1u) & (SLUICE_MAX_VIPS - 1);
+		const sluice_vip &v = b->vips[id];
+		if ((uint64_t)v.ring_offset + v.ring_size > hd.ring_used) {
+			*why = fmt::format("snapshot generation {}: VIP id {}'s Maglev table ends past ring_used", gen, id);
+			refusal_ = SLUICE_REFUSED_CORRUPT;
+			return false;
+		}
+		// The program looks up a port-0 service only for a VIP address
+		// (sluice.bpf.c vip_find): each must have its address entry.
+		if (v.port_be == 0 && v.proto != 0 &&
+		    sluice_vip_find_exact(&c, v.addr, v.family, 0, v.proto) == id &&
+		    sluice_vip_find_address(&c, v.addr, v.family) == SLUICE_MAX_VIPS) {
+			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, id);
+			refusal_ = SLUICE_REFUSED_CORRUPT;
+			return false;
+		}
+	}
 
 	// The switch. Every read of the bank in the program depends on the bank
 	// number it loaded (an address computed from it), so the
@@ -194,7 +218,7 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 	__atomic_store_n(&static_cast<sluice_xdp_state *>(state_.addr)->active,
 			 sluice_xdp_active_pack(gen, bank), __ATOMIC_RELEASE);
 	const uint64_t now = realtime_ns();
-	last_latency_ns_ = now > s.hdr.published_ns ? now - s.hdr.published_ns : 0;
+	last_latency_ns_ = now > hd.published_ns ? now - hd.published_ns : 0;
 	generation_ = gen;
 	bank_ = bank;
 	// Runs that loaded the old bank may still read it: it is free again

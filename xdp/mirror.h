@@ -35,8 +35,9 @@ public:
 	// a fourth snapshot within one grace period. A snapshot the maps cannot
 	// hold, one that fails its checksum, or one whose generation is not
 	// above the last one mirrored changes nothing the program reads: false,
-	// *why set.
+	// *why set, and refusal() says which kind (SLUICE_REFUSED_*).
 	bool apply(const sluice_snapshot &s, std::string *why);
+	uint32_t refusal() const { return refusal_; } // of the last apply() that refused
 
 	uint64_t generation() const { return generation_; } // last mirrored, 0: none
 	uint32_t bank() const { return bank_; }              // the active bank
@@ -63,6 +64,7 @@ private:
 	int sync_outer_fd_ = -1;
 	uint32_t ring_entries_ = 0;
 	uint64_t generation_ = 0;
+	uint32_t refusal_ = SLUICE_REFUSED_NONE;
 	uint32_t bank_ = 0;
 	uint64_t last_latency_ns_ = 0;
 	std::atomic<uint64_t> last_grace_ns_{0};

@@ -134,8 +134,8 @@ void print_workers(const json &ws)
 	for (const auto &w : ws)
 		rows.push_back({w["name"], w["kind"], num(w["pid"]), w["state"],
 				fmt::format("{:.1f}s", w["heartbeat_age_s"].get<double>()),
-				num(w["generation_seen"])});
-	print_table({"WORKER", "KIND", "PID", "STATE", "HEARTBEAT", "GENERATION"}, rows);
+				num(w["generation_applied"]), w["stale"]});
+	print_table({"WORKER", "KIND", "PID", "STATE", "HEARTBEAT", "GENERATION", "STALE"}, rows);
 }
 
 void print_status(const json &r)

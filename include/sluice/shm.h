@@ -37,7 +37,7 @@
 #include <sluice/hash.h>
 
 #define SLUICE_SHM_MAGIC 0x4D53454349554C53ULL /* "SLUICESM" read little endian */
-#define SLUICE_ABI_VERSION 1u
+#define SLUICE_ABI_VERSION 2u /* 2: worker records say which generation they forward by */
 
 #define SLUICE_MAX_VIPS 256u
 #define SLUICE_MAX_BACKENDS 4096u /* over all VIPs; also the backend id space */
@@ -188,17 +188,34 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 280704 + 4ull * SLUICE_RI
 #define SLUICE_WORKER_KIND_XDP 2u
 #define SLUICE_WORKER_KIND_TEST 3u
 
+/* Why a worker forwards by an older generation than the one it has seen:
+ * sluice-xdp copies each snapshot into its maps and refuses one they
+ * cannot hold or that does not verify (the DPDK worker reads the slot
+ * itself, so it applies what it sees). */
+#define SLUICE_REFUSED_NONE 0u
+#define SLUICE_REFUSED_CORRUPT 1u      /* a count or table out of range */
+#define SLUICE_REFUSED_CHECKSUM 2u     /* torn or foreign write */
+#define SLUICE_REFUSED_RING_ENTRIES 3u /* Maglev tables larger than its --ring-entries */
+#define SLUICE_REFUSED_GENERATION 4u   /* not after the one applied: another segment */
+
 /* Written only by the worker that owns it (claimed by CAS on pid). */
 struct sluice_worker_info {
-	uint64_t generation_seen; /* release store; the generation of the slot in use */
-	uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC, every housekeeping tick */
-	uint32_t pid;             /* owner; 0: free */
-	uint32_t state;           /* SLUICE_WORKER_* */
-	uint32_t kind;            /* SLUICE_WORKER_KIND_* */
-	uint32_t queue;           /* RX queue (DPDK) or 0 (XDP: one mirror per interface) */
-	char name[32];            /* e.g. "dpdk eth0 q0", NUL-terminated */
+	uint64_t generation_seen;    /* release store; the generation of the slot in use */
+	uint64_t heartbeat_ns;       /* CLOCK_MONOTONIC, every housekeeping tick */
+	uint32_t pid;                /* owner; 0: free */
+	uint32_t state;              /* SLUICE_WORKER_* */
+	uint32_t kind;               /* SLUICE_WORKER_KIND_* */
+	uint32_t queue;              /* RX queue (DPDK) or 0 (XDP: one mirror per interface) */
+	char name[32];               /* e.g. "dpdk eth0 q0", NUL-terminated */
+	/* Second line: what the housekeeping thread reports, apart from the
+	 * hot line the writer scans. */
+	uint64_t generation_applied; /* what it forwards by; below generation_seen: refused */
+	uint32_t refused;            /* SLUICE_REFUSED_* of generation_seen, while not applied */
+	uint8_t pad[52];
 };
-SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker_info) == 64, "worker info is one line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, generation_applied) == 64,
+		     "generation_applied on the second line");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker_info) == 128, "worker info is two lines");
 
 /* A worker's record: its own cache lines, so counting needs no atomics. */
 struct sluice_worker {
@@ -208,7 +225,7 @@ struct sluice_worker {
 	struct sluice_obj_counters backend[SLUICE_MAX_BACKENDS];  /* by backend id */
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) ==
-			     64 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS),
+			     128 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS),
 		     "worker record size");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) % SLUICE_CACHE_LINE == 0, "worker records line up");
 
@@ -352,17 +369,26 @@ SLUICE_INLINE uint64_t sluice_checksum_words(uint64_t h, const uint64_t *w, uint
 	return h;
 }
 
-SLUICE_INLINE uint64_t sluice_snapshot_checksum(const struct sluice_snapshot *s)
+/* The checksum of a snapshot held in two pieces, as sluice-xdp copies it
+ * (its banks hold the snapshot up to rings[], its ring map the rings): `h`
+ * gives generation and counts, `body` the bytes from node up to rings[],
+ * `rings` the h->ring_used entries. The caller bounds ring_used first. */
+SLUICE_INLINE uint64_t sluice_snapshot_checksum_parts(const struct sluice_snapshot_header *hd,
+						      const void *body, const uint32_t *rings)
 {
-	uint64_t h = sluice_hash_init(0, s->hdr.generation);
-	h = sluice_hash_step(h, (uint64_t)s->hdr.vip_count | (uint64_t)s->hdr.backend_count << 32);
-	h = sluice_hash_step(h, s->hdr.ring_used);
-	h = sluice_checksum_words(h, (const uint64_t *)(const void *)&s->node,
+	uint64_t h = sluice_hash_init(0, hd->generation);
+	h = sluice_hash_step(h, (uint64_t)hd->vip_count | (uint64_t)hd->backend_count << 32);
+	h = sluice_hash_step(h, hd->ring_used);
+	h = sluice_checksum_words(h, (const uint64_t *)body,
 				  (SLUICE_OFFSETOF(struct sluice_snapshot, rings) -
 				   SLUICE_OFFSETOF(struct sluice_snapshot, node)) / 8);
-	h = sluice_checksum_words(h, (const uint64_t *)(const void *)s->rings,
-				  (uint64_t)s->hdr.ring_used / 2);
-	if (s->hdr.ring_used & 1)
-		h = sluice_hash_step(h, s->rings[s->hdr.ring_used - 1]);
+	h = sluice_checksum_words(h, (const uint64_t *)(const void *)rings, (uint64_t)hd->ring_used / 2);
+	if (hd->ring_used & 1)
+		h = sluice_hash_step(h, rings[hd->ring_used - 1]);
 	return sluice_fmix64(h);
+}
+
+SLUICE_INLINE uint64_t sluice_snapshot_checksum(const struct sluice_snapshot *s)
+{
+	return sluice_snapshot_checksum_parts(&s->hdr, &s->node, s->rings);
 }

@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""sluice-xdp against a segment it cannot trust (root).
+
+The test plays a broken or hostile writer: with sluiced killed (the segment
+stays), it publishes snapshots itself, each a copy of the last good one with
+one defect: every count field out of range, random bytes over the tables, a
+VIP table past the rings. sluice-xdp must refuse each one, keep forwarding by
+the generation it holds, never crash, and say in its worker record which
+generation it applied and why it refused the one it saw. Then a snapshot
+whose tables do not fit its `--ring-entries`: `sluicectl status` and
+/metrics must show the worker stale with that reason, and not once a
+snapshot fits.
+
+usage: xdp_segment_test.py BUILD_DIR SOURCE_DIR
+"""
+import json
+import mmap
+import os
+import random
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import unittest
+
+import testmain
+import xdp_util as U
+from sluiced import Sluiced, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+import snapshot as S  # noqa: E402  (the segment's layout, tests/fixtures/snapshot.py)
+
+CONFIG = """\
+node:
+  source_ipv4: 10.0.0.2
+  gateway_mac: 02:00:00:00:00:fe
+vips:
+  - address: 10.200.1.1
+    port: 80
+    protocol: tcp
+    backends:
+      - address: 10.0.0.11
+      - address: 10.0.0.12
+"""
+
+REFUSED = {"corrupt": 1, "checksum": 2, "ring_entries": 3, "generation": 4}
+ACTIVE_OFF = 64                       # ctl.active
+SLOT_GEN_OFF = 64 + 24                # ctl.slot_generation[4]
+WORKERS_OFF = 128
+HDR_RING_USED = 32                    # snapshot header: generation, checksum, published_ns, vip_count, backend_count, ring_used
+
+
+class Segment:
+    """The segment, mapped read-write, written the way sluiced would."""
+
+    def __init__(self, name):
+        fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+        try:
+            self.m = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+
+    def close(self):
+        self.m.close()
+
+    def active(self):
+        a = struct.unpack_from("<Q", self.m, ACTIVE_OFF)[0]
+        return a >> 8, a & 0xFF
+
+    def slot_off(self, slot):
+        return S.SLOTS_OFF + slot * S.SNAPSHOT_SIZE
+
+    def publish_copy(self, slot, edit):
+        """Copies the good snapshot in `slot` (up to its used rings) into
+        another slot, lets edit(offset) break it, and makes it active with
+        the next generation. Returns that generation."""
+        _, active = self.active()
+        gens = struct.unpack_from("<4Q", self.m, SLOT_GEN_OFF)
+        free = min((s for s in range(S.SLOTS) if s not in (slot, active)), key=lambda s: gens[s])
+        src, dst = self.slot_off(slot), self.slot_off(free)
+        used = struct.unpack_from("<I", self.m, src + HDR_RING_USED)[0]
+        n = S.RINGS_OFF + 4 * used
+        self.m[dst:dst + n] = self.m[src:src + n]
+        new = max(gens) + 1
+        struct.pack_into("<Q", self.m, dst, new)  # hdr.generation (the checksum is left as it was)
+        edit(dst)
+        struct.pack_into("<Q", self.m, SLOT_GEN_OFF + 8 * free, new)
+        struct.pack_into("<Q", self.m, ACTIVE_OFF, new << 8 | free)
+        return new
+
+    def worker(self, name):
+        """(generation_seen, generation_applied, refused) of the record named `name`."""
+        for i in range(S.MAX_WORKERS):
+            w = WORKERS_OFF + i * S.WORKER_SIZE
+            if self.m[w + 32:w + 64].split(b"\0")[0].decode() == name:
+                seen, = struct.unpack_from("<Q", self.m, w)
+                applied, refused = struct.unpack_from("<QI", self.m, w + 64)
+                return seen, applied, refused
+        return None
+
+
+@unittest.skipUnless(U.is_root(), "needs root (BPF, namespaces)")
+class CorruptSegment(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="sluice-xdp-seg-")
+        self.ns = f"sxg{os.getpid() % 100000}"
+        U.run("ip", "netns", "add", self.ns)
+        U.run("ip", "link", "set", "lo", "up", ns=self.ns)
+        self.bpf = U.BpfMount()
+        self.sluiced = Sluiced(U.BUILD, self.tmp, "xdp-seg", config_text=CONFIG, metrics=True,
+                               worker_timeout_ms=1000)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.alive():
+                p.stop(signal.SIGINT)
+        self.sluiced.stop()
+        U.run("ip", "netns", "del", self.ns, check=False)
+        self.bpf.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def xdp(self, *extra):
+        p = U.Proc([U.exe("xdp/sluice-xdp"), "--iface", "lo", "--shm", self.sluiced.shm,
+                    "--pin-dir", os.path.join(self.bpf.path, "lo"), "--ct-entries", "64", *extra],
+                   os.path.join(self.tmp, "xdp.log"), ns=self.ns)
+        self.procs.append(p)
+        return p
+
+    def test_every_broken_snapshot_is_refused_and_the_old_tables_stay(self):
+        p = self.xdp()
+        wait_for(lambda: "attached in" in p.text() or not p.alive(), 30, "sluice-xdp to attach")
+        self.assertTrue(p.alive(), p.text())
+        seg = Segment(self.sluiced.shm)
+        try:
+            good, good_slot = seg.active()
+            wait_for(lambda: seg.worker("xdp lo") == (good, good, 0), 10, "the mirror to apply the first")
+            self.sluiced.kill()  # the segment stays; this test is the writer now
+            rng = random.Random(7)
+
+            def field(off, fmt, value):
+                return lambda d: struct.pack_into(fmt, seg.m, d + off, value)
+
+            def random_bytes(d):
+                for _ in range(64):
+                    o = rng.randrange(64, S.RINGS_OFF + 4096)
+                    seg.m[d + o:d + o + 8] = rng.randbytes(8)
+
+            def table_past_rings(d):
+                # VIP 0's table (its ring_offset at vips + 32) moved past ring_used.
+                used = struct.unpack_from("<I", seg.m, d + HDR_RING_USED)[0]
+                struct.pack_into("<I", seg.m, d + S.VIPS_OFF + 32, used)
+
+            cases = [
+                ("vip_count", field(24, "<I", 0xFFFFFFFF), "corrupt"),
+                ("backend_count", field(28, "<I", 1 << 20), "corrupt"),
+                ("ring_used past the pool", field(HDR_RING_USED, "<I", 0xFFFFFFF0), "corrupt"),
+                ("ring_used past the maps", field(HDR_RING_USED, "<I", S.RING_POOL), "ring_entries"),
+                ("random bytes", random_bytes, "checksum"),
+                ("a table past the rings", table_past_rings, "checksum"),
+            ]
+            for name, edit, why in cases:
+                with self.subTest(defect=name):
+                    gen = seg.publish_copy(good_slot, edit)
+                    wait_for(lambda: seg.worker("xdp lo")[0] == gen, 10, f"the mirror to see {gen}")
+                    wait_for(lambda: seg.worker("xdp lo") == (gen, good, REFUSED[why]), 10,
+                             f"the mirror to refuse {gen} for {why}: {seg.worker('xdp lo')}")
+                    self.assertTrue(p.alive(), p.text())
+                    self.assertIn(f"still forwarding by generation {good}", p.text())
+        finally:
+            seg.close()
+        # A good snapshot after all that is taken: sluiced back, publishing.
+        self.sluiced.start()
+        wait_for(lambda: [x for x in self.sluiced.json("status")["workers"] if x["name"] == "xdp lo"][0]
+                 ["generation_applied"] == self.sluiced.generation(), 10, "the mirror to apply again")
+        self.assertEqual(p.stop(signal.SIGINT), 0, p.text())
+
+    def test_a_snapshot_its_maps_cannot_hold_shows_the_worker_stale(self):
+        # The VIP's default table (65,537 entries) is more than 1,024.
+        p = self.xdp("--ring-entries", "1024")
+        wait_for(lambda: "--ring-entries" in p.text() or not p.alive(), 30, "sluice-xdp to refuse")
+        self.assertTrue(p.alive(), p.text())
+        gen = self.sluiced.generation()
+        w = [x for x in self.sluiced.json("status")["workers"] if x["name"] == "xdp lo"][0]
+        self.assertEqual((w["generation_seen"], w["generation_applied"]), (gen, 0))
+        self.assertIn(f"refused generation {gen}", w["stale"])
+        self.assertIn("--ring-entries", w["stale"])
+        self.assertIn("STALE", self.sluiced.ok("status"))
+        self.assertIn("--ring-entries", self.sluiced.ok("status"))
+        m = self.sluiced.metrics()
+        self.assertIn('sluice_worker_stale{worker="xdp lo",kind="xdp",reason="ring_entries"} 1', m)
+        self.assertIn('sluice_worker_generation_applied{worker="xdp lo",kind="xdp"} 0', m)
+        # A table that fits: applied, and stale no more.
+        small = os.path.join(self.tmp, "small.yaml")
+        with open(small, "w") as f:
+            f.write(CONFIG.replace("    protocol: tcp\n", "    protocol: tcp\n    ring_size: 251\n"))
+        self.sluiced.ok("apply", "-f", small)
+        gen = self.sluiced.generation()
+        wait_for(lambda: [x for x in self.sluiced.json("status")["workers"] if x["name"] == "xdp lo"][0]
+                 ["generation_applied"] == gen, 10, "the mirror to apply a table that fits")
+        w = [x for x in self.sluiced.json("status")["workers"] if x["name"] == "xdp lo"][0]
+        self.assertEqual(w["stale"], "")
+        self.assertIn('sluice_worker_stale{worker="xdp lo",kind="xdp",reason=""} 0', self.sluiced.metrics())
+
+
+if __name__ == "__main__":
+    testmain.main("xdp_segment_test", U.init(sys.argv))
