@@ -50,17 +50,17 @@ fixture &filled(uint32_t entries)
 	if (t == nullptr)
 		std::abort();
 	std::memset(static_cast<void *>(t), 0, bytes);
-	sluice_ct_table_init(t, entries, nullptr);
+	sluice_ct_table_init(t, entries, nullptr, 0x9E3779B97F4A7C15ull);
 	slot->table.reset(t);
 	for (uint32_t i = 0; i < entries; i++) {
 		const sluice_flow_key k = random_key(i);
-		const uint32_t h = sluice_flow_hash(&k);
+		const uint32_t h = sluice_ct_hash(&k, t->secret);
 		sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), i, 1, SLUICE_CT_EST, now_s,
 				 &t->to, nullptr);
 	}
 	for (uint32_t i = 0; i < entries; i++) {
 		const sluice_flow_key k = random_key(i);
-		const uint32_t h = sluice_flow_hash(&k);
+		const uint32_t h = sluice_ct_hash(&k, t->secret);
 		if (sluice_ct_find(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), now_s, &t->to))
 			slot->present.push_back(k);
 	}
@@ -76,7 +76,7 @@ void locate(sluice_ct_table *t, const sluice_flow_key *keys, sluice_ct_bucket **
 	    bool prefetch)
 {
 	for (uint32_t j = 0; j < burst; j++) {
-		const uint32_t h = sluice_flow_hash(&keys[j]);
+		const uint32_t h = sluice_ct_hash(&keys[j], t->secret);
 		b[j] = sluice_ct_table_bucket(t, h);
 		tag[j] = sluice_ct_tag(h);
 		if (prefetch)

@@ -101,12 +101,12 @@ int main(int argc, char **argv)
 	}
 	madvise(mem, bytes, MADV_NOHUGEPAGE);
 	auto *t = static_cast<sluice_ct_table *>(mem);
-	sluice_ct_table_init(t, entries, nullptr);
+	sluice_ct_table_init(t, entries, nullptr, 0x9E3779B97F4A7C15ull);
 	uint64_t evicted = 0;
 	for (uint32_t i = 0; i < flows; i++) {
 		const sluice_flow_key k = flow(i, family);
 		bool ev = false;
-		const uint32_t h = sluice_flow_hash(&k);
+		const uint32_t h = sluice_ct_hash(&k, t->secret);
 		sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), i & 15, 0, SLUICE_CT_EST, 1,
 				 &t->to, &ev);
 		evicted += ev;

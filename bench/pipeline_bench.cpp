@@ -304,7 +304,7 @@ std::unique_ptr<fixture> build(uint32_t flows, const variant &v)
 	f->table_bytes = sluice_ct_table_bytes(entries);
 	f->table = static_cast<sluice_ct_table *>(tables.get(f->table_bytes));
 	f->thp_bytes = anon_huge_bytes();
-	sluice_ct_table_init(f->table, entries, nullptr);
+	sluice_ct_table_init(f->table, entries, nullptr, 0x9E3779B97F4A7C15ull);
 
 	const sluice_snapshot *s = cp->snap();
 	f->vip_id = sluice_vip_find(s, v.vip16, v.family, htons(80), SLUICE_IPPROTO_TCP);
@@ -315,13 +315,14 @@ std::unique_ptr<fixture> build(uint32_t flows, const variant &v)
 	const sluice_vip &vip = s->vips[f->vip_id];
 
 	sluice_flow_key k[group];
-	uint32_t h[group];
+	uint32_t h[group], c[group];
 	sluice_ct_bucket *b[group];
 	auto locate = [&](uint32_t first) {
 		for (uint32_t j = 0; j < group; j++) {
 			k[j] = key_of(v, first + j);
 			h[j] = sluice_flow_hash(&k[j]);
-			b[j] = sluice_ct_table_bucket(f->table, h[j]);
+			c[j] = sluice_ct_hash(&k[j], f->table->secret);
+			b[j] = sluice_ct_table_bucket(f->table, c[j]);
 			__builtin_prefetch(b[j]);
 		}
 	};
@@ -338,7 +339,7 @@ std::unique_ptr<fixture> build(uint32_t flows, const variant &v)
 			const uint32_t bid =
 				s->rings[(vip.ring_offset + sluice_maglev_slot(h[j], vip.ring_inv, vip.ring_size)) &
 					 (SLUICE_RING_POOL - 1)];
-			sluice_ct_insert(b[j], &k[j], sluice_ct_tag(h[j]), bid, f->vip_id, SLUICE_CT_EST, now_s,
+			sluice_ct_insert(b[j], &k[j], sluice_ct_tag(c[j]), bid, f->vip_id, SLUICE_CT_EST, now_s,
 					 &f->table->to, nullptr);
 			f->present.push_back(i + j);
 		}
@@ -457,7 +458,7 @@ void bm_pipeline(benchmark::State &state, const variant *v, kind k, uint32_t flo
 			// Outside the clock: free what this burst inserted.
 			for (uint16_t j = 0; j < burst; j++) {
 				const sluice_flow_key key = key_of(*v, b[j]);
-				const uint32_t h = sluice_flow_hash(&key);
+				const uint32_t h = sluice_ct_hash(&key, f.table->secret);
 				sluice_ct_bucket *bk = sluice_ct_table_bucket(f.table, h);
 				sluice_ct_entry *e = sluice_ct_find(bk, &key, sluice_ct_tag(h), now_s, &f.table->to);
 				if (e)

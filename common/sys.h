@@ -17,6 +17,10 @@ std::string errno_text(int err);
 uint64_t monotonic_ns();
 uint64_t realtime_ns();
 
+// 64 random bits from the kernel (getrandom): the connection tables' keys.
+// Throws if the kernel has none to give.
+uint64_t random_u64();
+
 // SIGINT and SIGTERM call `handler` (async-signal-safe work only: set a
 // flag). No SA_RESTART: a blocking call returns EINTR so a loop sees it.
 void on_stop_signals(void (*handler)(int));

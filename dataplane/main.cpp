@@ -239,7 +239,10 @@ int run(const options &o)
 				    "reserve more hugepages or lower --ct-entries",
 				    q, (bytes + (1u << 20) - 1) >> 20, o.ct_entries);
 		w->state.ct = static_cast<sluice_ct_table *>(ct);
-		sluice_ct_table_init(w->state.ct, o.ct_entries, &o.ct_timeouts);
+		// A replay's key is fixed (reproducible, and alike in sluice-xdp
+		// --pcap); a live table's is secret.
+		sluice_ct_table_init(w->state.ct, o.ct_entries, &o.ct_timeouts,
+				     o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_KEY : random_u64());
 		w->state.params = data.params;
 		w->port = rt.ports.data;
 		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;

@@ -157,7 +157,7 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 	out.n_kernel = 0;
 
 	sluice_dp dp{st.ct->buckets, st.ct->n_buckets, st.stats, 0};
-	sluice_env env{snap, &dp, st.ct->to, st.now_s, sluice_env_mtu(st.params.port_mtu, snap)};
+	sluice_env env{snap, &dp, st.ct->to, st.now_s, sluice_env_mtu(st.params.port_mtu, snap), st.ct->secret};
 	// One memo per burst: a burst reads one snapshot, so `active` is a
 	// constant here.
 	sluice_vip_memo memo{};

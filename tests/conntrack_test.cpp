@@ -24,14 +24,24 @@ struct table_deleter {
 };
 using table_ptr = std::unique_ptr<sluice_ct_table, table_deleter>;
 
-table_ptr make_table(uint32_t entries, const sluice_ct_timeouts *to = nullptr)
+// The tables' key, as a dataplane draws one at start.
+constexpr uint64_t test_secret = 0x243F6A8885A308D3ull;
+
+// A key's connection-table hash under test_secret (bucket and tag).
+uint32_t ct_hash(const sluice_flow_key *k)
+{
+	return sluice_ct_hash(k, test_secret);
+}
+
+table_ptr make_table(uint32_t entries, const sluice_ct_timeouts *to = nullptr,
+		     uint64_t secret = test_secret)
 {
 	const uint64_t bytes = sluice_ct_table_bytes(entries);
 	auto *t = static_cast<sluice_ct_table *>(std::aligned_alloc(SLUICE_CACHE_LINE, bytes));
 	if (t == nullptr)
 		std::abort();
 	std::memset(static_cast<void *>(t), 0, bytes);
-	sluice_ct_table_init(t, entries, to);
+	sluice_ct_table_init(t, entries, to, secret);
 	return table_ptr(t);
 }
 
@@ -66,13 +76,13 @@ uint32_t backend_of(const sluice_flow_key &k)
 
 sluice_ct_bucket *bucket_of(sluice_ct_table *t, const sluice_flow_key &k)
 {
-	return sluice_ct_table_bucket(t, sluice_flow_hash(&k));
+	return sluice_ct_table_bucket(t, sluice_ct_hash(&k, t->secret));
 }
 
 // find and insert as the dataplanes call them: with the tag of k's own hash.
 uint16_t tag_of(const sluice_flow_key *k)
 {
-	return sluice_ct_tag(sluice_flow_hash(k));
+	return sluice_ct_tag(ct_hash(k));
 }
 
 sluice_ct_entry *ct_find(sluice_ct_bucket *b, const sluice_flow_key *k, uint32_t now_s,
@@ -92,13 +102,13 @@ sluice_ct_entry *ct_insert(sluice_ct_bucket *b, const sluice_flow_key *k, uint32
 std::vector<sluice_flow_key> keys_in_bucket_of(const sluice_ct_table *t, const sluice_flow_key &like,
 					       size_t n)
 {
-	const uint32_t want = sluice_ct_bucket_index(sluice_flow_hash(&like), t->n_buckets);
+	const uint32_t want = sluice_ct_bucket_index(sluice_ct_hash(&like, t->secret), t->n_buckets);
 	std::vector<sluice_flow_key> out;
 	for (uint32_t port = 1; out.size() < n; port++) {
 		sluice_flow_key k = like;
 		k.sport_be = sluice_htons((uint16_t)port);
 		k.src[3] = (uint8_t)(port >> 16);
-		if (sluice_ct_bucket_index(sluice_flow_hash(&k), t->n_buckets) == want &&
+		if (sluice_ct_bucket_index(sluice_ct_hash(&k, t->secret), t->n_buckets) == want &&
 		    !sluice_flow_key_equal(&k, &like))
 			out.push_back(k);
 	}
@@ -137,21 +147,21 @@ TEST(ConntrackLayout, TableHasEntriesOverWaysBuckets)
 	EXPECT_EQ(t->to.est_s, SLUICE_CT_TIMEOUT_EST_S);
 }
 
-// Flows that share Maglev's low hash bits still spread over the buckets.
-TEST(ConntrackLayout, BucketIndexUsesEveryHashBit)
+// Flows a sender chose to share one bucket under one secret (as anyone could
+// under the public flow hash) scatter under another: the index is keyed.
+TEST(ConntrackLayout, BucketIndexIsKeyedBySecret)
 {
-	const uint32_t buckets = 1024;
-	std::vector<bool> used(buckets);
-	uint32_t distinct = 0;
-	for (uint32_t hi = 0; hi < 16384; hi++) {
-		const uint32_t idx = sluice_ct_bucket_index(hi << 18 | 0x2A5A5u, buckets);
-		ASSERT_LT(idx, buckets);
-		if (!used[idx]) {
-			used[idx] = true;
-			distinct++;
-		}
-	}
-	EXPECT_GT(distinct, 1000u); // of 1024: 16 keys per bucket, nearly all hit
+	table_ptr a = make_table(4096, nullptr, 1);
+	table_ptr b = make_table(4096, nullptr, 2);
+	const sluice_flow_key target = v4_key(1, 1000);
+	const std::vector<sluice_flow_key> aimed = keys_in_bucket_of(a.get(), target, 16);
+	const uint32_t target_in_b = sluice_ct_bucket_index(sluice_ct_hash(&target, 2), b->n_buckets);
+	int still_together = 0;
+	for (const sluice_flow_key &k : aimed)
+		still_together += sluice_ct_bucket_index(sluice_ct_hash(&k, 2), b->n_buckets) == target_in_b;
+	EXPECT_LE(still_together, 1); // 16 keys, 1/1024 each
+	// And the flow hash, which Maglev needs unkeyed, is not what picks it.
+	EXPECT_NE(sluice_ct_hash(&target, 1), sluice_flow_hash(&target));
 }
 
 // The tag line names exactly the ways in use: a free way's tag is 0, a used
@@ -226,7 +236,7 @@ TEST(ConntrackLayout, BucketIndexCoversAnyBucketCount)
 	std::vector<uint32_t> hits(buckets);
 	for (uint32_t i = 0; i < 200'000; i++) {
 		const sluice_flow_key k = random_key(i);
-		const uint32_t idx = sluice_ct_bucket_index(sluice_flow_hash(&k), buckets);
+		const uint32_t idx = sluice_ct_bucket_index(ct_hash(&k), buckets);
 		ASSERT_LT(idx, buckets);
 		hits[idx]++;
 	}
@@ -538,6 +548,44 @@ TEST(ConntrackEviction, FullTableStillInserts)
 	EXPECT_EQ(evictions, 1000u - SLUICE_CT_WAYS);
 }
 
+// A SYN flood: a SYN never pushes out a flow past its SYN. In a bucket of
+// established flows it is not stored at all (NULL: forwarded untracked); in
+// one holding SYN-only entries it takes the oldest of those, even when an
+// established flow was seen longer ago.
+TEST(ConntrackEviction, SynsEvictOnlySynsAndNeverEstablishedFlows)
+{
+	auto t = make_table(1024);
+	const auto keys = keys_in_bucket_of(t.get(), v4_key(1, 1), SLUICE_CT_WAYS + 2);
+	sluice_ct_bucket *b = bucket_of(t.get(), keys[0]);
+	for (uint32_t i = 0; i < SLUICE_CT_WAYS; i++)
+		ct_insert(b, &keys[i], 100 + i, 1, SLUICE_CT_EST, 10, &t->to, nullptr);
+	bool evicted = true;
+	EXPECT_EQ(ct_insert(b, &keys[SLUICE_CT_WAYS], 7, 1, SLUICE_CT_SYN, 50, &t->to, &evicted), nullptr);
+	EXPECT_FALSE(evicted);
+	for (uint32_t i = 0; i < SLUICE_CT_WAYS; i++)
+		EXPECT_EQ(ct_find(b, &keys[i], 50, &t->to)->backend_id, 100u + i) << i;
+	EXPECT_TRUE(tags_consistent(*b));
+
+	// Way 3 now holds a SYN (seen at 40); ways 0-2 established flows seen
+	// at 10, longer ago. A new SYN takes the SYN's way.
+	sluice_ct_remove(b, 3);
+	ct_insert(b, &keys[3], 103, 1, SLUICE_CT_SYN, 40, &t->to, nullptr);
+	sluice_ct_entry *e = ct_insert(b, &keys[SLUICE_CT_WAYS], 7, 1, SLUICE_CT_SYN, 50, &t->to, &evicted);
+	ASSERT_EQ(e, &b->way[3]);
+	EXPECT_TRUE(evicted);
+	EXPECT_EQ(ct_find(b, &keys[3], 50, &t->to), nullptr);
+	for (uint32_t i = 0; i < 3; i++)
+		EXPECT_NE(ct_find(b, &keys[i], 50, &t->to), nullptr) << i;
+	// A flow past its SYN (a mid-stream pickup) takes the SYN-only way
+	// first too, and only without one the least recently seen flow.
+	e = ct_insert(b, &keys[SLUICE_CT_WAYS + 1], 8, 1, SLUICE_CT_EST, 60, &t->to, &evicted);
+	EXPECT_EQ(e, &b->way[3]);
+	e = ct_insert(b, &keys[3], 103, 1, SLUICE_CT_EST, 61, &t->to, &evicted);
+	EXPECT_TRUE(evicted);
+	EXPECT_EQ(e, &b->way[2]); // ways 0-2 seen at 10: the last of the oldest
+	EXPECT_TRUE(tags_consistent(*b));
+}
+
 TEST(ConntrackFragment, FragmentKeyNeverEqualsAFlowKey)
 {
 	const sluice_flow_key flow = v4_key(1, 40000);
@@ -633,7 +681,7 @@ TEST(ConntrackScale, TenMillionFlowsThroughAMillionEntries)
 				continue;
 			live++;
 			ASSERT_EQ(e.backend_id, backend_of(e.key));
-			ASSERT_EQ(sluice_ct_bucket_index(sluice_flow_hash(&e.key), t->n_buckets), bi);
+			ASSERT_EQ(sluice_ct_bucket_index(ct_hash(&e.key), t->n_buckets), bi);
 		}
 		ASSERT_TRUE(tags_consistent(t->buckets[bi])) << bi;
 	}

@@ -20,6 +20,7 @@
 #include "pcap.h"
 #include "snapshot_builder.h"
 #include "state.h"
+#include "sys.h"
 
 #include <sluice/decide.h>
 #include <sluice/encap.h>
@@ -142,12 +143,13 @@ int run(int argc, char **argv)
 	std::vector<uint8_t> table_mem(sluice_ct_table_bytes(entries) + SLUICE_CACHE_LINE);
 	auto *ct = reinterpret_cast<sluice_ct_table *>(
 		(reinterpret_cast<uintptr_t>(table_mem.data()) + SLUICE_CACHE_LINE - 1) & ~uintptr_t(SLUICE_CACHE_LINE - 1));
-	sluice_ct_table_init(ct, entries, nullptr);
+	// A key as a dataplane draws one: no decision may depend on it.
+	sluice_ct_table_init(ct, entries, nullptr, sluice::random_u64());
 	auto rec = std::make_unique<sluice_worker>();
 	std::memset(rec.get(), 0, sizeof(*rec));
 
 	sluice_dp dp{ct->buckets, ct->n_buckets, rec.get(), 0};
-	sluice_env env{snap.get(), &dp, ct->to, 1000, sluice_env_mtu(mtu, snap.get())};
+	sluice_env env{snap.get(), &dp, ct->to, 1000, sluice_env_mtu(mtu, snap.get()), ct->secret};
 	sluice_vip_memo memo{};
 	uint8_t port_mac[6];
 	std::memcpy(port_mac, mac->bytes.data(), 6);

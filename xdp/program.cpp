@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 namespace sluice::xdp {
@@ -125,6 +126,45 @@ ct_geometry plan_ct(const std::string &path, uint32_t cpus, uint32_t want_bucket
 	return {buckets, true};
 }
 
+// The connection table's key (conntrack.h sluice_ct_hash) lives beside its
+// pin, in a one-entry array map of its own: the program reads it from
+// rodata, and the next start needs it to find the pinned table's flows.
+constexpr const char *ct_key_pin_name = "/sl_ct_key";
+
+// The key the table pinned in `dir` was filled with; nullopt if none is
+// pinned (a table from before keys, or a crash between the two pins).
+std::optional<uint64_t> read_ct_key(const std::string &dir)
+{
+	int fd = bpf_obj_get((dir + ct_key_pin_name).c_str());
+	if (fd < 0)
+		return std::nullopt;
+	uint32_t zero = 0;
+	uint64_t key = 0;
+	const int err = bpf_map_lookup_elem(fd, &zero, &key);
+	close(fd);
+	if (err)
+		return std::nullopt;
+	return key;
+}
+
+void pin_ct_key(const std::string &dir, uint64_t key)
+{
+	const std::string path = dir + ct_key_pin_name;
+	int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_ct_key", 4, 8, 1, nullptr);
+	if (fd < 0)
+		throw error("creating {}: {}", path, errno_text(errno));
+	uint32_t zero = 0;
+	int err = bpf_map_update_elem(fd, &zero, &key, BPF_ANY);
+	if (!err) {
+		(void)unlink(path.c_str());
+		err = bpf_obj_pin(fd, path.c_str());
+	}
+	const int saved = errno;
+	close(fd);
+	if (err)
+		throw error("pinning {}: {}", path, errno_text(saved));
+}
+
 std::string load_failure(const char *what, int err)
 {
 	if (err == -EPERM || err == -EACCES)
@@ -168,14 +208,30 @@ program program::load(const program_settings &s)
 	if (s.ct_entries == 0)
 		throw error("--ct-entries must be at least 1");
 	uint32_t want_buckets = sluice_ct_table_buckets_for(s.ct_entries);
+	std::optional<uint64_t> key; // the connection table's, kept with it
 
 	if (!s.pin_dir.empty()) {
 		make_pin_dir(s.pin_dir);
 		p.ct_pin_ = s.pin_dir + "/sl_ct";
 		ct_geometry g = plan_ct(p.ct_pin_, p.cpus_, want_buckets);
+		if (g.reused) {
+			key = read_ct_key(s.pin_dir);
+			if (!key) {
+				spdlog::warn("{}: the pinned connection table has no key beside it (an older "
+					     "sluice-xdp?): replacing it, established flows are re-picked by "
+					     "Maglev",
+					     p.ct_pin_);
+				if (unlink(p.ct_pin_.c_str()) != 0)
+					throw error("{}: cannot remove the old pin: {}", p.ct_pin_,
+						    errno_text(errno));
+				g = {want_buckets, false};
+			}
+		}
 		want_buckets = g.buckets;
 		p.ct_reused_ = g.reused;
 	}
+	if (!key)
+		key = s.pin_dir.empty() ? SLUICE_CT_REPLAY_KEY : random_u64();
 	p.ct_buckets_ = want_buckets;
 	// An array map holds less than 4 GiB (kernel/bpf/arraymap.c).
 	const uint64_t ct_bytes = (uint64_t)p.cpus_ * p.ct_buckets_ * sizeof(sluice_ct_bucket);
@@ -193,6 +249,7 @@ program program::load(const program_settings &s)
 	ro->cfg_ct_buckets = p.ct_buckets_;
 	ro->cfg_ring_entries = p.ring_entries_;
 	ro->cfg_ct_timeouts = s.ct_timeouts;
+	ro->cfg_ct_secret = *key;
 
 	int err = bpf_map__set_max_entries(p.skel_->maps.sl_ct, p.cpus_ * p.ct_buckets_);
 	if (!err)
@@ -206,6 +263,10 @@ program program::load(const program_settings &s)
 	err = sluice_bpf__load(p.skel_);
 	if (err)
 		throw error(load_failure("the XDP program", err));
+	// After the table's pin exists: a table without its key is replaced at
+	// the next start, never read with another one.
+	if (!p.ct_pin_.empty() && !p.ct_reused_)
+		pin_ct_key(s.pin_dir, *key);
 	return p;
 }
 

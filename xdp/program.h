@@ -24,7 +24,7 @@ struct program_settings {
 	uint32_t ct_entries = SLUICE_XDP_DEFAULT_CT_ENTRIES;     // per CPU
 	uint32_t ring_entries = SLUICE_XDP_DEFAULT_RING_ENTRIES; // Maglev entries per bank
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
-	std::string pin_dir; // empty: nothing pinned (test runs)
+	std::string pin_dir; // empty: nothing pinned (replays and test runs: SLUICE_CT_REPLAY_KEY)
 };
 
 // Directory of an interface's pinned maps when --pin-dir is not given.

@@ -44,6 +44,9 @@
 const volatile uint16_t cfg_port_mac[SLUICE_ETH_ALEN / 2] = {0};
 const volatile uint32_t cfg_port_mtu = 1500;
 const volatile uint32_t cfg_ct_buckets = 1;	/* per CPU; >= 1 */
+/* The connection table's key (conntrack.h sluice_ct_hash): drawn with the
+ * table, kept beside its pin (sl_ct_key) so a restart finds its flows. */
+const volatile uint64_t cfg_ct_secret = 0;
 const volatile uint32_t cfg_ring_entries = 16;	/* per bank; a power of two, >= 16 */
 const volatile struct sluice_ct_timeouts cfg_ct_timeouts = {
 	SLUICE_CT_TIMEOUT_SYN_S, SLUICE_CT_TIMEOUT_EST_S, SLUICE_CT_TIMEOUT_FIN_S,
@@ -181,11 +184,11 @@ static __always_inline uint32_t sluice_dp_ring(struct sluice_dp *dp, const struc
 	return c->e[i & (SLUICE_XDP_RING_CHUNK - 1)];
 }
 
-static __always_inline struct sluice_ct_bucket *sluice_dp_bucket(struct sluice_dp *dp, uint32_t flow_hash)
+static __always_inline struct sluice_ct_bucket *sluice_dp_bucket(struct sluice_dp *dp, uint32_t ct_hash)
 {
 	(void)dp;
 	uint32_t k = bpf_get_smp_processor_id() * cfg_ct_buckets +
-		     sluice_ct_bucket_index(flow_hash, cfg_ct_buckets);
+		     sluice_ct_bucket_index(ct_hash, cfg_ct_buckets);
 	return bpf_map_lookup_elem(&sl_ct, &k);
 }
 
@@ -484,6 +487,7 @@ int sluice_xdp(struct xdp_md *xdp)
 	env.to.udp_s = cfg_ct_timeouts.udp_s;
 	env.to.frag_s = cfg_ct_timeouts.frag_s;
 	env.mtu = cfg_port_mtu;
+	env.ct_secret = cfg_ct_secret;
 
 	uint8_t *data = pkt_data(xdp);
 	uint8_t *end = pkt_end(xdp);

@@ -21,10 +21,21 @@
  * (almost always one: its own, or none for a new flow), and an insert finds
  * a free way there too. The DPDK worker prefetches the tag line a burst
  * ahead, then the matching way's line, so a lookup in a table far larger
- * than the caches costs two overlapped line fetches, not four. A full
- * bucket evicts its least recently seen entry, so a full table never stops
- * forwarding: an evicted flow is picked again by Maglev, which gives the
- * same backend unless the backend set changed since (counted as conn_evict).
+ * than the caches costs two overlapped line fetches, not four.
+ *
+ * A full bucket evicts a SYN-only (embryonic) entry first, the least
+ * recently seen one, and only for a flow past its SYN the least recently
+ * seen entry of any state; a SYN that finds its bucket full of flows past
+ * their SYNs is forwarded untracked (conn_syn_untracked): its next packet
+ * is picked up as established. So a SYN flood from random sources cannot
+ * push out established flows, and a full table never stops forwarding: an
+ * evicted flow is picked again by Maglev, which gives the same backend
+ * unless the backend set changed since (counted as conn_evict).
+ *
+ * Bucket and tag come from sluice_ct_hash(), keyed by a secret drawn when
+ * the table is made (kept with it across restarts), not from the public,
+ * unkeyed flow hash that Maglev needs (every node must pick alike): a sender
+ * who can compute where a flow lives could aim packets at its bucket.
  */
 #pragma once
 
@@ -192,30 +203,45 @@ SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
 
 /* -------------------------------------------------------------- buckets */
 
-/* MurmurHash3's fmix32: every bit of the flow hash moves every bit of the
- * result. Maglev takes hash % M and the GUE source port the low 14 bits, so
- * using the raw hash would put flows that share those bits in the same
- * buckets and give them the same tags. */
-SLUICE_INLINE uint32_t sluice_ct_mix(uint32_t flow_hash)
+/* The connection-table hash of a key: the flow hash's chain (hash.h) seeded
+ * with the table's secret instead of the public flow seed. Not a MAC, but
+ * without the secret no one can tell which keys share a bucket, and the
+ * secret is never sent anywhere. A second chain beside the flow hash's, not
+ * a remix of it: equal flow hashes (2^32 tries to find) would otherwise
+ * share a bucket whatever the secret. */
+SLUICE_INLINE uint32_t sluice_ct_hash(const struct sluice_flow_key *key, uint64_t secret)
 {
-	return sluice_fmix32(flow_hash);
+	const uint64_t *w = (const uint64_t *)key;
+	uint64_t h = sluice_hash_init(SLUICE_FLOW_KEY_WORDS, secret);
+	h = sluice_hash_step(h, w[0]);
+	h = sluice_hash_step(h, w[1]);
+	h = sluice_hash_step(h, w[2]);
+	h = sluice_hash_step(h, w[3]);
+	h = sluice_hash_step(h, w[4]);
+	h = sluice_fmix64(h);
+	return (uint32_t)(h ^ (h >> 32));
 }
 
-/* The bucket of a flow: the remixed hash scaled to [0, buckets) by a
- * multiply and a shift (Lemire's "fastrange"), which uses its high bits: any
- * bucket count, no division. buckets >= 1. */
-SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t flow_hash, uint32_t buckets)
+/* The key of a capture replay's tables (`--pcap` on either dataplane):
+ * fixed, so that a replay is reproducible and both dataplanes evict alike.
+ * A live table's key is random (getrandom), drawn when it is made. */
+#define SLUICE_CT_REPLAY_KEY 0x736C756963650001ull
+
+/* The bucket of a flow: its ct hash scaled to [0, buckets) by a multiply
+ * and a shift (Lemire's "fastrange"), which uses its high bits: any bucket
+ * count, no division. buckets >= 1. */
+SLUICE_INLINE uint32_t sluice_ct_bucket_index(uint32_t ct_hash, uint32_t buckets)
 {
-	return (uint32_t)(((uint64_t)sluice_ct_mix(flow_hash) * buckets) >> 32);
+	return (uint32_t)(((uint64_t)ct_hash * buckets) >> 32);
 }
 
-/* The tag of a flow in its bucket: the remixed hash's low 16 bits (not the
- * ones that chose the bucket), never 0, which marks a free way. Two flows of
- * a bucket share a tag with probability 2^-15: a tag only says which ways
- * to compare keys with. */
-SLUICE_INLINE uint16_t sluice_ct_tag(uint32_t flow_hash)
+/* The tag of a flow in its bucket: the ct hash's low 16 bits (not the ones
+ * that chose the bucket), never 0, which marks a free way. Two flows of a
+ * bucket share a tag with probability 2^-15: a tag only says which ways to
+ * compare keys with. */
+SLUICE_INLINE uint16_t sluice_ct_tag(uint32_t ct_hash)
 {
-	return (uint16_t)(sluice_ct_mix(flow_hash) | 1u);
+	return (uint16_t)(ct_hash | 1u);
 }
 
 /* The bucket's four tags as one word: way i's in bits 16i..16i+15. */
@@ -267,10 +293,12 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_find(struct sluice_ct_bucket *b,
 /*
  * Stores k (tag `tag`) -> (backend_id, vip_id) in state `state` and returns
  * its entry. The way taken is, in order: k's own (an insert replaces), a
- * free one, an expired one, else the least recently seen one, whose live
- * flow is evicted (*evicted set, if evicted is not NULL). Never NULL: a full
- * table keeps forwarding. The first two are found from the tag line; only a
- * full bucket reads every way.
+ * free one, an expired one, the least recently seen SYN-only one, else, for
+ * a state past SYN, the least recently seen one. Taking a live flow's way
+ * evicts it (*evicted set, if evicted is not NULL). NULL only for a SYN
+ * whose bucket is full of live flows past their SYNs: nothing is stored, and
+ * the caller forwards it untracked. The first two are found from the tag
+ * line; only a full bucket reads every way.
  */
 SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *b,
 						       const struct sluice_flow_key *k, uint16_t tag,
@@ -280,8 +308,8 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *
 						       bool *evicted)
 {
 	const uint64_t tags = sluice_ct_tags(b);
-	int same = -1, free_way = -1, expired = -1, oldest = 0;
-	uint32_t oldest_age = 0;
+	int same = -1, free_way = -1, expired = -1, oldest = 0, oldest_syn = -1;
+	uint32_t oldest_age = 0, oldest_syn_age = 0;
 	SLUICE_CT_UNROLL
 	for (int i = 0; i < SLUICE_CT_WAYS; i++) {
 		const uint16_t t = sluice_ct_tag_at(tags, i);
@@ -306,11 +334,22 @@ SLUICE_INLINE struct sluice_ct_entry *sluice_ct_insert(struct sluice_ct_bucket *
 				oldest_age = age;
 				oldest = i;
 			}
+			if (e->state == SLUICE_CT_SYN && (oldest_syn < 0 || age >= oldest_syn_age)) {
+				oldest_syn_age = age;
+				oldest_syn = i;
+			}
 		}
 	}
-	int w = same >= 0 ? same : free_way >= 0 ? free_way : expired >= 0 ? expired : oldest;
+	const bool full = same < 0 && free_way < 0 && expired < 0;
+	if (full && oldest_syn < 0 && state == SLUICE_CT_SYN) {
+		if (evicted)
+			*evicted = false;
+		return 0;
+	}
+	int w = same >= 0 ? same : free_way >= 0 ? free_way : expired >= 0 ? expired
+		: oldest_syn >= 0 ? oldest_syn : oldest;
 	if (evicted)
-		*evicted = same < 0 && free_way < 0 && expired < 0;
+		*evicted = full;
 	/* w is in [0, WAYS) already; the mask tells the verifier so. */
 	w &= SLUICE_CT_WAYS - 1;
 	struct sluice_ct_entry *e = &b->way[w];
@@ -383,10 +422,13 @@ struct sluice_ct_table {
 	uint32_t n_buckets; /* >= 1 */
 	uint32_t pad0;
 	struct sluice_ct_timeouts to;
-	uint8_t pad1[36];
+	uint32_t pad1;
+	uint64_t secret; /* sluice_ct_hash()'s key, drawn when the table is made */
+	uint8_t pad2[24];
 	struct sluice_ct_bucket buckets[];
 };
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, to) == 8, "ct_table.to at 8");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, secret) == 32, "ct_table.secret at 32");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_ct_table, buckets) == SLUICE_CACHE_LINE,
 		     "buckets start on the second cache line");
 
@@ -404,13 +446,15 @@ SLUICE_INLINE uint64_t sluice_ct_table_bytes(uint32_t entries)
 	       (uint64_t)sluice_ct_table_buckets_for(entries) * sizeof(struct sluice_ct_bucket);
 }
 
-/* to may be NULL: the defaults. */
+/* to may be NULL: the defaults. secret: random, from the caller (getrandom):
+ * this header has no way to draw one in BPF and C alike. */
 SLUICE_INLINE void sluice_ct_table_init(struct sluice_ct_table *t, uint32_t entries,
-					const struct sluice_ct_timeouts *to)
+					const struct sluice_ct_timeouts *to, uint64_t secret)
 {
 	t->n_buckets = sluice_ct_table_buckets_for(entries);
 	t->pad0 = 0;
 	t->to = to ? *to : sluice_ct_default_timeouts();
+	t->secret = secret;
 }
 
 SLUICE_INLINE uint64_t sluice_ct_table_entries(const struct sluice_ct_table *t)
@@ -419,9 +463,9 @@ SLUICE_INLINE uint64_t sluice_ct_table_entries(const struct sluice_ct_table *t)
 }
 
 SLUICE_INLINE struct sluice_ct_bucket *sluice_ct_table_bucket(struct sluice_ct_table *t,
-							      uint32_t flow_hash)
+							      uint32_t ct_hash)
 {
-	return &t->buckets[sluice_ct_bucket_index(flow_hash, t->n_buckets)];
+	return &t->buckets[sluice_ct_bucket_index(ct_hash, t->n_buckets)];
 }
 
 /* The worker computes a burst's hashes and prefetches every bucket's tag

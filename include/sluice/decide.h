@@ -54,9 +54,9 @@ SLUICE_INLINE uint32_t sluice_dp_ring(struct sluice_dp *dp, const struct sluice_
 	return s->rings[pos & (SLUICE_RING_POOL - 1)];
 }
 
-SLUICE_INLINE struct sluice_ct_bucket *sluice_dp_bucket(struct sluice_dp *dp, uint32_t flow_hash)
+SLUICE_INLINE struct sluice_ct_bucket *sluice_dp_bucket(struct sluice_dp *dp, uint32_t ct_hash)
 {
-	return &dp->buckets[sluice_ct_bucket_index(flow_hash, dp->n_buckets)];
+	return &dp->buckets[sluice_ct_bucket_index(ct_hash, dp->n_buckets)];
 }
 
 SLUICE_INLINE void sluice_dp_count(struct sluice_dp *dp, uint32_t counter)
@@ -83,6 +83,7 @@ struct sluice_env {
 	struct sluice_ct_timeouts to;
 	uint32_t now_s; /* the connection table's coarse clock */
 	uint32_t mtu;   /* the largest IP packet sent: sluice_env_mtu() */
+	uint64_t ct_secret; /* the connection table's key (conntrack.h sluice_ct_hash) */
 };
 
 /* The port's MTU, lowered by the snapshot's node.mtu: set once per burst
@@ -98,9 +99,9 @@ SLUICE_INLINE uint32_t sluice_env_mtu(uint32_t port_mtu, const struct sluice_sna
  * packet its flow hash and connection-table bucket (to prefetch). */
 struct sluice_flow {
 	struct sluice_vip_match m;
-	uint32_t hash;                   /* with a service only */
+	uint32_t hash;                   /* the flow hash (Maglev, outer entropy); with a service only */
 	struct sluice_ct_bucket *bucket; /* NULL without a service, or if the table has none */
-	uint16_t tag;                    /* sluice_ct_tag(hash), with a service only */
+	uint16_t tag;                    /* sluice_ct_tag() of the keyed ct hash, with a service only */
 };
 
 SLUICE_INLINE void sluice_classify(const struct sluice_env *env, struct sluice_vip_memo *memo, uint64_t active,
@@ -116,8 +117,9 @@ SLUICE_INLINE void sluice_classify(const struct sluice_env *env, struct sluice_v
 		f->m = sluice_vip_match_memo(env->s, memo, active, p);
 		if (f->m.service != SLUICE_MAX_VIPS) {
 			f->hash = sluice_flow_hash(&p->key);
-			f->tag = sluice_ct_tag(f->hash);
-			f->bucket = sluice_dp_bucket(env->dp, f->hash);
+			const uint32_t ct = sluice_ct_hash(&p->key, env->ct_secret);
+			f->tag = sluice_ct_tag(ct);
+			f->bucket = sluice_dp_bucket(env->dp, ct);
 		}
 	} else {
 		f->m.address = sluice_vip_find_address(env->s, p->key.dst, p->key.family) != SLUICE_MAX_VIPS;
@@ -234,8 +236,9 @@ SLUICE_INLINE uint32_t sluice_pick_backend(const struct sluice_env *env, const s
 	if (p->kind != SLUICE_PKT_L4 || !f->bucket)
 		return bid;
 	bool evicted = false;
-	sluice_ct_insert(f->bucket, &p->key, f->tag, bid, vid, sluice_ct_initial_state(p->key.proto, p->tcp_flags),
-			 env->now_s, &env->to, &evicted);
+	if (!sluice_ct_insert(f->bucket, &p->key, f->tag, bid, vid,
+			      sluice_ct_initial_state(p->key.proto, p->tcp_flags), env->now_s, &env->to, &evicted))
+		sluice_dp_count(dp, SLUICE_CNT_conn_syn_untracked);
 	sluice_dp_count(dp, SLUICE_CNT_conn_new);
 	if (evicted)
 		sluice_dp_count(dp, SLUICE_CNT_conn_evict);
@@ -243,13 +246,16 @@ SLUICE_INLINE uint32_t sluice_pick_backend(const struct sluice_env *env, const s
 	return bid;
 }
 
-/* The fragment key's entry: where a first fragment's datagram went. */
+/* The fragment key's bucket (and *tag there): where a first fragment's
+ * datagram went. *h: the key's flow hash, for the outer entropy. */
 SLUICE_INLINE struct sluice_ct_bucket *sluice_frag_bucket(const struct sluice_env *env, const struct sluice_pkt *p,
-							  struct sluice_flow_key *fk, uint32_t *h)
+							  struct sluice_flow_key *fk, uint32_t *h, uint16_t *tag)
 {
 	sluice_frag_key(fk, p->key.family, p->key.src, p->key.dst, p->frag_id, p->key.proto);
 	*h = sluice_flow_hash(fk);
-	return sluice_dp_bucket(env->dp, *h);
+	const uint32_t ct = sluice_ct_hash(fk, env->ct_secret);
+	*tag = sluice_ct_tag(ct);
+	return sluice_dp_bucket(env->dp, ct);
 }
 
 /* A first fragment went to `bid`: the later ones of its datagram follow. */
@@ -258,9 +264,10 @@ SLUICE_INLINE void sluice_remember_fragment(const struct sluice_env *env, const 
 {
 	struct sluice_flow_key fk;
 	uint32_t h;
-	struct sluice_ct_bucket *b = sluice_frag_bucket(env, p, &fk, &h);
+	uint16_t tag;
+	struct sluice_ct_bucket *b = sluice_frag_bucket(env, p, &fk, &h, &tag);
 	if (b)
-		sluice_ct_insert(b, &fk, sluice_ct_tag(h), bid, vid, SLUICE_CT_FRAG, env->now_s, &env->to, 0);
+		sluice_ct_insert(b, &fk, tag, bid, vid, SLUICE_CT_FRAG, env->now_s, &env->to, 0);
 	sluice_dp_count(env->dp, SLUICE_CNT_frag_first);
 }
 
@@ -273,8 +280,9 @@ SLUICE_INLINE struct sluice_verdict sluice_later_fragment(const struct sluice_en
 {
 	struct sluice_flow_key fk;
 	uint32_t h;
-	struct sluice_ct_bucket *b = sluice_frag_bucket(env, p, &fk, &h);
-	struct sluice_ct_entry *e = b ? sluice_ct_find(b, &fk, sluice_ct_tag(h), env->now_s, &env->to) : 0;
+	uint16_t tag;
+	struct sluice_ct_bucket *b = sluice_frag_bucket(env, p, &fk, &h, &tag);
+	struct sluice_ct_entry *e = b ? sluice_ct_find(b, &fk, tag, env->now_s, &env->to) : 0;
 	if (!e)
 		return sluice_drop(env->dp, SLUICE_CNT_drop_frag_no_first);
 	sluice_ct_update(e, 0, env->now_s);
