@@ -166,9 +166,15 @@ SLUICE_INLINE struct sluice_verdict sluice_drop(struct sluice_dp *dp, uint32_t r
 }
 
 /* Sends the packet to backend `bid` of VIP `vid` the VIP's way, if it fits:
- * an L4 packet that does not is answered with the room there is (IPv4 only
- * with DF set; without, it is dropped, as a router that cannot fragment
- * would), anything else is dropped. */
+ * an L4 packet that does not is answered with the room there is, anything
+ * else (a later fragment, an ICMP error) is dropped. IPv4 without DF too:
+ * RFC 2003 §5.1 lets the encapsulator fragment the outer packet or answer,
+ * and an XDP program cannot make two packets of one, so both dataplanes
+ * answer fragmentation-needed (as for DF). A client's stack takes the MTU
+ * it reports for the path whatever DF said (Linux: ipv4_update_pmtu on any
+ * ICMP_FRAG_NEEDED) and fragments its next datagrams to fit, and those
+ * fragments sluice forwards; without an answer every oversized datagram
+ * would vanish with no sign. */
 SLUICE_INLINE struct sluice_verdict sluice_forward(const struct sluice_env *env, const struct sluice_pkt *p,
 						   uint32_t vid, uint32_t bid, uint32_t hash)
 {
@@ -181,7 +187,7 @@ SLUICE_INLINE struct sluice_verdict sluice_forward(const struct sluice_env *env,
 	const uint16_t enc = sluice_encap_len(v->mode, b->family);
 	const uint32_t mtu = env->mtu;
 	if (SLUICE_UNLIKELY((uint32_t)p->l3_len + enc > mtu)) {
-		if (p->kind != SLUICE_PKT_L4 || (p->key.family == SLUICE_AF_INET && !p->df))
+		if (p->kind != SLUICE_PKT_L4)
 			return sluice_drop(env->dp, SLUICE_CNT_drop_too_big);
 		struct sluice_verdict t = sluice_verdict_of(SLUICE_ACT_TOO_BIG);
 		t.mtu = mtu - enc;
