@@ -133,7 +133,6 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 		state_.ids.reconcile(state_.cfg, [this](object_ids::kind k, uint32_t id) {
 			return read_counters(k, id);
 		});
-		store_.save(state_);
 	}
 	// Next hops before the first snapshot: a restarted sluiced must not
 	// hand the running dataplanes a snapshot without them.
@@ -143,6 +142,10 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 	std::lock_guard lk(mu_);
 	update_health_targets_locked();
 	publish_locked();
+	// Saved only once it is published: a first configuration that cannot
+	// be published must not become the state every restart comes back to.
+	if (!restored_)
+		store_.save(state_);
 }
 
 service::~service()

@@ -7,8 +7,10 @@
 #include <sluice/packet.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <set>
+#include <vector>
 
 namespace sluice {
 
@@ -42,18 +44,53 @@ bool same_members(const std::vector<maglev_backend> &a, const std::vector<maglev
 	return true;
 }
 
+// One entry of vip_hash: a VIP (its exact key) or a VIP address (port 0,
+// protocol 0).
+struct vip_hash_entry {
+	const uint8_t *addr;
+	uint8_t family, proto;
+	uint16_t port_be;
+	uint32_t vid;
+};
+
 // Open addressing with a bounded probe, the bound the readers use.
-void place_in_vip_hash(sluice_snapshot &out, uint32_t h, uint32_t vid, const std::string &what)
+bool place_in_vip_hash(sluice_snapshot &out, const vip_hash_entry &e, uint32_t seed)
 {
+	const uint32_t h = sluice_vip_hash(e.addr, e.family, e.port_be, e.proto, seed);
 	for (uint32_t p = 0; p < SLUICE_VIP_HASH_PROBES; p++) {
 		uint16_t &slot = out.vip_hash[(h + p) & (SLUICE_VIP_HASH_SIZE - 1)];
 		if (slot == 0) {
-			slot = static_cast<uint16_t>(vid + 1);
+			slot = static_cast<uint16_t>(e.vid + 1);
+			return true;
+		}
+	}
+	return false;
+}
+
+// Seeds tried before giving up. At a load of at most 1/4 one seed fails
+// with a probability far below 1e-6 (a run of 16 in linear probing), so
+// this bound is never reached by a configuration validation accepts; it
+// only keeps a bug from looping.
+constexpr uint32_t vip_seed_tries = 64;
+
+// Fills vip_hash with every entry within the readers' probe bound, under
+// the first seed that allows it; sets hdr.vip_seed.
+void fill_vip_hash(sluice_snapshot &out, const std::vector<vip_hash_entry> &entries)
+{
+	for (uint32_t seed = 0; seed < vip_seed_tries; seed++) {
+		std::memset(out.vip_hash, 0, sizeof(out.vip_hash));
+		bool all = true;
+		for (const vip_hash_entry &e : entries)
+			if (!(all = place_in_vip_hash(out, e, seed)))
+				break;
+		if (all) {
+			out.hdr.vip_seed = seed;
 			return;
 		}
 	}
-	throw error("vips: {} found no place within {} probes of the VIP lookup table", what,
-		    SLUICE_VIP_HASH_PROBES);
+	throw error("vips: {} VIPs found no layout of the VIP lookup table within {} probes in {} "
+		    "tries",
+		    entries.size(), SLUICE_VIP_HASH_PROBES, vip_seed_tries);
 }
 
 } // namespace
@@ -83,6 +120,9 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 
 	uint32_t ring_used = 0;
 	uint32_t backend_count = 0;
+	std::vector<vip_hash_entry> hash_entries;
+	std::set<std::pair<uint8_t, std::array<uint8_t, 16>>> addresses;
+	hash_entries.reserve(2 * c.vips.size());
 	std::set<uint32_t> live_vips;
 	for (const auto &v : c.vips) {
 		uint32_t vid = in.ids.vip_id(v.key);
@@ -153,13 +193,14 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 		std::memcpy(&out.rings[ring_used], ct.table.data(), v.ring_size * sizeof(uint32_t));
 		ring_used += v.ring_size;
 
-		place_in_vip_hash(out, sluice_vip_hash(rec.addr, rec.family, rec.port_be, rec.proto), vid,
-				  v.key.str());
+		hash_entries.push_back({rec.addr, rec.family, rec.proto, rec.port_be, vid});
 		// The address entry (port 0, protocol 0), once per address.
-		if (sluice_vip_find_address(&out, rec.addr, rec.family) == SLUICE_MAX_VIPS)
-			place_in_vip_hash(out, sluice_vip_hash(rec.addr, rec.family, 0, 0), vid,
-					  v.key.address.str());
+		std::array<uint8_t, 16> a;
+		std::memcpy(a.data(), rec.addr, 16);
+		if (addresses.insert({rec.family, a}).second)
+			hash_entries.push_back({rec.addr, rec.family, 0, 0, vid});
 	}
+	fill_vip_hash(out, hash_entries);
 	// Forget tables of VIPs that are gone, so a new VIP reusing the id
 	// cannot be handed a stale one.
 	for (auto it = cache_.begin(); it != cache_.end();)

@@ -252,6 +252,31 @@ TEST_F(ServiceTest, CorruptStateIsAnErrorNotAnEmptyConfiguration)
 	EXPECT_NE(e.find("corrupt state file"), std::string::npos) << e;
 }
 
+// A first start whose configuration cannot be published (here: the
+// publisher refuses) saves nothing: the next start tries the configuration
+// again instead of crash-looping on a state.json it wrote.
+TEST_F(ServiceTest, AFirstConfigurationThatCannotBePublishedIsNotSaved)
+{
+	struct refusing_publisher final : publisher {
+		uint64_t publish(const std::function<void(sluice_snapshot &)> &) override
+		{
+			throw error("the segment refused it");
+		}
+		uint64_t generation() const override { return 0; }
+		const sluice_shm *segment() const override { return nullptr; }
+		std::chrono::milliseconds worker_timeout() const override { return std::chrono::seconds(1); }
+	} refusing;
+	std::string e = error_of([&] { service s(refusing, dir, base()); });
+	EXPECT_EQ(e, "the segment refused it");
+	EXPECT_FALSE(fs::exists(dir / "state.json"));
+	// Published: saved.
+	memory_publisher pub;
+	{
+		service s(pub, dir, base());
+	}
+	EXPECT_TRUE(fs::exists(dir / "state.json"));
+}
+
 TEST_F(ServiceTest, SnapshotCarriesDrainAndLookup)
 {
 	memory_publisher pub;

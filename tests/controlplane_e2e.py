@@ -200,7 +200,7 @@ class ControlPlane(unittest.TestCase):
         vip_id = self.d.json("vip", "list")[0]["id"]
         b = self.d.json("backend", "list", "10.200.1.1:80/tcp")
         bid = {x["address"]: x["id"] for x in b}["10.0.0.12"]
-        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 256
+        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
         STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)

@@ -4,13 +4,19 @@
 // neighbour not resolved) takes no share: the packets Maglev would give it
 // go to the others instead of being dropped.
 #include "config_io.h"
+#include "config.h"
+#include "error.h"
 #include "snapshot_builder.h"
 
+#include <sluice/packet.h>
 #include <sluice/shm.h>
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <map>
+#include <random>
 #include <memory>
 #include <set>
 
@@ -100,6 +106,86 @@ TEST(SnapshotBuilder, WithoutResolutionABackendWithoutMacStaysInTheTable)
 	built off = build(b, cfg, ids, {"10.1.0.1"}, false);
 	EXPECT_EQ(off.live_count, 3u);
 	EXPECT_EQ(off.in_table.size(), 3u);
+}
+
+
+// Configurations of many VIPs: every one validation accepts is published,
+// and every VIP and VIP address is found where the dataplanes look.
+std::string many_vips_yaml(const std::vector<std::string> &addresses, const std::vector<int> &ports)
+{
+	std::string y = "node: {source_ipv4: 10.0.0.2, source_ipv6: 'fd00::2'}\nvips:\n";
+	for (size_t i = 0; i < addresses.size(); i++)
+		y += fmt::format("  - {{address: '{}', port: {}, protocol: tcp, ring_size: 251, "
+				 "backends: [{{address: {}}}]}}\n",
+				 addresses[i], ports[i],
+				 addresses[i].find(':') == std::string::npos ? "10.1.0.1" : "'fd00:1::1'");
+	return y;
+}
+
+void expect_all_found(const std::vector<std::string> &addresses, const std::vector<int> &ports)
+{
+	const config cfg = config_from_yaml(many_vips_yaml(addresses, ports));
+	validate(cfg, field_names::by_position);
+	object_ids ids;
+	ids.reconcile(cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
+	snapshot_builder b;
+	auto snap = std::make_unique<sluice_snapshot>();
+	b.build(snapshot_inputs{cfg, ids, [](uint32_t) { return true; },
+				[](uint32_t) -> std::optional<mac_address> { return std::nullopt; }, false},
+		*snap);
+	for (const auto &v : cfg.vips) {
+		const uint32_t vid = ids.vip_id(v.key);
+		const uint8_t *addr = v.key.address.bytes.data();
+		ASSERT_EQ(sluice_vip_find_exact(snap.get(), addr, v.key.address.family,
+						sluice_htons(v.key.port), SLUICE_IPPROTO_TCP),
+			  vid)
+			<< v.key.str();
+		ASSERT_NE(sluice_vip_find_address(snap.get(), addr, v.key.address.family), SLUICE_MAX_VIPS)
+			<< v.key.str();
+	}
+}
+
+TEST(SnapshotBuilder, AThousandConsecutiveVipsArePublished)
+{
+	// 256 consecutive addresses failed the old 16-probe table in about 1
+	// of 9 ranges; try many ranges of 1,024.
+	for (int range = 0; range < 8; range++) {
+		std::vector<std::string> a;
+		std::vector<int> p;
+		for (int i = 0; i < 1024; i++) {
+			a.push_back(fmt::format("10.{}.{}.{}", 100 + range, i / 256, i % 256));
+			p.push_back(80);
+		}
+		expect_all_found(a, p);
+	}
+}
+
+TEST(SnapshotBuilder, TheMostVipsAreAllPublished)
+{
+	std::mt19937 rng(42);
+	std::set<std::pair<std::string, int>> seen;
+	std::vector<std::string> a;
+	std::vector<int> p;
+	while (a.size() < SLUICE_MAX_VIPS) {
+		std::string addr = rng() % 4 ? fmt::format("{}.{}.{}.{}", 11 + rng() % 200, rng() % 256,
+							   rng() % 256, rng() % 256)
+					   : fmt::format("2001:db8:{:x}::{:x}", rng() % 65536, rng() % 65536);
+		int port = 1 + rng() % 65535;
+		if (seen.insert({addr, port}).second) {
+			a.push_back(addr);
+			p.push_back(port);
+		}
+	}
+	expect_all_found(a, p);
+	// One more is refused when the configuration is read, not at publication.
+	a.push_back("10.250.0.1");
+	p.push_back(80);
+	try {
+		validate(config_from_yaml(many_vips_yaml(a, p)), field_names::by_position);
+		FAIL() << "4,097 VIPs validated";
+	} catch (const error &e) {
+		EXPECT_NE(std::string(e.what()).find("at most 4096"), std::string::npos) << e.what();
+	}
 }
 
 } // namespace

@@ -149,9 +149,9 @@ class CorruptSegment(unittest.TestCase):
                     seg.m[d + o:d + o + 8] = rng.randbytes(8)
 
             def table_past_rings(d):
-                # VIP 0's table (its ring_offset at vips + 32) moved past ring_used.
+                # VIP 0's table (its ring_offset at vips + 28) moved past ring_used.
                 used = struct.unpack_from("<I", seg.m, d + HDR_RING_USED)[0]
-                struct.pack_into("<I", seg.m, d + S.VIPS_OFF + 32, used)
+                struct.pack_into("<I", seg.m, d + S.VIPS_OFF + 28, used)
 
             cases = [
                 ("vip_count", field(24, "<I", 0xFFFFFFFF), "corrupt"),

@@ -26,7 +26,7 @@
  * sl_rings       ARRAY[4*R/16]     (bank*R + i) / 16     struct sluice_xdp_ring_chunk
  * sl_ct          ARRAY[cpus*B]     cpu*B + bucket        struct sluice_ct_bucket   (pinned)
  * sl_cpu         PERCPU_ARRAY[1]   0                     struct sluice_xdp_cpu (counters, clock, VIP memo)
- * sl_vip_cnt     PERCPU_ARRAY[256] VIP id                struct sluice_obj_counters
+ * sl_vip_cnt     PERCPU_ARRAY[4096] VIP id               struct sluice_obj_counters
  * sl_be_cnt      PERCPU_ARRAY[4096] backend id           struct sluice_obj_counters
  */
 #pragma once

@@ -37,18 +37,26 @@
 #include <sluice/hash.h>
 
 #define SLUICE_SHM_MAGIC 0x4D53454349554C53ULL /* "SLUICESM" read little endian */
-#define SLUICE_ABI_VERSION 2u /* 2: worker records say which generation they forward by */
+/* 2: worker records say which generation they forward by; 4,096 VIPs,
+ * found through a seeded VIP hash. */
+#define SLUICE_ABI_VERSION 2u
 
-#define SLUICE_MAX_VIPS 256u
+#define SLUICE_MAX_VIPS 4096u
 #define SLUICE_MAX_BACKENDS 4096u /* over all VIPs; also the backend id space */
 #define SLUICE_MAX_WORKERS 64u
 #define SLUICE_SNAPSHOT_SLOTS 4u
 /* Maglev entries over all VIPs of one snapshot: 255 VIPs at the default
- * M = 65,537, or 16 at M = 1,048,573. tmpfs pages are only backed once
- * written, so unused room costs address space, not memory. */
+ * M = 65,537, 4,096 at M = 4,093, or 16 at M = 1,048,573. tmpfs pages are
+ * only backed once written, so unused room costs address space, not
+ * memory. */
 #define SLUICE_RING_POOL (1u << 24)
-#define SLUICE_VIP_HASH_SIZE 1024u /* power of two; <= 512 entries (VIPs + addresses) */
-#define SLUICE_VIP_HASH_PROBES 16u /* the builder guarantees every VIP within this */
+/* Open addressing: at most 2 x SLUICE_MAX_VIPS entries (a VIP and its
+ * address) in 4 x that many slots. At a load of 1/4 a linear probe rarely
+ * runs past 8; the builder tries seeds (hdr.vip_seed) until every entry is
+ * within SLUICE_VIP_HASH_PROBES, so every configuration validation accepts
+ * is published. */
+#define SLUICE_VIP_HASH_SIZE (8u * SLUICE_MAX_VIPS) /* power of two */
+#define SLUICE_VIP_HASH_PROBES 16u
 
 /* `active` packs the generation with the slot so one 64-bit load gives both. */
 #define SLUICE_ACTIVE_SLOT_BITS 8u
@@ -158,7 +166,8 @@ struct sluice_snapshot_header {
 	uint32_t vip_count;
 	uint32_t backend_count;
 	uint32_t ring_used;    /* entries of rings[] in use */
-	uint8_t pad[28];
+	uint32_t vip_seed;     /* sluice_vip_hash()'s seed for vip_hash[] */
+	uint8_t pad[24];
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot_header) == 64, "snapshot header is one line");
 
@@ -173,10 +182,10 @@ struct sluice_snapshot {
 };
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, node) == 64, "snapshot.node at 64");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vip_hash) == 128, "snapshot.vip_hash at 128");
-SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vips) == 2176, "snapshot.vips at 2176");
-SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, backends) == 18560, "snapshot.backends");
-SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, rings) == 280704, "snapshot.rings");
-SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 280704 + 4ull * SLUICE_RING_POOL, "snapshot size");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, vips) == 65664, "snapshot.vips at 65664");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, backends) == 327808, "snapshot.backends");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_snapshot, rings) == 589952, "snapshot.rings");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 589952 + 4ull * SLUICE_RING_POOL, "snapshot size");
 
 #define SLUICE_WORKER_PID_CLAIMING 0xFFFFFFFFu /* a claim in progress */
 
@@ -286,12 +295,13 @@ SLUICE_INLINE void sluice_shm_header_init(struct sluice_shm_header *h)
 
 /* ------------------------------------------------------------- VIP lookup */
 
-/* Hash of a VIP's (address, family, port, protocol) for vip_hash. */
+/* Hash of a VIP's (address, family, port, protocol) for vip_hash, under the
+ * snapshot's seed. */
 SLUICE_INLINE uint32_t sluice_vip_hash(const uint8_t addr[16], uint8_t family, uint16_t port_be,
-				       uint8_t proto)
+				       uint8_t proto, uint32_t seed)
 {
 	const uint64_t *w = (const uint64_t *)(const void *)addr;
-	uint64_t h = sluice_hash_init(3, SLUICE_FLOW_HASH_SEED);
+	uint64_t h = sluice_hash_init(3, SLUICE_FLOW_HASH_SEED ^ seed);
 	h = sluice_hash_step(h, w[0]);
 	h = sluice_hash_step(h, w[1]);
 	h = sluice_hash_step(h, (uint64_t)port_be | (uint64_t)proto << 16 | (uint64_t)family << 24);
@@ -313,7 +323,7 @@ SLUICE_INLINE uint32_t sluice_vip_find_exact(const struct sluice_snapshot *s,
 					     const uint8_t addr[16], uint8_t family,
 					     uint16_t port_be, uint8_t proto)
 {
-	uint32_t i = sluice_vip_hash(addr, family, port_be, proto);
+	uint32_t i = sluice_vip_hash(addr, family, port_be, proto, s->hdr.vip_seed);
 	for (uint32_t probe = 0; probe < SLUICE_VIP_HASH_PROBES; probe++) {
 		uint16_t e = s->vip_hash[(i + probe) & (SLUICE_VIP_HASH_SIZE - 1)];
 		if (e == 0)
@@ -332,7 +342,7 @@ SLUICE_INLINE uint32_t sluice_vip_find_exact(const struct sluice_snapshot *s,
 SLUICE_INLINE uint32_t sluice_vip_find_address(const struct sluice_snapshot *s,
 					       const uint8_t addr[16], uint8_t family)
 {
-	uint32_t i = sluice_vip_hash(addr, family, 0, 0);
+	uint32_t i = sluice_vip_hash(addr, family, 0, 0, s->hdr.vip_seed);
 	for (uint32_t probe = 0; probe < SLUICE_VIP_HASH_PROBES; probe++) {
 		uint16_t e = s->vip_hash[(i + probe) & (SLUICE_VIP_HASH_SIZE - 1)];
 		if (e == 0)
@@ -378,7 +388,7 @@ SLUICE_INLINE uint64_t sluice_snapshot_checksum_parts(const struct sluice_snapsh
 {
 	uint64_t h = sluice_hash_init(0, hd->generation);
 	h = sluice_hash_step(h, (uint64_t)hd->vip_count | (uint64_t)hd->backend_count << 32);
-	h = sluice_hash_step(h, hd->ring_used);
+	h = sluice_hash_step(h, hd->ring_used | (uint64_t)hd->vip_seed << 32);
 	h = sluice_checksum_words(h, (const uint64_t *)body,
 				  (SLUICE_OFFSETOF(struct sluice_snapshot, rings) -
 				   SLUICE_OFFSETOF(struct sluice_snapshot, node)) / 8);
