@@ -182,6 +182,9 @@ struct health_monitor::impl {
 	struct target {
 		health_check_spec spec;
 		health_status status;
+		// Never judged: started down only for lack of a verdict (set_targets
+		// with `known` and none for this key); its first pass brings it up.
+		bool unproven = false;
 
 		// The probe in flight, if any. Its epoll token is `serial`, never
 		// the fd: a closed fd number is reused at once, and an event
@@ -275,13 +278,15 @@ struct health_monitor::impl {
 		timers.push({due_ns, t.timer, key});
 	}
 
-	void start_fresh(uint64_t key, target &t, uint64_t now)
+	// at_once: probe now, not after the jitter (a backend just added, or
+	// one whose check changed: its verdict should not wait).
+	void start_fresh(uint64_t key, target &t, uint64_t now, bool at_once = false)
 	{
 		if (t.spec.type == check_type::none)
 			return;
 		uint64_t spread = std::min<uint64_t>(at_least_1(t.spec.interval_ms),
 						     max_first_probe_spread_ms);
-		arm(key, t, now + mix64(key) % (spread * ns_per_ms));
+		arm(key, t, at_once ? now : now + mix64(key) % (spread * ns_per_ms));
 	}
 
 	void end_probe(target &t)
@@ -314,11 +319,14 @@ struct health_monitor::impl {
 				s.successes_in_row++;
 			s.failures_in_row = 0;
 			s.last_error.clear();
-			if (!s.healthy && s.successes_in_row >= at_least_1(t.spec.rise)) {
+			// A target never judged (just added) joins on its first pass:
+			// it was down only because nothing was known yet.
+			if (!s.healthy && (s.successes_in_row >= at_least_1(t.spec.rise) || t.unproven)) {
 				s.healthy = true;
 				s.transition_check = s.checks;
 				pending.emplace_back(key, true);
 			}
+			t.unproven = false;
 		} else {
 			if (s.failures_in_row != std::numeric_limits<uint32_t>::max())
 				s.failures_in_row++;
@@ -631,7 +639,7 @@ health_monitor::health_monitor(on_change cb) : impl_(std::make_unique<impl>(std:
 
 health_monitor::~health_monitor() = default;
 
-void health_monitor::set_targets(std::map<uint64_t, health_check_spec> next)
+void health_monitor::set_targets(std::map<uint64_t, health_check_spec> next, const known_health &known)
 {
 	auto &m = *impl_;
 	{
@@ -646,13 +654,17 @@ void health_monitor::set_targets(std::map<uint64_t, health_check_spec> next)
 			}
 			auto &t = it->second;
 			if (!(n->second == t.spec)) {
-				bool was_down = !t.status.healthy;
+				// The verdict stays: editing a down backend's check must
+				// not put it back in the tables before it passes.
+				const bool was_healthy = t.status.healthy, unproven = t.unproven;
 				m.end_probe(t);
 				t = impl::target{};
 				t.spec = std::move(n->second);
-				m.start_fresh(it->first, t, now);
-				if (was_down)
+				t.unproven = unproven;
+				t.status.healthy = was_healthy || t.spec.type == check_type::none;
+				if (!was_healthy && t.status.healthy)
 					m.pending.emplace_back(it->first, true);
+				m.start_fresh(it->first, t, now, true);
 			}
 			next.erase(n);
 			++it;
@@ -660,7 +672,10 @@ void health_monitor::set_targets(std::map<uint64_t, health_check_spec> next)
 		for (auto &[key, spec] : next) {
 			auto &t = m.targets[key];
 			t.spec = std::move(spec);
-			m.start_fresh(key, t, now);
+			const std::optional<bool> verdict = known ? known(key) : std::optional<bool>(true);
+			t.status.healthy = t.spec.type == check_type::none || verdict.value_or(false);
+			t.unproven = t.spec.type != check_type::none && !verdict;
+			m.start_fresh(key, t, now, t.unproven);
 		}
 	}
 	m.wake();

@@ -44,8 +44,8 @@ struct health_check_spec {
 };
 
 struct health_status {
-	// Starts true: a restarted control plane must not take every backend
-	// out while it waits for its first `rise` probes.
+	// Where a target starts is set_targets()'s choice: its last known
+	// health, else up (no `known`), else down until its first pass.
 	bool healthy = true;
 	uint32_t successes_in_row = 0, failures_in_row = 0;
 	// Why the last probe failed; empty once one passes.
@@ -75,13 +75,22 @@ public:
 	health_monitor(const health_monitor &) = delete;
 	health_monitor &operator=(const health_monitor &) = delete;
 
+	// What set_targets() knows of a key's health from before (sluiced's
+	// state file): its last verdict, or nullopt for a key never judged.
+	using known_health = std::function<std::optional<bool>(uint64_t key)>;
+
 	// Reconciles the target set. A key that is absent is dropped (no
-	// callback); a key whose spec is unchanged keeps its state and schedule;
-	// a new key or a changed spec starts fresh: healthy, counters zero, first
-	// probe within one interval (at most 1 s, spread by key). A key that was down and starts fresh gets
-	// on_change(key, true), so whoever mirrors health sees what status()
-	// says. type none: always healthy, never probed.
-	void set_targets(std::map<uint64_t, health_check_spec> targets);
+	// callback); a key whose spec is unchanged keeps its state and schedule.
+	// A key whose spec changed keeps its verdict (a down backend whose check
+	// is edited stays down until it passes `rise` probes of the new one),
+	// with counters zero and its first probe at once. A new key starts at
+	// known(key); without `known` it starts up; with `known` but no verdict
+	// for it (a backend just added) it starts down, is probed at once and
+	// goes up on its first pass. First probes of keys that start from a
+	// verdict are spread over at most 1 s. type none: always healthy, never
+	// probed (a key that was down and becomes none gets on_change(key,
+	// true)).
+	void set_targets(std::map<uint64_t, health_check_spec> targets, const known_health &known = {});
 
 	std::optional<health_status> status(uint64_t key) const;
 	std::map<uint64_t, health_status> statuses() const;

@@ -127,6 +127,15 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 	if (auto restored = store_.load()) {
 		state_ = std::move(*restored);
 		restored_ = true;
+		// A state file from before verdicts were kept: every checked
+		// backend was up as far as that version knew.
+		if (!state_.health_recorded) {
+			for (const auto &v : state_.cfg.vips)
+				for (const auto &b : v.backends)
+					if (b.check.type != check_type::none)
+						state_.health[state_.ids.backend_id(v.key, b.address)] = true;
+			state_.health_recorded = true;
+		}
 	} else {
 		validate(initial);
 		state_.cfg = initial;
@@ -138,7 +147,8 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 	// hand the running dataplanes a snapshot without them.
 	if (resolve_next_hops_)
 		hops_ = resolve_hops(state_.cfg, state_.ids);
-	health_ = std::make_unique<health_monitor>([this](uint64_t, bool) { republish(); });
+	health_ = std::make_unique<health_monitor>(
+		[this](uint64_t id, bool healthy) { health_changed(static_cast<uint32_t>(id), healthy); });
 	std::lock_guard lk(mu_);
 	update_health_targets_locked();
 	publish_locked();
@@ -166,6 +176,26 @@ void service::republish()
 	publish_locked();
 }
 
+void service::health_changed(uint32_t id, bool healthy)
+{
+	std::lock_guard lk(mu_);
+	// A verdict on a backend a change just removed: nothing to keep.
+	bool present = false;
+	for (const auto &[ref, bid] : state_.ids.backends)
+		present = present || bid == id;
+	if (present) {
+		state_.health[id] = healthy;
+		try {
+			store_.save(state_);
+		} catch (const std::exception &e) {
+			// The verdict still reaches the dataplanes; only a restart
+			// would start from the older one.
+			spdlog::error("health of backend id {}: {}", id, e.what());
+		}
+	}
+	publish_locked();
+}
+
 void service::publish_locked()
 {
 	snapshot_inputs in{
@@ -190,7 +220,12 @@ void service::update_health_targets_locked()
 	for (const auto &v : state_.cfg.vips)
 		for (const auto &b : v.backends)
 			targets[state_.ids.backend_id(v.key, b.address)] = make_check_spec(v, b);
-	health_->set_targets(std::move(targets));
+	// Where each starts: its last verdict (this run's or the state file's);
+	// a backend never judged starts down and joins on its first pass.
+	health_->set_targets(std::move(targets), [this](uint64_t id) -> std::optional<bool> {
+		auto it = state_.health.find(static_cast<uint32_t>(id));
+		return it == state_.health.end() ? std::nullopt : std::optional<bool>(it->second);
+	});
 }
 
 sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) const
@@ -274,6 +309,11 @@ json service::change(const std::function<void(config &)> &edit)
 	next.ids.reconcile(next.cfg, [this](object_ids::kind k, uint32_t id) {
 		return read_counters(k, id);
 	});
+	// A removed backend's verdict goes with it: its id may be reused.
+	std::set<uint32_t> live_ids;
+	for (const auto &[ref, bid] : next.ids.backends)
+		live_ids.insert(bid);
+	std::erase_if(next.health, [&](const auto &e) { return !live_ids.count(e.first); });
 	store_.save(next);
 	persisted_state previous = std::move(state_);
 	state_ = std::move(next);

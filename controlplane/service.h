@@ -122,6 +122,9 @@ private:
 	json change(const std::function<void(config &)> &edit);
 	void publish_locked();
 	void update_health_targets_locked();
+	// The monitor's verdict on backend `id`: kept in the state file, then
+	// published.
+	void health_changed(uint32_t id, bool healthy);
 	sluice_obj_counters read_counters(object_ids::kind k, uint32_t id) const;
 	stats_view stats_locked() const;
 

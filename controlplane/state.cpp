@@ -133,12 +133,15 @@ json state_to_json(const persisted_state &s)
 		json e{{"vip", r.first.str()}, {"address", r.second.str()}, {"id", id}};
 		if (auto it = s.ids.backend_baseline.find(id); it != s.ids.backend_baseline.end())
 			e["baseline"] = counters_to_json(it->second);
+		if (auto it = s.health.find(id); it != s.health.end())
+			e["healthy"] = it->second;
 		backends.push_back(e);
 	}
 	j["vip_ids"] = vips;
 	j["backend_ids"] = backends;
 	j["vip_pool"] = s.ids.vip_pool.to_json();
 	j["backend_pool"] = s.ids.backend_pool.to_json();
+	j["health_recorded"] = true;
 	return j;
 }
 
@@ -170,7 +173,10 @@ persisted_state state_from_json(const json &j)
 		s.ids.backend_pool.mark_used(id);
 		if (e.contains("baseline"))
 			s.ids.backend_baseline[id] = counters_from_json(e["baseline"]);
+		if (e.contains("healthy"))
+			s.health[id] = e.at("healthy").get<bool>();
 	}
+	s.health_recorded = j.value("health_recorded", false);
 	// Objects the file's config has but its id list lacks get ids now.
 	s.ids.reconcile(s.cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
 	return s;

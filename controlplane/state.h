@@ -71,6 +71,12 @@ struct object_ids {
 struct persisted_state {
 	config cfg;
 	object_ids ids;
+	// The last verdict of each checked backend (by id), so a restarted
+	// sluiced does not put a down backend back in the tables. False for a
+	// file from before verdicts were kept: every checked backend is then
+	// taken as up, as that version did.
+	std::map<uint32_t, bool> health;
+	bool health_recorded = true;
 };
 
 json state_to_json(const persisted_state &s);

@@ -149,9 +149,10 @@ class ControlPlane(unittest.TestCase):
         try:
             s = wait_for(lambda: (lambda b: b if b["checks"] >= 3 else None)(state()), 30, "checks to run")
             self.assertEqual(s["state"], "up")
-            # Every probe so far passed, and none changed anything.
+            # Every probe so far passed; a backend just added starts down
+            # (nothing is known of it) and its first pass brought it in.
             self.assertEqual((s["successes_in_row"], s["failures_in_row"], s["transition_check"]),
-                             (s["checks"], 0, 0), s)
+                             (s["checks"], 0, 1), s)
             listener.close()
             t0 = time.monotonic()
             s = wait_for(lambda: (lambda b: b if b["state"] == "down" else None)(state()), 60,
@@ -193,6 +194,36 @@ class ControlPlane(unittest.TestCase):
                   f"the listener closed, up {took_up:.2f}s after it came back", file=sys.stderr)
         finally:
             listener.close()
+
+    def test_a_down_backend_stays_down_across_restarts_and_check_edits(self):
+        V = "10.200.1.1:80/tcp"
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connects are refused
+        state = lambda: {b["address"]: b for b in self.d.json("backend", "list", V)}["127.0.0.1"]
+        in_table = lambda: {v["vip"]: v for v in self.d.json("vip", "list")}[V]["in_table"]
+        try:
+            self.d.ok("backend", "add", V, "127.0.0.1", "--check", "tcp", "--check-port", str(port),
+                      "--interval-ms", "100", "--timeout-ms", "100", "--fall", "2")
+            # Never judged: down from the start, and never in the table.
+            self.assertEqual(state()["state"], "down")
+            wait_for(lambda: state()["checks"] >= 3, 30, "probes to fail")
+            self.assertEqual(in_table(), 2)
+            gen = self.d.generation()
+            for how in (signal.SIGTERM, signal.SIGKILL):
+                self.d.kill(how)
+                self.d.start()
+                # The first snapshot of the new sluiced, before any probe.
+                s = state()
+                self.assertEqual(s["state"], "down", f"after {how.name}: {s}")
+                self.assertEqual(in_table(), 2, f"after {how.name}: the down backend is back in the table")
+                self.assertGreater(self.d.generation(), gen)
+            # Editing its check (still failing) keeps it down, at once.
+            self.d.ok("backend", "set", V, "127.0.0.1", "--interval-ms", "200")
+            self.assertEqual(state()["state"], "down")
+            self.assertEqual(in_table(), 2)
+        finally:
+            closed.close()
 
     def test_dataplane_counters_reach_stats_and_metrics(self):
         # Play a dataplane worker: claim a record in the segment the way the

@@ -871,22 +871,64 @@ TEST(health, set_targets_reconciles)
 	EXPECT_TRUE(f.status(4).healthy);
 	EXPECT_EQ(f.rec.size(), 1u);
 
-	// A changed spec starts fresh: healthy again, and whoever mirrors
-	// health hears so. A 10 s interval keeps it from failing `fall` times
-	// before we look.
+	// A changed spec keeps the verdict: a down backend whose check is
+	// edited stays down (and nobody hears otherwise), probed at once under
+	// the new spec.
 	auto down_slow = down;
 	down_slow.interval_ms = 10'000;
 	f.mon->set_targets({{1, up}, {2, down_slow}, {4, up}});
 	auto s2 = f.status(2);
-	EXPECT_TRUE(s2.healthy);
-	EXPECT_LT(s2.failures_in_row, 3u);
+	EXPECT_FALSE(s2.healthy);
+	ASSERT_TRUE(f.more_checks(2, 1)); // at once, not after 10 s
+	EXPECT_FALSE(f.status(2).healthy);
+	EXPECT_EQ(f.rec.size(), 1u);
+	// Edited to pass, it comes back after `rise` passes, not on the first.
+	auto up_fast = up;
+	up_fast.rise = 3;
+	up_fast.interval_ms = 50;
+	f.mon->set_targets({{1, up}, {2, up_fast}, {4, up}});
 	ASSERT_TRUE(eventually([&] { return f.rec.size() >= 2; }));
 	auto back = f.rec.snapshot()[1];
 	EXPECT_EQ(back.key, 2u);
 	EXPECT_TRUE(back.healthy);
+	EXPECT_EQ(f.status(2).transition_check, 3u);
 
 	f.mon->set_targets({});
 	EXPECT_TRUE(f.mon->statuses().empty());
+}
+
+// What sluiced knows from before (its state file) decides where a target
+// starts: its last verdict; a key never judged starts down, is probed at
+// once and joins on its first pass whatever `rise` is.
+TEST(health, known_verdicts_are_kept_and_new_targets_join_on_their_first_pass)
+{
+	tcp_server server;
+	fixture f;
+	auto up = check(check_type::tcp, AF_INET, server.port());
+	up.rise = 5;
+	up.interval_ms = 10'000; // only the first probe happens within the test
+	auto down = check(check_type::tcp, AF_INET, closed_port(AF_INET, SOCK_STREAM));
+	down.interval_ms = 10'000;
+	std::map<uint64_t, bool> known{{1, false}, {2, true}};
+	f.mon->set_targets({{1, up}, {2, down}, {3, up}, {4, down}},
+			   [&](uint64_t k) -> std::optional<bool> {
+				   auto it = known.find(k);
+				   return it == known.end() ? std::nullopt : std::optional<bool>(it->second);
+			   });
+	// Before any probe: the kept verdicts, and the new ones down.
+	EXPECT_FALSE(f.status(1).healthy);
+	EXPECT_TRUE(f.status(2).healthy);
+	EXPECT_FALSE(f.status(3).healthy);
+	EXPECT_FALSE(f.status(4).healthy);
+	// Key 3 is up after its first pass (rise 5 notwithstanding), probed at
+	// once (its interval is 10 s); key 1 was down and needs 5 passes.
+	ASSERT_TRUE(eventually([&] { return f.status(3).healthy; }));
+	EXPECT_EQ(f.status(3).checks, 1u);
+	ASSERT_TRUE(f.more_checks(1, 1));
+	EXPECT_FALSE(f.status(1).healthy);
+	ASSERT_TRUE(f.more_checks(4, 1));
+	EXPECT_FALSE(f.status(4).healthy);
+	EXPECT_TRUE(f.status(2).healthy); // one failure, fall is 3
 }
 
 TEST(health, destructor_returns_with_probes_in_flight)
