@@ -3,6 +3,10 @@
 
 #include "error.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -10,8 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace sluice {
 
@@ -90,18 +96,63 @@ api_server::~api_server()
 	{
 		std::lock_guard lk(mu_);
 		for (auto &c : conns_)
-			::shutdown(c.first, SHUT_RDWR);
+			if (c.fd >= 0)
+				::shutdown(c.fd, SHUT_RDWR);
 	}
 	for (auto &c : conns_)
-		c.second.join();
+		c.thread.join();
 	::close(listen_fd_);
 	::close(wake_fd_);
+	if (reserve_fd_ >= 0)
+		::close(reserve_fd_);
 	::unlink(path_.c_str());
 }
 
+void api_server::reap_locked()
+{
+	for (auto it = conns_.begin(); it != conns_.end();) {
+		if (it->fd < 0) {
+			it->thread.join();
+			it = conns_.erase(it);
+		} else {
+			++it;
+		}
+	}
+}
+
+bool api_peer_privileged(const api_peer &peer)
+{
+	return peer.uid == 0 || peer.uid == geteuid();
+}
+
+namespace {
+
+// The refusal a client gets instead of service, then the connection closes.
+void refuse(int fd, const std::string &why)
+{
+	send_all(fd, "{\"ok\":false,\"error\":\"" + why + "\"}\n");
+	::close(fd);
+}
+
+bool out_of_descriptors(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+} // namespace
+
 void api_server::accept_loop()
 {
+	// Out of descriptors (EMFILE, ENFILE) or memory, accept fails while the
+	// connection stays queued, so poll would wake at once, forever. The
+	// reserve descriptor is given up to take the connection: served if it
+	// is root's or sluiced's user's, refused otherwise; then retaken. With
+	// no reserve, back off; say so once per episode.
+	constexpr auto accept_backoff = std::chrono::milliseconds(100);
+	bool starved = false;
 	while (!stopping_) {
+		if (reserve_fd_ < 0)
+			reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 		pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
 		if (::poll(p, 2, -1) < 0 && errno != EINTR)
 			break;
@@ -109,51 +160,101 @@ void api_server::accept_loop()
 			break;
 		if (!(p[0].revents & POLLIN))
 			continue;
+		bool from_reserve = false;
 		int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		std::lock_guard lk(mu_);
-		// Reap finished connections so the list stays short.
-		for (auto it = conns_.begin(); it != conns_.end();) {
-			if (it->first < 0) {
-				it->second.join();
-				it = conns_.erase(it);
-			} else {
-				++it;
-			}
+		if (fd < 0 && out_of_descriptors(errno) && reserve_fd_ >= 0) {
+			::close(reserve_fd_);
+			reserve_fd_ = -1;
+			fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+			from_reserve = fd >= 0;
 		}
-		conns_.emplace_back(fd, std::thread());
-		auto &slot = conns_.back();
-		slot.second = std::thread([this, fd, &slot] {
-			serve(fd);
-			std::lock_guard g(mu_);
-			::close(fd);
-			slot.first = -1;
-		});
+		if (fd < 0) {
+			if (out_of_descriptors(errno)) {
+				if (!starved)
+					spdlog::error("API {}: cannot accept: {} (waiting; raise LimitNOFILE?)", path_,
+						      std::strerror(errno));
+				starved = true;
+				std::this_thread::sleep_for(accept_backoff);
+			}
+			continue;
+		}
+		starved = false;
+		api_peer peer;
+		ucred cred{};
+		socklen_t len = sizeof(cred);
+		if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+			refuse(fd, "cannot tell who is calling (SO_PEERCRED)");
+			continue;
+		}
+		peer.uid = cred.uid;
+		peer.gid = cred.gid;
+		peer.pid = cred.pid;
+		const bool privileged = api_peer_privileged(peer);
+		if (from_reserve && !privileged) {
+			refuse(fd, "sluiced is out of file descriptors: try again");
+			continue;
+		}
+		std::lock_guard lk(mu_);
+		reap_locked();
+		size_t unprivileged = 0;
+		for (const conn &c : conns_)
+			unprivileged += !c.privileged;
+		if (conns_.size() >= api_max_connections ||
+		    (!privileged && unprivileged >= api_max_unprivileged)) {
+			refuse(fd, fmt::format("sluiced is serving {} API connections already: try again",
+					       conns_.size()));
+			continue;
+		}
+		conns_.push_back(conn{fd, privileged, std::thread()});
+		conn &slot = conns_.back();
+		try {
+			slot.thread = std::thread([this, fd, peer, &slot] {
+				serve(fd, peer);
+				std::lock_guard g(mu_);
+				::close(fd);
+				slot.fd = -1;
+			});
+		} catch (const std::system_error &e) {
+			// No thread to be had (EAGAIN): refuse this one, keep running.
+			conns_.pop_back();
+			refuse(fd, fmt::format("sluiced cannot start a thread for this connection ({}): try "
+					       "again",
+					       e.what()));
+		}
 	}
 }
 
-void api_server::serve(int fd)
+void api_server::serve(int fd, const api_peer &peer)
 {
 	std::string buf;
+	size_t scanned = 0; // bytes of buf known to hold no newline: each byte is looked at once
 	char chunk[65536];
 	for (;;) {
-		size_t nl;
-		while ((nl = buf.find('\n')) != std::string::npos) {
-			std::string line = buf.substr(0, nl);
-			buf.erase(0, nl + 1);
+		size_t nl, start = 0;
+		while ((nl = buf.find('\n', std::max(scanned, start))) != std::string::npos) {
+			std::string_view line(buf.data() + start, nl - start);
 			if (!line.empty() && line.back() == '\r')
-				line.pop_back();
-			if (line.empty())
-				continue;
-			std::string reply = handler_(line) + "\n";
-			if (!send_all(fd, reply))
+				line.remove_suffix(1);
+			if (!line.empty() && !send_all(fd, handler_(line, peer) + "\n"))
 				return;
+			start = nl + 1;
 		}
+		buf.erase(0, start);
+		scanned = buf.size();
 		if (buf.size() > api_max_line) {
-			send_all(fd, "{\"ok\":false,\"error\":\"request line too long\"}\n");
+			send_all(fd, fmt::format("{{\"ok\":false,\"error\":\"request line longer than {} "
+						 "bytes\"}}\n",
+						 api_max_line));
 			return;
 		}
+		// An idle client (or one that never finishes its line) does not
+		// keep a thread and a descriptor forever.
+		pollfd p{fd, POLLIN, 0};
+		int r = ::poll(&p, 1, static_cast<int>(api_idle_timeout.count()));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return;
 		ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
 		if (n < 0 && errno == EINTR)
 			continue;

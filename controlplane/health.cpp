@@ -225,6 +225,7 @@ struct health_monitor::impl {
 	std::unordered_map<uint64_t, uint64_t> probes; // serial -> key
 	std::priority_queue<timer_entry, std::vector<timer_entry>, std::greater<>> timers;
 	notes pending; // changes the loop reports once it has let go of mu
+	uint64_t local_failures_unlogged = 0, last_local_log_ns = 0;
 	uint64_t next_id = 1; // timer ids and probe serials; epoll token 0 is wakefd
 
 	std::vector<char> rx_buf = std::vector<char>(max_datagram); // loop thread only
@@ -357,6 +358,31 @@ struct health_monitor::impl {
 		return true;
 	}
 
+	// The prober's own lack, not the backend's failure: a thousand idle
+	// clients eating sluiced's descriptors must not mark every backend down.
+	static bool local_errno(int err)
+	{
+		return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+	}
+
+	// Counted, logged at most once a second, and tried again next interval;
+	// the verdict and its counters stay as they were.
+	void local_failure(uint64_t key, target &t, const char *what, int err, uint64_t now)
+	{
+		end_probe(t);
+		t.status.local_failures++;
+		t.status.last_local_error = errno_line(what, err);
+		local_failures_unlogged++;
+		if (now - last_local_log_ns >= 1'000 * ns_per_ms) {
+			spdlog::error("health checks: {} probe(s) could not be made ({}, the last for backend key "
+				      "{}): not counted against any backend; raise the open-files limit?",
+				      local_failures_unlogged, t.status.last_local_error, key);
+			local_failures_unlogged = 0;
+			last_local_log_ns = now;
+		}
+		arm(key, t, t.started_ns + uint64_t(at_least_1(t.spec.interval_ms)) * ns_per_ms);
+	}
+
 	void start_probe(uint64_t key, target &t, uint64_t now)
 	{
 		const auto &spec = t.spec;
@@ -367,8 +393,11 @@ struct health_monitor::impl {
 		bool udp = spec.type == check_type::udp;
 		int fd = socket(sa->family,
 				(udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
+		if (fd < 0) {
+			if (local_errno(errno))
+				return local_failure(key, t, "socket", errno, now);
 			return finish(key, t, false, errno_line("socket", errno), now);
+		}
 		t.fd = fd;
 		t.serial = next_id++;
 		probes[t.serial] = key;
@@ -382,11 +411,14 @@ struct health_monitor::impl {
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		}
 		if (connect(fd, reinterpret_cast<const sockaddr *>(&sa->storage), sa->len) < 0) {
-			if (udp || errno != EINPROGRESS)
+			if (udp || errno != EINPROGRESS) {
+				if (local_errno(errno))
+					return local_failure(key, t, "connect", errno, now);
 				return finish(key, t, false, errno_line("connect", errno), now);
+			}
 			t.ph = phase::connecting;
 			if (!want(t, EPOLLOUT))
-				return finish(key, t, false, errno_line("epoll_ctl", errno), now);
+				return local_failure(key, t, "epoll_ctl", errno, now);
 			return;
 		}
 		if (udp) {
@@ -394,7 +426,7 @@ struct health_monitor::impl {
 				return finish(key, t, false, errno_line("send", errno), now);
 			t.ph = phase::reading;
 			if (!want(t, EPOLLIN))
-				return finish(key, t, false, errno_line("epoll_ctl", errno), now);
+				return local_failure(key, t, "epoll_ctl", errno, now);
 			return;
 		}
 		connected(key, t, now);

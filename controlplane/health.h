@@ -57,6 +57,11 @@ struct health_status {
 	// `checks` when the probe that last flipped `healthy` finished; 0: no
 	// flip since this spec was set.
 	uint64_t transition_check = 0;
+	// Probes that could not be made for the prober's own lack (descriptors,
+	// buffers, memory: EMFILE, ENFILE, ENOBUFS, ENOMEM): never a verdict on
+	// the backend, and not in `checks`.
+	uint64_t local_failures = 0;
+	std::string last_local_error;
 };
 
 class health_monitor {

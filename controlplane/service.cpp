@@ -330,7 +330,16 @@ json service::change(const std::function<void(config &)> &edit)
 	return json{{"generation", pub_.generation()}};
 }
 
-json service::handle(const json &request)
+// The verbs that only read; every other verb (unknown ones included, so a
+// new verb is never readable by mistake) needs a caller that may change.
+static bool verb_only_reads(const std::string &verb)
+{
+	static const std::set<std::string> reads = {"status", "stats", "dump", "vip.list",
+						    "backend.list"};
+	return reads.count(verb) != 0;
+}
+
+json service::handle(const json &request, bool may_change)
 {
 	try {
 		if (!request.is_object() || !request.contains("verb") || !request["verb"].is_string())
@@ -339,11 +348,15 @@ json service::handle(const json &request)
 		if (!args.is_object())
 			throw error("'args' must be an object");
 		std::string verb = request["verb"].get<std::string>();
+		const bool reads = verb_only_reads(verb);
+		if (!reads && !may_change)
+			throw error("permission denied: {} changes the configuration, which only root and "
+				    "sluiced's own user may do; its group may read (status, stats, dump, "
+				    "list)",
+				    verb);
 		json result = dispatch(verb, args);
 		// New backends want their next hop before the first packet.
-		static const std::set<std::string> changes = {"vip.add", "vip.del", "backend.add",
-								     "backend.set", "backend.del", "apply"};
-		if (changes.count(verb))
+		if (!reads)
 			refresh_next_hops();
 		return json{{"ok", true}, {"result", result}};
 	} catch (const std::exception &e) {
@@ -351,7 +364,7 @@ json service::handle(const json &request)
 	}
 }
 
-std::string service::handle_line(std::string_view line)
+std::string service::handle_line(std::string_view line, bool may_change)
 {
 	json req;
 	try {
@@ -359,7 +372,7 @@ std::string service::handle_line(std::string_view line)
 	} catch (const std::exception &) {
 		return json{{"ok", false}, {"error", "request is not valid JSON"}}.dump();
 	}
-	return handle(req).dump();
+	return handle(req, may_change).dump();
 }
 
 json service::dispatch(const std::string &verb, const json &args)
@@ -465,6 +478,10 @@ json service::dispatch(const std::string &verb, const json &args)
 			j["failures_in_row"] = b.health->failures_in_row;
 			j["transition_check"] = b.health->transition_check;
 			j["last_check_ns"] = b.health->last_check_ns;
+			if (b.health->local_failures) {
+				j["local_failures"] = b.health->local_failures;
+				j["last_local_error"] = b.health->last_local_error;
+			}
 		}
 		return j;
 	};

@@ -102,8 +102,10 @@ public:
 	// One API request ({"verb": "...", "args": {...}}) to one response
 	// ({"ok": true, "result": ...} or {"ok": false, "error": "one line"}).
 	// Never throws.
-	json handle(const json &request);
-	std::string handle_line(std::string_view line);
+	// may_change: the caller may change the configuration (root or
+	// sluiced's own user); otherwise only reading verbs are served.
+	json handle(const json &request, bool may_change = true);
+	std::string handle_line(std::string_view line, bool may_change = true);
 
 	config current_config() const;
 	stats_view stats() const;

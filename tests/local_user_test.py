@@ -16,6 +16,7 @@ usage: local_user_test.py BUILD_DIR SOURCE_DIR
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,95 @@ class LocalUser(unittest.TestCase):
         finally:
             subprocess.run(["ip", "netns", "del", ns], check=False)
             subprocess.run(["umount", bpffs], check=False)
+
+    def hostile_clients(self, d, api=200, metrics=200):
+        """A process of user nobody (group root, so the 0660 API socket lets
+        it in, as a member of sluiced's group would be) that opens up to
+        `api` idle API connections and `metrics` idle /metrics connections
+        and holds them. Returns (process, how many of each it opened)."""
+        script = (
+            "import socket, sys, time\n"
+            "held, n = [], [0, 0]\n"
+            f"for i in range({api}):\n"
+            "    s = socket.socket(socket.AF_UNIX)\n"
+            "    s.settimeout(2)\n"
+            f"    try: s.connect({d.sock!r}); held.append(s); n[0] += 1\n"
+            "    except OSError: s.close()\n"
+            f"for i in range({metrics}):\n"
+            "    s = socket.socket()\n"
+            "    s.settimeout(2)\n"
+            f"    try: s.connect(('127.0.0.1', {d.metrics_port})); held.append(s); n[1] += 1\n"
+            "    except OSError: s.close()\n"
+            "print(n[0], n[1], flush=True)\n"
+            "time.sleep(120)\n")
+
+        def become_nobody():
+            os.setgroups([0])
+            os.setgid(0)
+            os.setuid(NOBODY)
+        os.chmod(self.tmp, 0o711)  # the socket's directory: searchable, as /run/sluice is to the group
+        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             preexec_fn=become_nobody)
+        counts = p.stdout.readline().split()
+        return p, [int(c) for c in counts]
+
+    def test_idle_clients_neither_mark_backends_down_nor_silence_the_api(self):
+        # A backend whose check passes, and a sluiced allowed 64 open files.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        port = listener.getsockname()[1]
+        config = CONFIG.replace("      - address: 10.99.1.1\n",
+                                f"      - address: 127.0.0.1\n        check: {{type: tcp, port: {port}, "
+                                f"interval_ms: 100, timeout_ms: 100, fall: 2}}\n")
+        d = self.sluiced("fds", config_text=config, metrics=True, start=False)
+        args = d.args
+        d.args = lambda: ["prlimit", "--nofile=64:64", "--"] + args()
+        d.start()
+        hostile = None
+        try:
+            backend = lambda: d.json("backend", "list", "10.99.0.1:80/tcp")[0]
+            wait_for(lambda: backend()["state"] == "up", 20, "the backend's first pass")
+            hostile, (n_api, n_metrics) = self.hostile_clients(d)
+            print(f"  a local user holds {n_api} API and {n_metrics} /metrics connections", file=sys.stderr)
+            # Thirty probe intervals of exhaustion.
+            b = wait_for(lambda: (lambda b: b if b.get("local_failures", 0) >= 20 else None)(backend()), 30,
+                         "probes to run out of descriptors")
+            self.assertEqual(b["state"], "up", b)
+            self.assertIn("Too many open files", b["last_local_error"])
+            self.assertLess(b["failures_in_row"], 2, b)
+            # Root's sluicectl still gets an answer.
+            rc, out, err = d.ctl("status")
+            self.assertEqual(rc, 0, err)
+            # Its API connections beyond its share were refused (connected,
+            # answered with one line, closed), so it holds no more than that.
+            self.assertGreater(n_api, 0)
+        finally:
+            if hostile:
+                hostile.kill()
+                hostile.wait()
+            listener.close()
+        # Once they are gone the probes are made again.
+        wait_for(lambda: (lambda b: b["checks"] > b.get("local_failures", 0) and b["successes_in_row"] > 3)(
+            d.json("backend", "list", "10.99.0.1:80/tcp")[0]), 20, "probes to run again")
+
+    def test_a_group_member_may_read_but_not_change(self):
+        d = self.sluiced("perm", config_text=CONFIG)
+        os.chmod(self.tmp, 0o711)  # the socket's directory: searchable, as /run/sluice is to the group
+        ctl = [os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), "--socket", d.sock]
+
+        def as_group_member():
+            os.setgroups([0])
+            os.setgid(0)
+            os.setuid(NOBODY)
+        run = lambda *a: subprocess.run(ctl + list(a), capture_output=True, text=True, timeout=30,
+                                        preexec_fn=as_group_member)
+        self.assertEqual(run("status").returncode, 0)
+        self.assertEqual(run("--json", "vip", "list").returncode, 0)
+        p = run("vip", "add", "10.99.0.2:80/tcp")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("permission denied: vip.add changes the configuration", p.stderr)
+        self.assertNotIn("address: 10.99.0.2\n", d.ok("dump"))
 
     def test_two_sluiced_started_together_exactly_one_wins_every_time(self):
         rounds = 15

@@ -21,6 +21,8 @@
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <atomic>
+#include <sys/resource.h>
 
 namespace po = boost::program_options;
 
@@ -59,8 +61,55 @@ std::pair<std::string, int> split_host_port(const std::string &s)
 	return {host, port};
 }
 
+// httplib's thread pool with a bound on the connections it holds. Past the
+// bound a connection is served in the accepting thread (short timeouts, so
+// it ends soon), which stops accepting meanwhile: idle clients of /metrics
+// cannot pile up descriptors until the health checks and the API have none.
+class bounded_task_queue final : public httplib::TaskQueue {
+public:
+	bounded_task_queue(size_t threads, size_t max_held) : pool_(threads), max_held_(max_held) {}
+	void enqueue(std::function<void()> fn) override
+	{
+		if (held_.load() >= max_held_) {
+			fn();
+			return;
+		}
+		held_++;
+		pool_.enqueue([this, fn = std::move(fn)] {
+			fn();
+			held_--;
+		});
+	}
+	void shutdown() override { pool_.shutdown(); }
+
+private:
+	httplib::ThreadPool pool_;
+	const size_t max_held_;
+	std::atomic<size_t> held_{0};
+};
+
+// /metrics serves a scraper or two: a few threads, and idle or slow
+// clients are dropped after metrics_timeout.
+constexpr size_t metrics_threads = 4, metrics_max_held = 16;
+constexpr std::chrono::seconds metrics_timeout{2};
+
+// Descriptors: one per API client and probe in flight. A low soft limit
+// (1,024 by default) would make a thousand idle local clients an outage;
+// the hard limit is what the administrator allows.
+void raise_nofile_limit()
+{
+	rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		const rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			spdlog::debug("open files: raised the soft limit from {} to {}", was, rl.rlim_max);
+	}
+}
+
 int run(const options &o)
 {
+	raise_nofile_limit();
 	sluice::config initial;
 	if (!o.config_path.empty())
 		initial = sluice::load_config_file(o.config_path);
@@ -109,7 +158,11 @@ int run(const options &o)
 	}
 	spdlog::info("published generation {}", pub.generation());
 
-	sluice::api_server api(o.socket_path, [&](std::string_view line) { return svc.handle_line(line); });
+	// SO_PEERCRED: the socket's mode lets root, sluiced's user and its
+	// group in; of those, the group may only read.
+	sluice::api_server api(o.socket_path, [&](std::string_view line, const sluice::api_peer &peer) {
+		return svc.handle_line(line, sluice::api_peer_privileged(peer));
+	});
 	spdlog::info("API on {}", o.socket_path);
 
 	std::unique_ptr<httplib::Server> http;
@@ -117,6 +170,10 @@ int run(const options &o)
 	if (!o.metrics.empty()) {
 		auto [host, port] = split_host_port(o.metrics);
 		http = std::make_unique<httplib::Server>();
+		http->new_task_queue = [] { return new bounded_task_queue(metrics_threads, metrics_max_held); };
+		http->set_read_timeout(metrics_timeout);
+		http->set_write_timeout(metrics_timeout);
+		http->set_keep_alive_timeout(metrics_timeout.count());
 		http->Get("/metrics", [&](const httplib::Request &, httplib::Response &res) {
 			res.set_content(sluice::render_metrics(svc.stats()), "text/plain; version=0.0.4");
 		});
