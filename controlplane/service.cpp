@@ -118,11 +118,15 @@ std::string worker_kind(uint32_t k)
 
 } // namespace
 
-static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids);
+static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids,
+						    const hop_resolver &resolve, uint64_t seq,
+						    const std::map<uint32_t, service_hop> *known = nullptr);
+static service_hop kernel_hop(const ip_address &backend);
 
 service::service(publisher &pub, const std::string &state_dir, const config &initial,
-		 bool resolve_next_hops)
-	: pub_(pub), store_(state_dir), resolve_next_hops_(resolve_next_hops)
+		 bool resolve_next_hops, hop_resolver resolver)
+	: pub_(pub), store_(state_dir), resolve_next_hops_(resolve_next_hops),
+	  resolver_(resolver ? std::move(resolver) : hop_resolver(kernel_hop))
 {
 	if (auto restored = store_.load()) {
 		state_ = std::move(*restored);
@@ -146,7 +150,7 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 	// Next hops before the first snapshot: a restarted sluiced must not
 	// hand the running dataplanes a snapshot without them.
 	if (resolve_next_hops_)
-		hops_ = resolve_hops(state_.cfg, state_.ids);
+		hops_ = resolve_hops(state_.cfg, state_.ids, resolver_, ++hop_seq_);
 	health_ = std::make_unique<health_monitor>(
 		[this](uint64_t id, bool healthy) { health_changed(static_cast<uint32_t>(id), healthy); });
 	std::lock_guard lk(mu_);
@@ -248,32 +252,55 @@ sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) cons
 	return sum;
 }
 
-// The next hops of every backend that needs one looked up: the configured
-// gateway, or an l2dsr backend's own mac, make a lookup unnecessary. Netlink
-// only, no lock: callers pass a copy of what they read under it.
-static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids)
+// A backend's next hop from the kernel: its route's gateway or itself, and
+// that neighbour's MAC, probed for when not known yet.
+static service_hop kernel_hop(const ip_address &backend)
+{
+	service_hop h;
+	try {
+		next_hop nh = resolve_next_hop(backend);
+		h.mac = nh.mac;
+		if (!nh.mac) {
+			h.error = fmt::format("{} not in the neighbour table yet", nh.via.str());
+			poke_neighbor(nh.via, nh.ifindex);
+		}
+	} catch (const error &e) {
+		h.error = e.what();
+	}
+	return h;
+}
+
+// The next hops of every backend that needs one (the configured gateway, or
+// an l2dsr backend's own mac, make a lookup unnecessary), stamped `seq`;
+// with `known`, only those it lacks. No lock: callers pass a copy of what
+// they read under it, or hold it for a few new backends.
+static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids,
+						    const hop_resolver &resolve, uint64_t seq,
+						    const std::map<uint32_t, service_hop> *known)
 {
 	std::map<uint32_t, service_hop> found;
 	for (const auto &v : cfg.vips)
 		for (const auto &b : v.backends) {
 			bool configured = v.mode == vip_mode::l2dsr ? b.mac.has_value()
 								    : cfg.node.gateway_mac.has_value();
-			if (configured)
+			const uint32_t id = ids.backend_id(v.key, b.address);
+			if (configured || (known && known->count(id)))
 				continue;
-			service_hop h;
-			try {
-				next_hop nh = resolve_next_hop(b.address);
-				h.mac = nh.mac;
-				if (!nh.mac) {
-					h.error = fmt::format("{} not in the neighbour table yet", nh.via.str());
-					poke_neighbor(nh.via, nh.ifindex);
-				}
-			} catch (const error &e) {
-				h.error = e.what();
-			}
-			found[ids.backend_id(v.key, b.address)] = h;
+			service_hop h = resolve(b.address);
+			h.seq = seq;
+			found[id] = std::move(h);
 		}
 	return found;
+}
+
+// Backend ids of `ids` (each names one (VIP, address) for as long as it
+// lives: a hop found for an id is that address's).
+static std::set<uint32_t> backend_ids(const object_ids &ids)
+{
+	std::set<uint32_t> out;
+	for (const auto &[ref, id] : ids.backends)
+		out.insert(id);
+	return out;
 }
 
 void service::refresh_next_hops()
@@ -282,20 +309,30 @@ void service::refresh_next_hops()
 		return;
 	config cfg;
 	object_ids ids;
+	uint64_t seq;
 	{
 		std::lock_guard lk(mu_);
 		cfg = state_.cfg;
 		ids = state_.ids;
+		seq = ++hop_seq_;
 	}
-	// The API and the health checker go on meanwhile.
-	std::map<uint32_t, service_hop> found = resolve_hops(cfg, ids);
+	// The API and the health checker go on meanwhile; a change may land.
+	std::map<uint32_t, service_hop> found = resolve_hops(cfg, ids, resolver_, seq);
 	std::lock_guard lk(mu_);
-	bool changed = found.size() != hops_.size();
-	for (const auto &[id, h] : found) {
+	// Merged, never swapped in: what this lookup saw is applied only to
+	// backends that still exist and only over older lookups, so a change
+	// that resolved a backend meanwhile (or added one this copy lacks)
+	// keeps what it found.
+	const std::set<uint32_t> live = backend_ids(state_.ids);
+	bool changed = false;
+	for (auto &[id, h] : found) {
 		auto it = hops_.find(id);
+		if (!live.count(id) || (it != hops_.end() && it->second.seq > h.seq))
+			continue;
 		changed = changed || it == hops_.end() || it->second.mac != h.mac;
+		hops_[id] = std::move(h);
 	}
-	hops_ = std::move(found);
+	changed = std::erase_if(hops_, [&](const auto &e) { return !live.count(e.first); }) > 0 || changed;
 	if (changed)
 		publish_locked();
 }
@@ -315,14 +352,27 @@ json service::change(const std::function<void(config &)> &edit)
 		live_ids.insert(bid);
 	std::erase_if(next.health, [&](const auto &e) { return !live_ids.count(e.first); });
 	store_.save(next);
+	// The backends this change adds get their next hops now, so that the
+	// one snapshot it publishes has them (a lookup is a netlink round
+	// trip; the neighbour probe for an unknown one is answered by a later
+	// refresh).
+	std::map<uint32_t, service_hop> hops = hops_;
+	if (resolve_next_hops_) {
+		for (auto &[id, h] : resolve_hops(next.cfg, next.ids, resolver_, ++hop_seq_, &hops_))
+			hops[id] = std::move(h);
+		const std::set<uint32_t> live = backend_ids(next.ids);
+		std::erase_if(hops, [&](const auto &e) { return !live.count(e.first); });
+	}
 	persisted_state previous = std::move(state_);
 	state_ = std::move(next);
+	std::swap(hops_, hops);
 	try {
 		update_health_targets_locked();
 		publish_locked();
 	} catch (...) {
 		// Nothing was published: put back what runs, on disk too.
 		state_ = std::move(previous);
+		std::swap(hops_, hops);
 		store_.save(state_);
 		update_health_targets_locked();
 		throw;
@@ -355,9 +405,6 @@ json service::handle(const json &request, bool may_change)
 				    "list)",
 				    verb);
 		json result = dispatch(verb, args);
-		// New backends want their next hop before the first packet.
-		if (!reads)
-			refresh_next_hops();
 		return json{{"ok", true}, {"result", result}};
 	} catch (const std::exception &e) {
 		return json{{"ok", false}, {"error", e.what()}};

@@ -84,16 +84,26 @@ struct stats_view {
 struct service_hop {
 	std::optional<mac_address> mac;
 	std::string error;
+	// When the lookup that found this began (service's own counter): a
+	// lookup never replaces one that began after it.
+	uint64_t seq = 0;
 };
+
+// Looks one backend's next hop up (sluiced: the kernel's routes and
+// neighbours, and a neighbour probe when it is not known yet).
+using hop_resolver = std::function<service_hop(const ip_address &backend)>;
 
 class service {
 public:
 	// Restores `state_dir`/state.json if present (the last acknowledged
 	// configuration), else starts from `initial`. Publishes once.
-	// resolve_next_hops: look backends' next-hop MACs up in the kernel
-	// (sluiced); off, only configured MACs are used (unit tests).
+	// resolve_next_hops: look backends' next-hop MACs up (sluiced: in the
+	// kernel; `resolver` replaces that lookup for tests); off, only
+	// configured MACs are used. A change looks up the backends it adds
+	// before it publishes, so it publishes once and a new backend has its
+	// MAC in its first snapshot.
 	service(publisher &pub, const std::string &state_dir, const config &initial,
-		bool resolve_next_hops = false);
+		bool resolve_next_hops = false, hop_resolver resolver = {});
 	~service();
 
 	service(const service &) = delete;
@@ -137,6 +147,8 @@ private:
 	snapshot_builder builder_;
 	bool restored_ = false;
 	bool resolve_next_hops_ = false;
+	hop_resolver resolver_;
+	uint64_t hop_seq_ = 0; // under mu_
 	std::map<uint32_t, struct service_hop> hops_; // by backend id
 	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
 };

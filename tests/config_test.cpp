@@ -12,7 +12,11 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -275,6 +279,70 @@ TEST_F(ServiceTest, AFirstConfigurationThatCannotBePublishedIsNotSaved)
 		service s(pub, dir, base());
 	}
 	EXPECT_TRUE(fs::exists(dir / "state.json"));
+}
+
+// A next-hop refresh that copied the configuration before a change and
+// finishes after it must not take away what the change resolved: the new
+// backend keeps its MAC (no drop_no_nexthop, no missing share), and the
+// change itself published once, with the MAC already in it.
+TEST_F(ServiceTest, AStaleNextHopRefreshNeverUndoesAChange)
+{
+	const config cfg = config_from_yaml(R"(
+node: {source_ipv4: 10.0.0.2}
+vips:
+  - {address: 10.200.1.1, port: 80, ring_size: 251, backends: [{address: 10.1.0.1}]}
+)");
+	std::mutex m;
+	std::condition_variable cv;
+	bool refresh_started = false, release = false;
+	std::thread::id blocked_thread;
+	hop_resolver resolver = [&](const ip_address &a) {
+		std::unique_lock lk(m);
+		if (std::this_thread::get_id() == blocked_thread) {
+			refresh_started = true;
+			cv.notify_all();
+			cv.wait(lk, [&] { return release; });
+		}
+		service_hop h;
+		h.mac = mac_address::parse(a.str() == "10.1.0.1" ? "02:00:00:00:00:01" : "02:00:00:00:00:02");
+		return h;
+	};
+	memory_publisher pub;
+	service s(pub, dir, cfg, true, resolver);
+	std::thread refresher([&] {
+		{
+			std::lock_guard lk(m);
+			blocked_thread = std::this_thread::get_id();
+		}
+		s.refresh_next_hops(); // copies the one-backend configuration, then waits in the lookup
+	});
+	{
+		std::unique_lock lk(m);
+		ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return refresh_started; }));
+	}
+	const uint64_t before = pub.generation();
+	call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.1.0.2"}});
+	EXPECT_EQ(pub.generation(), before + 1) << "a change publishes once";
+	auto has_mac = [&](const char *addr) {
+		const ip_address want = *ip_address::parse(addr);
+		for (const auto &b : pub.last().backends)
+			if ((b.flags & SLUICE_BACKEND_PRESENT) && b.family == want.family &&
+			    std::memcmp(b.addr, want.bytes.data(), 16) == 0)
+				return (b.flags & SLUICE_BACKEND_HAS_MAC) != 0;
+		return false;
+	};
+	EXPECT_TRUE(has_mac("10.1.0.2")) << "the change's own snapshot lacks the new backend's MAC";
+	{
+		std::lock_guard lk(m);
+		release = true;
+	}
+	cv.notify_all();
+	refresher.join();
+	EXPECT_TRUE(has_mac("10.1.0.2")) << "the stale refresh took the new backend's MAC away";
+	EXPECT_TRUE(has_mac("10.1.0.1"));
+	json bl = call(s, "backend.list", {{"vip", "10.200.1.1:80/tcp"}});
+	for (const auto &b : bl["result"])
+		EXPECT_NE(b.value("next_hop_mac", ""), "") << b.dump();
 }
 
 TEST_F(ServiceTest, SnapshotCarriesDrainAndLookup)
