@@ -383,20 +383,22 @@ std::vector<uint32_t> snapshot_writer::live_workers() const
 
 int snapshot_writer::free_slot() const
 {
-	// Pairs with the fence in worker_handle::claim(): either a new worker's
-	// first load of `active` sees our last publish, or we see it LIVE here.
-	// Without it a store buffer could hide a worker that already reads the
-	// slot we are about to reuse.
+	// Pairs with the fence in worker_handle::acquire() (and claim()):
+	// either a worker's second look at `active` sees our last publish (and
+	// it moves on), or we see here the generation it named. Without it a
+	// store buffer could hide a worker that already reads the slot we are
+	// about to reuse.
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	const uint64_t now = monotonic_ns();
-	uint64_t oldest_seen = UINT64_MAX;
+	uint64_t named[SLUICE_MAX_WORKERS];
+	uint32_t n_named = 0;
 	for (uint32_t i = 0; i < SLUICE_MAX_WORKERS; i++) {
 		const sluice_worker_info &info = shm_->workers[i].info;
 		if (!worker_live(info, now))
 			continue;
-		// Acquire: the worker's reads of a slot happen before it stores
-		// a later generation; our writes to that slot come after this.
-		oldest_seen = std::min(oldest_seen, __atomic_load_n(&info.generation_seen, __ATOMIC_ACQUIRE));
+		// Acquire: the worker's reads of a slot happen before it names a
+		// later generation; our writes to that slot come after this.
+		named[n_named++] = __atomic_load_n(&info.generation_seen, __ATOMIC_ACQUIRE);
 	}
 
 	const uint64_t active = __atomic_load_n(&shm_->ctl.active, __ATOMIC_RELAXED);
@@ -406,13 +408,16 @@ int snapshot_writer::free_slot() const
 		if (active != SLUICE_ACTIVE_NONE && s == sluice_active_slot(active))
 			continue;
 		const uint64_t gen = __atomic_load_n(&shm_->ctl.slot_generation[s], __ATOMIC_RELAXED);
-		// A slot never published (0) was never reachable through
-		// `active`, so no worker can read it, even one that has seen
-		// nothing yet (generation_seen 0).
-		if (gen != 0 && gen >= oldest_seen)
+		// A slot is read only by a worker that names its generation: one
+		// that names another has moved past it (or, never having seen it,
+		// can only find the active one). A slot never published (0) was
+		// never reachable through `active`.
+		bool in_use = false;
+		for (uint32_t w = 0; w < n_named && gen != 0; w++)
+			in_use = in_use || named[w] == gen;
+		if (in_use)
 			continue;
-		// The oldest free slot first: it keeps the newer ones, which a
-		// worker that is behind might still be about to move to, free.
+		// The oldest free slot first.
 		if (best < 0 || gen < best_gen) {
 			best = (int)s;
 			best_gen = gen;
@@ -421,21 +426,46 @@ int snapshot_writer::free_slot() const
 	return best;
 }
 
+std::string snapshot_writer::holders() const
+{
+	const uint64_t now = monotonic_ns();
+	std::string out;
+	for (uint32_t i = 0; i < SLUICE_MAX_WORKERS; i++) {
+		const sluice_worker_info &info = shm_->workers[i].info;
+		if (!worker_live(info, now))
+			continue;
+		const uint64_t seen = __atomic_load_n(&info.generation_seen, __ATOMIC_ACQUIRE);
+		if (seen == generation_)
+			continue;
+		out += fmt::format("{}\"{}\" (pid {}) at generation {}", out.empty() ? "" : ", ",
+				   std::string(info.name, strnlen(info.name, sizeof(info.name))),
+				   __atomic_load_n(&info.pid, __ATOMIC_RELAXED), seen);
+	}
+	return out;
+}
+
 uint64_t snapshot_writer::publish(const std::function<void(sluice_snapshot &)> &fill)
 {
-	// Dead workers stop counting after the timeout, so this waits at most
-	// about that long for them; a live one that holds an old slot is waited
-	// for as long as it holds it (that is the contract). A few yields
-	// first, since a worker's burst lasts microseconds, then sleeps backing
-	// off from 50 us to 1 ms (a scheduler tick: a descheduled worker comes
-	// back no sooner).
+	// A worker holds only the slot it names, so with four slots a free one
+	// exists unless three live workers each name a different older
+	// generation and none moves on. Dead workers stop counting after the
+	// timeout; a live one that never moves on (a stalled dataplane) is
+	// waited for at most that long too, then the publish fails naming it,
+	// rather than holding every caller (API, health, metrics) forever. A
+	// few yields first, since a worker's burst lasts microseconds, then
+	// sleeps backing off from 50 us to 1 ms (a scheduler tick).
 	int slot;
 	std::chrono::microseconds pause{50};
+	const uint64_t give_up = monotonic_ns() + timeout_ns_;
 	for (int tries = 0; (slot = free_slot()) < 0; tries++) {
 		if (tries < 16) {
 			std::this_thread::yield();
 			continue;
 		}
+		if (monotonic_ns() > give_up)
+			throw error("no snapshot slot came free in {} ms: held by {}, which do not move on "
+				    "(stalled dataplanes? see `sluicectl status`)",
+				    timeout_ns_ / ns_per_ms, holders());
 		heartbeat();
 		std::this_thread::sleep_for(pause);
 		pause = std::min(pause * 2, std::chrono::microseconds{1000});
@@ -527,8 +557,9 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 			}
 
 			// generation_seen = 0 before the heartbeat: once the writer
-			// counts this record again it must see "has seen nothing",
-			// which keeps every published slot.
+			// counts this record again it must not see the last owner's
+			// name for a slot (it would keep that slot for nobody); the
+			// new owner names its slot in its first acquire().
 			__atomic_store_n(&info.generation_seen, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&info.generation_applied, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&info.refused, SLUICE_REFUSED_NONE, __ATOMIC_RELAXED);

@@ -78,9 +78,10 @@ public:
 	snapshot_writer(sluice_shm *shm, std::chrono::milliseconds worker_timeout);
 
 	// Fills a free slot through fill() and makes it active; returns its
-	// generation. Waits while every non-active slot may still be read by a
-	// live worker: until they move on, or until the dead ones time out. If
-	// fill throws, nothing is published and the exception propagates.
+	// generation. Waits while every non-active slot is named by a live
+	// worker: until one moves on or the worker timeout passes, then throws
+	// naming the workers that hold them. If fill throws, nothing is
+	// published and the exception propagates.
 	uint64_t publish(const std::function<void(sluice_snapshot &)> &fill);
 
 	uint64_t generation() const { return generation_; } // last published or adopted
@@ -90,6 +91,7 @@ public:
 private:
 	bool worker_live(const sluice_worker_info &info, uint64_t now) const;
 	int free_slot() const; // -1 if none
+	std::string holders() const; // the live workers not on generation_, for the error
 
 	sluice_shm *shm_;
 	uint64_t timeout_ns_;
@@ -129,11 +131,24 @@ public:
 		uint64_t active = __atomic_load_n(&shm_->ctl.active, __ATOMIC_ACQUIRE);
 		uint64_t gen = sluice_active_generation(active);
 		// The release store tells the writer every read of the slots this
-		// worker used before is done. Skipped when unchanged: the writer
-		// cannot have freed the slot we still name, and not storing keeps
-		// the line shared with a scanning writer.
+		// worker used before is done, and names the one it reads now (a
+		// hazard pointer): the writer reuses no slot a live worker names.
+		// After the store, a fence and a second look: if `active` moved
+		// meanwhile, the writer may have checked the names before ours
+		// landed and reused the slot we loaded, so take the new one. Only
+		// when the generation changed: the writer cannot free the slot we
+		// still name, and not storing keeps the line shared with a
+		// scanning writer.
 		if (gen != seen_) {
-			__atomic_store_n(&rec_->info.generation_seen, gen, __ATOMIC_RELEASE);
+			for (;;) {
+				__atomic_store_n(&rec_->info.generation_seen, gen, __ATOMIC_RELEASE);
+				__atomic_thread_fence(__ATOMIC_SEQ_CST);
+				const uint64_t again = __atomic_load_n(&shm_->ctl.active, __ATOMIC_ACQUIRE);
+				if (again == active)
+					break;
+				active = again;
+				gen = sluice_active_generation(active);
+			}
 			if (applies_what_it_sees_)
 				__atomic_store_n(&rec_->info.generation_applied, gen, __ATOMIC_RELAXED);
 			seen_ = gen;

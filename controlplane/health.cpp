@@ -214,6 +214,7 @@ struct health_monitor::impl {
 	using notes = std::vector<std::pair<uint64_t, bool>>;
 
 	on_change cb;
+	std::function<void()> batch_end;
 	int epfd = -1;
 	int wakefd = -1;
 	std::atomic<bool> stopping{false};
@@ -231,7 +232,7 @@ struct health_monitor::impl {
 	std::vector<char> rx_buf = std::vector<char>(max_datagram); // loop thread only
 	std::thread thread;
 
-	explicit impl(on_change c) : cb(std::move(c))
+	explicit impl(on_change c, std::function<void()> b) : cb(std::move(c)), batch_end(std::move(b))
 	{
 		epfd = epoll_create1(EPOLL_CLOEXEC);
 		if (epfd < 0)
@@ -661,12 +662,20 @@ struct health_monitor::impl {
 						      healthy);
 				}
 			}
+			if (!changes.empty() && batch_end && !stopping) {
+				try {
+					batch_end();
+				} catch (const std::exception &e) {
+					spdlog::error("health: on_batch_end threw: {}", e.what());
+				}
+			}
 			changes.clear();
 		}
 	}
 };
 
-health_monitor::health_monitor(on_change cb) : impl_(std::make_unique<impl>(std::move(cb)))
+health_monitor::health_monitor(on_change cb, std::function<void()> on_batch_end)
+	: impl_(std::make_unique<impl>(std::move(cb), std::move(on_batch_end)))
 {}
 
 health_monitor::~health_monitor() = default;

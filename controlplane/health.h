@@ -73,7 +73,10 @@ public:
 	// still be reported once.
 	using on_change = std::function<void(uint64_t key, bool healthy)>;
 
-	explicit health_monitor(on_change cb);
+	// on_batch_end: after the on_change calls of one round of the loop
+	// (verdicts that came together), so their effects can be applied at
+	// once (sluiced: one publish, not one per backend).
+	explicit health_monitor(on_change cb, std::function<void()> on_batch_end = {});
 	// Stops the thread without waiting out any interval or timeout, and
 	// closes every probe socket.
 	~health_monitor();

@@ -152,7 +152,8 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 	if (resolve_next_hops_)
 		hops_ = resolve_hops(state_.cfg, state_.ids, resolver_, ++hop_seq_);
 	health_ = std::make_unique<health_monitor>(
-		[this](uint64_t id, bool healthy) { health_changed(static_cast<uint32_t>(id), healthy); });
+		[this](uint64_t id, bool healthy) { health_changed(static_cast<uint32_t>(id), healthy); },
+		[this] { health_settled(); });
 	std::lock_guard lk(mu_);
 	update_health_targets_locked();
 	publish_locked();
@@ -187,15 +188,25 @@ void service::health_changed(uint32_t id, bool healthy)
 	bool present = false;
 	for (const auto &[ref, bid] : state_.ids.backends)
 		present = present || bid == id;
-	if (present) {
+	if (present)
 		state_.health[id] = healthy;
-		try {
-			store_.save(state_);
-		} catch (const std::exception &e) {
-			// The verdict still reaches the dataplanes; only a restart
-			// would start from the older one.
-			spdlog::error("health of backend id {}: {}", id, e.what());
-		}
+	health_dirty_ = true;
+}
+
+void service::health_settled()
+{
+	// Verdicts that came together (a switch taking ten backends down) are
+	// saved and published once.
+	std::lock_guard lk(mu_);
+	if (!health_dirty_)
+		return;
+	health_dirty_ = false;
+	try {
+		store_.save(state_);
+	} catch (const std::exception &e) {
+		// The verdicts still reach the dataplanes; only a restart would
+		// start from the older ones.
+		spdlog::error("saving health verdicts: {}", e.what());
 	}
 	publish_locked();
 }
@@ -664,6 +675,17 @@ stats_view service::stats_locked() const
 	if (const sluice_shm *shm = pub_.segment()) {
 		uint64_t now = monotonic_ns();
 		uint64_t timeout_ns = static_cast<uint64_t>(pub_.worker_timeout().count()) * 1000000;
+		// How long the active snapshot has been out: a live worker still on
+		// an older one after a second is not taking snapshots (stalled, or
+		// a replay that reads none).
+		const uint64_t active = __atomic_load_n(&shm->ctl.active, __ATOMIC_ACQUIRE);
+		const uint64_t active_gen = sluice_active_generation(active);
+		const uint64_t published_ns =
+			active == SLUICE_ACTIVE_NONE
+				? 0
+				: shm->slots[sluice_active_slot(active) % SLUICE_SNAPSHOT_SLOTS].hdr.published_ns;
+		const uint64_t wall = realtime_ns();
+		const double out_for_s = published_ns && wall > published_ns ? (wall - published_ns) / 1e9 : 0;
 		for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
 			const sluice_worker &rec = shm->workers[w];
 			uint32_t pid = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
@@ -693,6 +715,13 @@ stats_view service::stats_locked() const
 				wv.state = now <= hb || now - hb <= timeout_ns ? "live" : "dead";
 			else
 				wv.state = "stopped";
+			if (wv.stale.empty() && wv.state == "live" && wv.generation_seen < active_gen &&
+			    out_for_s > 1.0) {
+				wv.refused = "not_taken";
+				wv.stale = fmt::format("has not taken generation {}, out for {:.1f} s (stalled, or "
+						       "a replay that reads no snapshot)",
+						       active_gen, out_for_s);
+			}
 			sv.workers.push_back(wv);
 		}
 	}

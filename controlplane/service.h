@@ -137,6 +137,8 @@ private:
 	// The monitor's verdict on backend `id`: kept in the state file, then
 	// published.
 	void health_changed(uint32_t id, bool healthy);
+	void health_settled(); // after a batch of health_changed: save, publish once
+	bool health_dirty_ = false; // under mu_
 	sluice_obj_counters read_counters(object_ids::kind k, uint32_t id) const;
 	stats_view stats_locked() const;
 

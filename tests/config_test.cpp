@@ -13,6 +13,11 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -343,6 +348,37 @@ vips:
 	json bl = call(s, "backend.list", {{"vip", "10.200.1.1:80/tcp"}});
 	for (const auto &b : bl["result"])
 		EXPECT_NE(b.value("next_hop_mac", ""), "") << b.dump();
+}
+
+// Verdicts that come together are published together: ten backends just
+// added, probed at once against one listener, join in one or two publishes,
+// not ten.
+TEST_F(ServiceTest, HealthVerdictsThatComeTogetherPublishOnce)
+{
+	int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_GE(l, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_ANY); // 127.0.0.1-10 on the loopback
+	ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+	ASSERT_EQ(::listen(l, 64), 0);
+	socklen_t len = sizeof(a);
+	::getsockname(l, reinterpret_cast<sockaddr *>(&a), &len);
+	std::string y = "node: {source_ipv4: 10.0.0.2, gateway_mac: '02:00:00:00:00:fe'}\nvips:\n"
+			"  - {address: 10.200.1.1, port: 80, ring_size: 251, backends: [";
+	for (int i = 1; i <= 10; i++)
+		y += fmt::format("{}{{address: 127.0.0.{}, check: {{type: tcp, port: {}, interval_ms: 60000}}}}",
+				 i > 1 ? ", " : "", i, ntohs(a.sin_port));
+	y += "]}\n";
+	memory_publisher pub;
+	service s(pub, dir, config_from_yaml(y));
+	const uint64_t first = pub.generation();
+	auto in_table = [&] { return call(s, "vip.list")["result"][0]["in_table"].get<int>(); };
+	for (int i = 0; i < 500 && in_table() < 10; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	EXPECT_EQ(in_table(), 10);
+	EXPECT_LE(pub.generation() - first, 2u) << "one publish per verdict";
+	::close(l);
 }
 
 TEST_F(ServiceTest, SnapshotCarriesDrainAndLookup)

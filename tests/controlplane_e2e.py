@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -224,6 +225,44 @@ class ControlPlane(unittest.TestCase):
             self.assertEqual(in_table(), 2)
         finally:
             closed.close()
+
+    def test_a_worker_that_takes_no_snapshots_stalls_nothing_and_is_reported(self):
+        # A live worker (heartbeating) that named generation G once and never
+        # reads again, as a stalled dataplane would: it holds one slot, so
+        # changes keep publishing, and status says what it is doing.
+        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
+        fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
+        m = mmap.mmap(fd, 0)
+        os.close(fd)
+        w = WORKERS + 7 * STRIDE
+        stop = threading.Event()
+        try:
+            g = struct.unpack_from("<Q", m, 64)[0] >> 8
+            struct.pack_into("<QQIIII", m, w, g, time.monotonic_ns(), os.getpid(), 1, 3, 0)
+            m[w + 32:w + 40] = b"stalled\0"
+            struct.pack_into("<QI", m, w + 64, g, 0)
+
+            def beat():
+                while not stop.wait(0.05):
+                    struct.pack_into("<Q", m, w + 8, time.monotonic_ns())
+            t = threading.Thread(target=beat)
+            t.start()
+            for i in range(10):  # far more generations than slots
+                self.d.ok("vip", "add", f"10.201.0.{i + 1}:80/tcp")
+            self.assertEqual(self.d.generation(), g + 10)
+            st = wait_for(lambda: (lambda x: x if x["stale"] else None)(
+                [x for x in self.d.json("status")["workers"] if x["name"] == "stalled"][0]), 10,
+                "status to call the worker stale")
+            self.assertIn(f"has not taken generation {g + 10}", st["stale"])
+            self.assertIn('sluice_worker_stale{worker="stalled",kind="test",reason="not_taken"} 1',
+                          self.d.metrics())
+        finally:
+            stop.set()
+            if 't' in locals():
+                t.join()
+            struct.pack_into("<I", m, w + 16, 0)  # pid 0: the record is free again
+            m.close()
 
     def test_dataplane_counters_reach_stats_and_metrics(self):
         # Play a dataplane worker: claim a record in the segment the way the

@@ -338,104 +338,87 @@ TEST_F(shm_test, acquire_before_the_first_publish_is_null)
 	EXPECT_NE(s->hdr.published_ns, 0u);
 }
 
-TEST_F(shm_test, a_reader_that_stops_heartbeating_stops_blocking_after_the_timeout)
-{
-	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
-	snapshot_writer writer(seg.get(), 200ms);
-	worker_handle stuck = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, "stuck", fake_pid_base);
-	publish_next(writer);
-	ASSERT_NE(stuck.acquire(), nullptr); // holds generation 1, then never again
-	std::vector<uint32_t> live = writer.live_workers();
-	EXPECT_NE(std::find(live.begin(), live.end(), stuck.index()), live.end());
-
-	// After SLUICE_SNAPSHOT_SLOTS - 1 of these every free slot is one the
-	// stuck reader may read; the rest go through once its heartbeat ages.
-	for (int i = 0; i < 10; i++)
-		publish_next(writer);
-	EXPECT_EQ(writer.generation(), 11u);
-	live = writer.live_workers();
-	EXPECT_EQ(std::find(live.begin(), live.end(), stuck.index()), live.end());
-}
-
-TEST_F(shm_test, a_live_slow_reader_keeps_its_slot_until_it_moves_on)
+// A reader holds the one slot it names and nothing else: a worker that
+// stopped reading (a dataplane replaying a long capture, a stalled one)
+// does not stop the writer, however many generations go by.
+TEST_F(shm_test, a_reader_that_never_moves_on_holds_only_its_own_slot)
 {
 	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
 	sluice_shm *shm = seg.get();
 	snapshot_writer writer(shm, 60s);
-	worker_handle slow = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "slow", fake_pid_base);
+	worker_handle stuck = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "stuck", fake_pid_base);
 	publish_next(writer);
-	const sluice_snapshot *held = slow.acquire();
+	const sluice_snapshot *held = stuck.acquire();
 	ASSERT_NE(held, nullptr);
 	const uint32_t held_slot = (uint32_t)(held - shm->slots);
-
-	// The slots it has not seen are free: these need no waiting.
-	for (uint32_t i = 1; i < SLUICE_SNAPSHOT_SLOTS; i++)
-		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
-
-	// The next one must wait for the reader: it may move to any of them.
-	// A waiting writer heartbeats (a sluiced stuck behind a slow worker
-	// must not look dead to the next one starting): that store, over a
-	// value no clock gives, is the event that says publish is waiting. A
-	// publish that does not wait heartbeats only after it filled a slot,
-	// and the filler below sees the reader has not moved yet.
-	__atomic_store_n(&shm->ctl.writer_heartbeat_ns, 0, __ATOMIC_RELEASE);
-	std::atomic<bool> advanced{false};
-	bool writer_waited = false, intact_while_waiting = false;
-	std::thread mover([&] {
-		writer_waited = poll_until(
-			[&] { return __atomic_load_n(&shm->ctl.writer_heartbeat_ns, __ATOMIC_ACQUIRE) != 0; });
-		intact_while_waiting = intact(*held, 1);
-		slow.heartbeat();
-		advanced = true;
-		const sluice_snapshot *now = slow.acquire();
-		EXPECT_EQ(now->hdr.generation, (uint64_t)SLUICE_SNAPSHOT_SLOTS);
-	});
-	bool advanced_at_fill = false;
-	const uint64_t gen = writer.publish([&](sluice_snapshot &s) {
-		advanced_at_fill = advanced.load();
-		fill_for(s, SLUICE_SNAPSHOT_SLOTS + 1);
-	});
-	mover.join();
-
-	EXPECT_TRUE(writer_waited);
-	EXPECT_TRUE(advanced_at_fill) << "publish filled a slot while the reader still held generation 1";
-	EXPECT_TRUE(intact_while_waiting);
-	EXPECT_EQ(gen, (uint64_t)SLUICE_SNAPSHOT_SLOTS + 1);
-	// The oldest slot, the one the reader left, is the one reused.
-	EXPECT_EQ(shm->ctl.slot_generation[held_slot], gen);
-	EXPECT_EQ(sluice_active_slot(shm->ctl.active), held_slot);
+	for (int i = 0; i < 50; i++) {
+		publish_next(writer);
+		stuck.heartbeat(); // live all along
+		ASSERT_NE(sluice_active_slot(shm->ctl.active), held_slot);
+	}
+	EXPECT_EQ(writer.generation(), 51u);
+	EXPECT_TRUE(intact(*held, 1)) << "the slot a live reader names was reused";
+	// Once it moves on, its old slot is free again.
+	ASSERT_TRUE(intact(*stuck.acquire(), 51));
+	for (int i = 0; i < 3; i++)
+		publish_next(writer);
+	EXPECT_NE(shm->ctl.slot_generation[held_slot], 1u);
 }
 
-TEST_F(shm_test, a_worker_that_has_seen_nothing_keeps_every_published_slot)
+// Three live readers each naming another old generation hold every slot
+// but the active one: publish waits for the worker timeout, then fails with
+// one line naming them, and publishes nothing. A reader whose heartbeat
+// stops counts as gone after the timeout and frees its slot.
+TEST_F(shm_test, readers_that_hold_every_slot_make_publish_fail_naming_them)
+{
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	snapshot_writer writer(shm, 200ms);
+	std::vector<worker_handle> stuck;
+	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS - 1; i++) {
+		stuck.push_back(worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, i, "stuck" + std::to_string(i),
+						     fake_pid_base + i));
+		publish_next(writer);
+		ASSERT_TRUE(intact(*stuck.back().acquire(), i + 1));
+	}
+	publish_next(writer); // generation 4: the active slot; 1-3 are named
+	std::atomic<bool> beating{true};
+	std::thread heart([&] {
+		while (beating) {
+			for (auto &w : stuck)
+				w.heartbeat();
+			std::this_thread::sleep_for(20ms);
+		}
+	});
+	std::string msg = error_of([&] { publish_next(writer); });
+	EXPECT_NE(msg.find("no snapshot slot came free in 200 ms"), std::string::npos) << msg;
+	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS - 1; i++)
+		EXPECT_NE(msg.find("\"stuck" + std::to_string(i) + "\" (pid " + std::to_string(fake_pid_base + i) +
+				   ") at generation " + std::to_string(i + 1)),
+			  std::string::npos)
+			<< msg;
+	EXPECT_EQ(sluice_active_generation(shm->ctl.active), 4u) << "a failed publish changed `active`";
+	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS - 1; i++)
+		EXPECT_TRUE(intact(shm->slots[i], i + 1)) << i;
+	// One stops heartbeating: after the timeout its slot is free.
+	beating = false;
+	heart.join();
+	EXPECT_EQ(publish_next(writer), 5u);
+}
+
+// A worker that has named nothing yet holds nothing: its first acquire
+// names the active slot and re-checks `active`, so the writer never needs
+// to keep slots for it.
+TEST_F(shm_test, a_worker_that_has_seen_nothing_holds_no_slot)
 {
 	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
 	snapshot_writer writer(seg.get(), 60s);
 	worker_handle fresh = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_TEST, 0, "fresh", fake_pid_base);
-
-	// Never-used slots are free even though it has seen generation 0.
-	for (uint32_t i = 0; i < SLUICE_SNAPSHOT_SLOTS; i++)
+	for (uint32_t i = 0; i < 3 * SLUICE_SNAPSHOT_SLOTS; i++)
 		EXPECT_EQ(publish_next(writer), (uint64_t)i + 1);
-
-	// Any published slot might be the one it is loading right now. As
-	// above: the writer's heartbeat while it waits is the event.
-	__atomic_store_n(&seg->ctl.writer_heartbeat_ns, 0, __ATOMIC_RELEASE);
-	std::atomic<bool> advanced{false};
-	bool writer_waited = false;
-	std::thread mover([&] {
-		writer_waited = poll_until(
-			[&] { return __atomic_load_n(&seg->ctl.writer_heartbeat_ns, __ATOMIC_ACQUIRE) != 0; });
-		advanced = true;
-		fresh.acquire();
-	});
-	bool advanced_at_fill = false;
-	EXPECT_EQ(writer.publish([&](sluice_snapshot &s) {
-		advanced_at_fill = advanced.load();
-		fill_for(s, SLUICE_SNAPSHOT_SLOTS + 1);
-	}),
-		  (uint64_t)SLUICE_SNAPSHOT_SLOTS + 1);
-	mover.join();
-	EXPECT_TRUE(writer_waited);
-	EXPECT_TRUE(advanced_at_fill) << "publish filled a slot a worker that has seen nothing may be loading";
+	const sluice_snapshot *s = fresh.acquire();
+	ASSERT_NE(s, nullptr);
+	EXPECT_TRUE(intact(*s, 3 * SLUICE_SNAPSHOT_SLOTS));
 }
 
 TEST_F(shm_test, a_throwing_fill_publishes_nothing)

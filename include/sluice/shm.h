@@ -7,21 +7,22 @@
  * bumping SLUICE_ABI_VERSION, and a process refuses a segment whose magic or
  * version differs from its own.
  *
- * Publishing (docs/architecture.md, "The shared-memory contract"):
- *  1. sluiced picks a slot that is not active and that no live worker may
- *     still read: every live worker's generation_seen is past the slot's
- *     generation (quiescent-state reclamation);
+ * Publishing (docs/controlplane.md, "The shared-memory contract"):
+ *  1. sluiced picks a slot that is not active and whose generation no live
+ *     worker names in generation_seen (a hazard pointer per worker);
  *  2. fills it, including its checksum;
  *  3. stores `active` = generation << 8 | slot with release semantics.
- * A worker loads `active` (acquire) at every poll, empty ones included, uses
- * that slot for the whole burst, and stores the generation it loaded into its
- * own record. It never reads a slot older than the one its record names, so a
- * slot whose generation is below every live worker's generation_seen is free;
- * a slot that never held a snapshot (generation 0) is always free. A worker
- * whose heartbeat is older than the writer's timeout is dead and holds
- * nothing. Both sides put a full fence between their store and their load
- * (worker: state LIVE, then `active`; writer: `active`, then the workers'
- * states), or each could miss the other's store.
+ * A worker loads `active` (acquire) at every poll, empty ones included, and
+ * uses that slot for the whole burst. When the generation changed it first
+ * names it: stores it in generation_seen, a full fence, and loads `active`
+ * again; if that moved, it names the new one instead. The writer puts a
+ * full fence between its store of `active` and its reads of the names, so
+ * either the worker's second load sees the new `active` or the writer sees
+ * the name: a slot a worker reads is never reused under it, and a worker
+ * holds one slot however long it stays behind. A slot that never held a
+ * snapshot (generation 0) is always free. A worker whose heartbeat is older
+ * than the writer's timeout is dead and holds nothing; with every slot held
+ * by live workers a publish fails after that timeout, naming them.
  *
  * Claiming a worker record: CAS info.pid from 0 (or a dead owner's pid) to
  * SLUICE_WORKER_PID_CLAIMING, fill the record, then store the real pid.
