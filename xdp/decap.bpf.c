@@ -10,6 +10,8 @@
  * Only tunnels addressed to this host are opened (the outer destination is
  * one of its addresses: sl_dc_self, kept current by sluice-xdp), and with
  * --vip only those whose inner destination is one of the VIPs (sl_dc_vips).
+ * With --from, a tunnel from a source outside the given prefixes
+ * (sl_dc_from) is dropped and counted.
  * Everything else passes untouched: the kernel sees exactly what it would
  * without this program. Verifier notes as in sluice.bpf.c.
  */
@@ -24,6 +26,7 @@
 /* Set by sluice-xdp before load. */
 const volatile uint16_t cfg_gue_port_be = 0;	/* 0: no GUE */
 const volatile uint8_t cfg_check_inner = 0;	/* 1: the inner destination must be in sl_dc_vips */
+const volatile uint8_t cfg_check_source = 0;	/* 1: the outer source must be in sl_dc_from */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -38,6 +41,17 @@ struct {
 	__type(key, struct sluice_decap_addr);
 	__type(value, uint8_t);
 } sl_dc_vips SEC(".maps");
+
+/* --from: the load balancers' source prefixes. An LPM trie, not a
+ * loop over rodata: any number of prefixes in one lookup, and the verifier
+ * sees no loop. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SLUICE_DECAP_MAX_PREFIXES);
+	__type(key, struct sluice_decap_prefix);
+	__type(value, uint8_t);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sl_dc_from SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -56,6 +70,20 @@ static __always_inline bool is_listed(void *map, const uint8_t *addr, uint32_t l
 		__builtin_memcpy(k.addr, addr, 16);
 	k.family = family;
 	return bpf_map_lookup_elem(map, &k) != 0;
+}
+
+/* Whether a tunnel's outer source is inside one of --from's prefixes. */
+static __always_inline bool from_allowed(const uint8_t *addr, uint32_t len, uint8_t family)
+{
+	struct sluice_decap_prefix k;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.prefixlen = 8 + len * 8;
+	k.family = family;
+	if (len == 4)
+		__builtin_memcpy(k.addr, addr, 4);
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&sl_dc_from, &k) != 0;
 }
 
 /* The tunnel header in front of the inner packet, if this is one of ours:
@@ -131,6 +159,14 @@ int sluice_decap(struct xdp_md *xdp)
 		if (!is_listed(&sl_dc_self, (const uint8_t *)&ip->daddr_be, 4, SLUICE_AF_INET))
 			goto not_tunnel;
 		t = tunnel_after(l3 + ihl, end, ip->protocol, ihl);
+		/* Anyone may send a tunnel to a backend; with --from only the
+		 * load balancers' are opened. Dropped, not passed: a kernel with
+		 * its own ipip module would open it anyway. */
+		if (t.outer_len && cfg_check_source &&
+		    !from_allowed((const uint8_t *)&ip->saddr_be, 4, SLUICE_AF_INET)) {
+			cnt->drop_foreign++;
+			return XDP_DROP;
+		}
 	} else if (type == sluice_htons(SLUICE_ETH_P_IPV6)) {
 		const struct sluice_ipv6_hdr *ip = (const struct sluice_ipv6_hdr *)l3;
 		if (l3 + sizeof(*ip) > end || (ip->vtc_flow_be & sluice_htonl(0xF0000000u)) != sluice_htonl(6u << 28))
@@ -138,6 +174,10 @@ int sluice_decap(struct xdp_md *xdp)
 		if (!is_listed(&sl_dc_self, ip->daddr, 16, SLUICE_AF_INET6))
 			goto not_tunnel;
 		t = tunnel_after(l3 + sizeof(*ip), end, ip->nexthdr, sizeof(*ip));
+		if (t.outer_len && cfg_check_source && !from_allowed(ip->saddr, 16, SLUICE_AF_INET6)) {
+			cnt->drop_foreign++;
+			return XDP_DROP;
+		}
 	}
 	if (t.outer_len == 0)
 		goto not_tunnel;

@@ -67,6 +67,7 @@ struct options {
 	bool decap = false;
 	uint16_t gue_port = 6080;
 	std::vector<std::string> vips;
+	std::vector<std::string> from;
 	std::string pcap;
 	std::string mac = "02:00:00:00:00:01";
 	uint32_t mtu = 1500;
@@ -86,7 +87,7 @@ options parse(int argc, char **argv)
 		"Usage: sluice-xdp --iface IF [options]          forward VIP traffic on IF\n"
 		"       sluice-xdp --iface IF --unpin [--pin-dir DIR]  detach and remove the pinned maps\n"
 		"       sluice-xdp --iface IF --show [--show-ct]       the attached program's maps as JSON\n"
-		"       sluice-xdp --decap --iface IF [--gue-port P] [--vip ADDR]...  on a backend\n"
+		"       sluice-xdp --decap --iface IF [--gue-port P] [--vip ADDR]... [--from PREFIX]...  on a backend\n"
 		"       sluice-xdp --pcap IN.pcap:OUT.pcap [options]  run a capture through the program\n\n"
 		"The XDP dataplane: the same decisions as sluice-dpdk, in an XDP program whose maps\n"
 		"mirror the snapshots sluiced publishes in shared memory.\n\nOptions");
@@ -102,6 +103,7 @@ options parse(int argc, char **argv)
 		("decap", po::bool_switch(&o.decap), "run the backend-side decap program instead")
 		("gue-port", po::value(&o.gue_port)->default_value(o.gue_port), "with --decap: UDP port of GUE (0: none)")
 		("vip", po::value(&o.vips)->composing(), "with --decap: open only tunnels to this inner destination (repeat)")
+		("from", po::value(&o.from)->composing(), "with --decap: open only tunnels from this source PREFIX, e.g. 10.0.0.0/24 (repeat); others are dropped and counted")
 		("pcap", po::value(&o.pcap), "IN.pcap:OUT.pcap: run IN through the program once, in order; XDP_TX to OUT, XDP_PASS to OUT.exception.pcap; print the counters and exit")
 		("mac", po::value(&o.mac)->default_value(o.mac), "with --pcap: the port's MAC")
 		("mtu", po::value(&o.mtu)->default_value(o.mtu), "with --pcap: the port's MTU")
@@ -131,6 +133,8 @@ options parse(int argc, char **argv)
 		throw error("--pcap runs the forwarding program: not with --decap or --unpin");
 	if (o.decap && o.unpin)
 		throw error("--unpin removes the forwarding program's pins: not with --decap");
+	if (!o.from.empty() && !o.decap)
+		throw error("--from is for --decap");
 	if (!o.vips.empty() && !o.decap)
 		throw error("--vip is for --decap");
 	check_ct_options(vm, o.ct_entries, o.pcap.empty() ? SLUICE_XDP_DEFAULT_CT_ENTRIES : (1u << 16));
@@ -461,14 +465,51 @@ void refresh_self(int fd, std::vector<sluice_decap_addr> &held)
 	held = std::move(now);
 }
 
+// --from PREFIX: ADDRESS/LEN (a bare address is the one host).
+sluice_decap_prefix parse_prefix(const std::string &s)
+{
+	sluice_decap_prefix p;
+	std::memset(&p, 0, sizeof(p));
+	const size_t slash = s.find('/');
+	const std::string addr = s.substr(0, slash);
+	uint32_t max_len;
+	if (inet_pton(AF_INET, addr.c_str(), p.addr) == 1) {
+		p.family = SLUICE_AF_INET;
+		max_len = 32;
+	} else if (inet_pton(AF_INET6, addr.c_str(), p.addr) == 1) {
+		p.family = SLUICE_AF_INET6;
+		max_len = 128;
+	} else {
+		throw error("--from '{}': not an IPv4 or IPv6 prefix (ADDRESS/LENGTH)", s);
+	}
+	uint32_t len = max_len;
+	if (slash != std::string::npos) {
+		const std::string l = s.substr(slash + 1);
+		if (l.empty() || l.size() > 3 || l.find_first_not_of("0123456789") != std::string::npos ||
+		    std::stoul(l) > max_len)
+			throw error("--from '{}': the prefix length must be 0-{}", s, max_len);
+		len = (uint32_t)std::stoul(l);
+	}
+	p.prefixlen = 8 + len; // the family byte, then the address's first `len` bits
+	return p;
+}
+
 int run_decap(const options &o)
 {
 	query_iface(o.iface);
 	std::vector<sluice_decap_addr> vips;
 	for (const auto &v : o.vips)
 		vips.push_back(parse_addr(v));
-	decap_program prog = decap_program::load(o.gue_port, !vips.empty());
+	std::vector<sluice_decap_prefix> from;
+	for (const auto &f : o.from)
+		from.push_back(parse_prefix(f));
+	if (from.size() > SLUICE_DECAP_MAX_PREFIXES)
+		throw error("--from: {} prefixes, at most {}", from.size(), SLUICE_DECAP_MAX_PREFIXES);
+	decap_program prog = decap_program::load(o.gue_port, !vips.empty(), !from.empty());
 	uint8_t one = 1;
+	for (const auto &f : from)
+		if (bpf_map_update_elem(bpf_map__fd(prog.skel()->maps.sl_dc_from), &f, &one, BPF_ANY) != 0)
+			throw error("sl_dc_from: update: {}", std::strerror(errno));
 	for (const auto &v : vips)
 		if (bpf_map_update_elem(bpf_map__fd(prog.skel()->maps.sl_dc_vips), &v, &one, BPF_ANY) != 0)
 			throw error("sl_dc_vips: update: {}", std::strerror(errno));
@@ -478,10 +519,12 @@ int run_decap(const options &o)
 
 	attachment att =
 		attachment::attach(o.iface, prog.prog_fd(), SLUICE_XDP_DECAP_PROG_NAME, mode_of(o));
-	spdlog::info("{}: decap attached in {} mode: IPIP, IPv6-in-IPv6, IPv4-in-IPv6{} to this host{}",
+	spdlog::info("{}: decap attached in {} mode: IPIP, IPv6-in-IPv6, IPv4-in-IPv6{} to this host{}{}",
 		     o.iface, att.generic() ? "generic" : "native",
 		     o.gue_port ? fmt::format(" and GUE on UDP port {}", o.gue_port) : std::string(),
-		     vips.empty() ? "" : fmt::format(", inner destination one of {} --vip", vips.size()));
+		     vips.empty() ? "" : fmt::format(", inner destination one of {} --vip", vips.size()),
+		     from.empty() ? ", from any source (see --from)"
+				  : fmt::format(", outer source in one of {} --from", from.size()));
 	auto next_refresh = std::chrono::steady_clock::now() + self_refresh_interval;
 	while (!stop_signal) {
 		std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -504,11 +547,12 @@ int run_decap(const options &o)
 			sum.pass_not_tunnel += c.pass_not_tunnel;
 			sum.pass_not_local += c.pass_not_local;
 			sum.pass_malformed += c.pass_malformed;
+			sum.drop_foreign += c.drop_foreign;
 		}
 	spdlog::info("signal {}: detached from {}; rx_packets {} decap_ipip {} decap_gue {} "
-		     "pass_not_tunnel {} pass_not_local {} pass_malformed {}",
+		     "pass_not_tunnel {} pass_not_local {} pass_malformed {} drop_foreign {}",
 		     (int)stop_signal, o.iface, sum.rx_packets, sum.decap_ipip, sum.decap_gue,
-		     sum.pass_not_tunnel, sum.pass_not_local, sum.pass_malformed);
+		     sum.pass_not_tunnel, sum.pass_not_local, sum.pass_malformed, sum.drop_foreign);
 	return 0;
 }
 

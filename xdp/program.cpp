@@ -303,7 +303,7 @@ int program::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); 
 
 int program::map_fd(bpf_map *m) const { return bpf_map__fd(m); }
 
-decap_program decap_program::load(uint16_t gue_port, bool check_inner)
+decap_program decap_program::load(uint16_t gue_port, bool check_inner, bool check_source)
 {
 	libbpf_set_print(libbpf_print);
 	decap_program p;
@@ -312,6 +312,7 @@ decap_program decap_program::load(uint16_t gue_port, bool check_inner)
 		throw error("opening the decap program: {}", errno_text(errno));
 	p.skel_->rodata->cfg_gue_port_be = __builtin_bswap16(gue_port);
 	p.skel_->rodata->cfg_check_inner = check_inner ? 1 : 0;
+	p.skel_->rodata->cfg_check_source = check_source ? 1 : 0;
 	int err = decap_bpf__load(p.skel_);
 	if (err)
 		throw error(load_failure("the decap program", err));

@@ -74,8 +74,9 @@ private:
 class decap_program {
 public:
 	// gue_port 0: GUE is not opened. check_inner: only tunnels whose inner
-	// destination is in sl_dc_vips. Throws sluice::error with one line.
-	static decap_program load(uint16_t gue_port, bool check_inner);
+	// destination is in sl_dc_vips. check_source: only tunnels whose outer
+	// source is in sl_dc_from. Throws sluice::error with one line.
+	static decap_program load(uint16_t gue_port, bool check_inner, bool check_source = false);
 
 	decap_program() = default;
 	decap_program(decap_program &&other) noexcept;
