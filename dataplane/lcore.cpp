@@ -73,7 +73,7 @@ int worker_main(void *arg)
 		uint16_t n = got;
 		if (w.filter_other_hosts)
 			n = keep_ours(pkts, n, st.params.port_mac);
-		st.now_s = static_cast<uint32_t>(tsc / hz);
+		st.now_s = w.replay ? SLUICE_CT_REPLAY_NOW_S : static_cast<uint32_t>(tsc / hz);
 		res.n_tx = 0;
 		res.n_kernel = 0;
 		process_burst(st, snap, pkts, n, res);

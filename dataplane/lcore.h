@@ -33,6 +33,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	// limited to 8 fds, so it cannot have a queue per worker.
 	rte_ring *to_kernel = nullptr;
 	bool filter_other_hosts = false; // af_packet: drop frames for other MACs first
+	bool replay = false;             // --pcap: the connection-table clock is frozen (conntrack.h)
 	// Frames taken from the RX queue and done with (transmitted, handed on
 	// or freed): the main lcore's measure of the end of a pcap. Written by
 	// the worker only, read by the main lcore.

@@ -261,6 +261,7 @@ int run(const options &o)
 			rt.rings.push_back(w->to_kernel);
 		}
 		w->filter_other_hosts = data.af_packet;
+		w->replay = o.mode == port_mode::pcap;
 		rt.workers.push_back(std::move(w));
 	}
 	for (uint32_t q = 0; q < workers; q++) {

@@ -329,6 +329,7 @@ int run_pcap(const options &o)
 	ps.ct_entries = o.ct_entries;
 	ps.ring_entries = o.ring_entries;
 	ps.ct_timeouts = o.ct_timeouts;
+	ps.replay = true;
 	program prog = program::load(ps);
 	mirror m(prog);
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp pcap");

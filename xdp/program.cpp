@@ -231,7 +231,7 @@ program program::load(const program_settings &s)
 		p.ct_reused_ = g.reused;
 	}
 	if (!key)
-		key = s.pin_dir.empty() ? SLUICE_CT_REPLAY_KEY : random_u64();
+		key = s.replay ? SLUICE_CT_REPLAY_KEY : random_u64();
 	p.ct_buckets_ = want_buckets;
 	// An array map holds less than 4 GiB (kernel/bpf/arraymap.c).
 	const uint64_t ct_bytes = (uint64_t)p.cpus_ * p.ct_buckets_ * sizeof(sluice_ct_bucket);
@@ -250,6 +250,8 @@ program program::load(const program_settings &s)
 	ro->cfg_ring_entries = p.ring_entries_;
 	ro->cfg_ct_timeouts = s.ct_timeouts;
 	ro->cfg_ct_secret = *key;
+	if (s.replay)
+		ro->cfg_replay_now_s = SLUICE_CT_REPLAY_NOW_S;
 
 	int err = bpf_map__set_max_entries(p.skel_->maps.sl_ct, p.cpus_ * p.ct_buckets_);
 	if (!err)

@@ -24,7 +24,11 @@ struct program_settings {
 	uint32_t ct_entries = SLUICE_XDP_DEFAULT_CT_ENTRIES;     // per CPU
 	uint32_t ring_entries = SLUICE_XDP_DEFAULT_RING_ENTRIES; // Maglev entries per bank
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
-	std::string pin_dir; // empty: nothing pinned (replays and test runs: SLUICE_CT_REPLAY_KEY)
+	std::string pin_dir; // empty: nothing pinned (replays, benchmarks)
+	// --pcap: the connection table's key is SLUICE_CT_REPLAY_KEY and its
+	// clock frozen at SLUICE_CT_REPLAY_NOW_S, as in sluice-dpdk --pcap, so
+	// a replay is reproducible and both dataplanes decide alike.
+	bool replay = false;
 };
 
 // Directory of an interface's pinned maps when --pin-dir is not given.

@@ -47,6 +47,9 @@ const volatile uint32_t cfg_ct_buckets = 1;	/* per CPU; >= 1 */
 /* The connection table's key (conntrack.h sluice_ct_hash): drawn with the
  * table, kept beside its pin (sl_ct_key) so a restart finds its flows. */
 const volatile uint64_t cfg_ct_secret = 0;
+/* Non-zero: a replay (--pcap, BPF_PROG_TEST_RUN), whose connection-table
+ * clock is frozen at this second (conntrack.h SLUICE_CT_REPLAY_NOW_S). */
+const volatile uint32_t cfg_replay_now_s = 0;
 const volatile uint32_t cfg_ring_entries = 16;	/* per bank; a power of two, >= 16 */
 const volatile struct sluice_ct_timeouts cfg_ct_timeouts = {
 	SLUICE_CT_TIMEOUT_SYN_S, SLUICE_CT_TIMEOUT_EST_S, SLUICE_CT_TIMEOUT_FIN_S,
@@ -480,7 +483,7 @@ int sluice_xdp(struct xdp_md *xdp)
 	/* The connection table's coarse clock, as the worker sets now_s per
 	 * burst. CLOCK_MONOTONIC, so a restarted sluice-xdp reads the pinned
 	 * table's ages right. */
-	env.now_s = now_seconds(&cpu->clock);
+	env.now_s = cfg_replay_now_s ? cfg_replay_now_s : now_seconds(&cpu->clock);
 	env.to.syn_s = cfg_ct_timeouts.syn_s;
 	env.to.est_s = cfg_ct_timeouts.est_s;
 	env.to.fin_s = cfg_ct_timeouts.fin_s;

@@ -226,6 +226,10 @@ SLUICE_INLINE uint32_t sluice_ct_hash(const struct sluice_flow_key *key, uint64_
  * fixed, so that a replay is reproducible and both dataplanes evict alike.
  * A live table's key is random (getrandom), drawn when it is made. */
 #define SLUICE_CT_REPLAY_KEY 0x736C756963650001ull
+/* A replay's connection-table clock, frozen: entries age by nothing during
+ * it, so which entry a full bucket gives up never depends on where a
+ * second boundary fell in the run, and both dataplanes decide alike. */
+#define SLUICE_CT_REPLAY_NOW_S 1000u
 
 /* The bucket of a flow: its ct hash scaled to [0, buckets) by a multiply
  * and a shift (Lemire's "fastrange"), which uses its high bits: any bucket
