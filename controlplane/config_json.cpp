@@ -15,7 +15,7 @@ std::string show(const json &v)
 {
 	if (v.is_string())
 		return "'" + v.get<std::string>() + "'";
-	return v.dump();
+	return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // Reads one mapping strictly: the caller lists every field it knows first,

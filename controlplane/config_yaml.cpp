@@ -14,6 +14,55 @@ namespace sluice {
 
 namespace {
 
+// Whether `s` is UTF-8 (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF). YAML files are text, the API carries JSON, and JSON strings
+// are UTF-8: a byte string that is not would make every later dump throw.
+bool utf8(const std::string &s)
+{
+	size_t i = 0;
+	while (i < s.size()) {
+		const auto c = static_cast<unsigned char>(s[i]);
+		size_t n;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			n = 1;
+			cp = c & 0x1F;
+		} else if ((c & 0xF0) == 0xE0) {
+			n = 2;
+			cp = c & 0x0F;
+		} else if ((c & 0xF8) == 0xF0) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		for (size_t k = 1; k <= n; k++) {
+			if (i + k >= s.size())
+				return false;
+			const auto d = static_cast<unsigned char>(s[i + k]);
+			if ((d & 0xC0) != 0x80)
+				return false;
+			cp = cp << 6 | (d & 0x3F);
+		}
+		static const uint32_t min_for[4] = {0, 0x80, 0x800, 0x10000};
+		if (cp < min_for[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+const std::string &text_of(const YAML::Node &n)
+{
+	const std::string &s = n.Scalar();
+	if (!utf8(s))
+		throw error("yaml: line {}, column {}: not UTF-8 text", n.Mark().line + 1, n.Mark().column + 1);
+	return s;
+}
+
 json node_to_json(const YAML::Node &n)
 {
 	switch (n.Type()) {
@@ -23,7 +72,7 @@ json node_to_json(const YAML::Node &n)
 	case YAML::NodeType::Scalar:
 		// Quoted or not, a scalar stays text here: the strict reader knows
 		// which fields are numbers, so "080" or "1e3" never sneak in as one.
-		return n.Scalar();
+		return text_of(n);
 	case YAML::NodeType::Sequence: {
 		json a = json::array();
 		for (const auto &e : n)
@@ -36,7 +85,7 @@ json node_to_json(const YAML::Node &n)
 			if (!kv.first.IsScalar())
 				throw error("yaml: line {}: a key must be a plain name",
 					    kv.first.Mark().line + 1);
-			const std::string &key = kv.first.Scalar();
+			const std::string &key = text_of(kv.first);
 			if (o.contains(key))
 				throw error("yaml: line {}: duplicate key '{}'", kv.first.Mark().line + 1,
 					    key);

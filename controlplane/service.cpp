@@ -430,7 +430,8 @@ std::string service::handle_line(std::string_view line, bool may_change)
 	} catch (const std::exception &) {
 		return json{{"ok", false}, {"error", "request is not valid JSON"}}.dump();
 	}
-	return handle(req, may_change).dump();
+	// replace: a reply must never throw, whatever bytes an error quotes.
+	return handle(req, may_change).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 json service::dispatch(const std::string &verb, const json &args)

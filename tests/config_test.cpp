@@ -106,6 +106,25 @@ TEST(Config, DefaultsAreTheDocumentedOnes)
 	EXPECT_EQ(v.backends[0].check.type, check_type::none);
 }
 
+// Found by fuzz/fuzz_config (fuzz/regressions/fuzz_config/not-utf8-yaml):
+// a YAML file whose text is not UTF-8 made the error message's JSON dump
+// throw an exception no caller expects; it is one line naming the place.
+TEST(Config, TextThatIsNotUtf8IsRefusedWithItsPlace)
+{
+	const std::string bad = "vips:\n  - address: 10.\xc7\xd1.0.78\n";
+	EXPECT_EQ(error_of([&] { config_from_yaml(bad); }), "yaml: line 2, column 14: not UTF-8 text");
+	EXPECT_EQ(error_of([&] { config_from_yaml("vips:\n  - \xff: 1\n"); }),
+		  "yaml: line 2, column 5: not UTF-8 text");
+	// Overlong, surrogate and truncated sequences too; real UTF-8 passes.
+	for (const char *s : {"\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf5\x80\x80\x80"})
+		EXPECT_NE(error_of([&] { config_from_yaml(std::string("node: {source_ipv4: '") + s + "'}\n"); })
+				  .find("not UTF-8 text"),
+			  std::string::npos)
+			<< s;
+	EXPECT_NE(error_of([] { config_from_yaml("node: {source_ipv4: 'h\xc3\xa9'}\n"); }).find("is not an IPv4"),
+		  std::string::npos);
+}
+
 TEST(Config, EmptyFileIsAnEmptyConfiguration)
 {
 	EXPECT_TRUE(config_from_yaml("").vips.empty());

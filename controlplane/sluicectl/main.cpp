@@ -402,7 +402,10 @@ int run(int argc, char **argv)
 	json req{{"verb", cmd->api_verb}, {"args", cmd->request(vm)}};
 	std::string line;
 	try {
-		line = sluice::api_call(g.socket, req.dump(), std::chrono::milliseconds(g.timeout_ms));
+		// Arguments are bytes from the command line: never let one that is
+		// not UTF-8 throw here (sluiced refuses it as what it is).
+		line = sluice::api_call(g.socket, req.dump(-1, ' ', false, json::error_handler_t::replace),
+					std::chrono::milliseconds(g.timeout_ms));
 	} catch (const sluice::error &e) {
 		std::fprintf(stderr, "sluicectl: %s\n", e.what());
 		return exit_usage;
