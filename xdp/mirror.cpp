@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "mirror.h"
+#include "snapshot_check.h"
 
 #include "error.h"
 #include "sys.h"
@@ -143,32 +144,8 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 	sluice_snapshot_header hd;
 	std::memcpy(&hd, &s.hdr, sizeof(hd));
 	const uint64_t gen = hd.generation;
-	// The program's per-CPU VIP memo (maps.h) takes the same `active` word
-	// for the same snapshot: a segment never reuses a generation, and a
-	// number seen again here would be another segment's.
-	if (gen <= generation_) {
-		*why = fmt::format("snapshot generation {}: not after generation {}, already mirrored "
-				   "(another segment? restart sluice-xdp)",
-				   gen, generation_);
-		refusal_ = SLUICE_REFUSED_GENERATION;
+	if ((refusal_ = check_header(hd, ring_entries_, generation_, why)) != SLUICE_REFUSED_NONE)
 		return false;
-	}
-	if (hd.vip_count > SLUICE_MAX_VIPS || hd.backend_count > SLUICE_MAX_BACKENDS ||
-	    hd.ring_used > SLUICE_RING_POOL) {
-		*why = fmt::format("snapshot generation {}: {} VIPs, {} backends, {} ring entries: the "
-				   "segment holds at most {}, {}, {} (a corrupt segment?)",
-				   gen, hd.vip_count, hd.backend_count, hd.ring_used, SLUICE_MAX_VIPS,
-				   SLUICE_MAX_BACKENDS, SLUICE_RING_POOL);
-		refusal_ = SLUICE_REFUSED_CORRUPT;
-		return false;
-	}
-	if (hd.ring_used > ring_entries_) {
-		*why = fmt::format("snapshot generation {}: its Maglev tables hold {} entries, more than "
-				   "the {} of --ring-entries",
-				   gen, hd.ring_used, ring_entries_);
-		refusal_ = SLUICE_REFUSED_RING_ENTRIES;
-		return false;
-	}
 
 	const uint64_t active = __atomic_load_n(&static_cast<sluice_xdp_state *>(state_.addr)->active,
 						__ATOMIC_ACQUIRE);
@@ -182,35 +159,8 @@ bool mirror::apply(const sluice_snapshot &s, std::string *why)
 	std::memcpy(b, &s, sizeof(sluice_xdp_bank));
 	b->hdr = hd;
 	std::memcpy(rings, s.rings, (size_t)hd.ring_used * sizeof(uint32_t));
-	if (hd.checksum != sluice_snapshot_checksum_parts(&hd, &b->node, rings)) {
-		*why = fmt::format("snapshot generation {}: checksum mismatch (a torn or foreign write?)", gen);
-		refusal_ = SLUICE_REFUSED_CHECKSUM;
+	if ((refusal_ = check_bank(hd, *b, rings, why)) != SLUICE_REFUSED_NONE)
 		return false;
-	}
-	// The lookups below read only vip_hash and vips, which a bank lays out
-	// at the snapshot's offsets (static-asserted in maps.h).
-	const sluice_snapshot &c = *reinterpret_cast<const sluice_snapshot *>(b);
-	for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
-		uint16_t e = b->vip_hash[slot];
-		if (e == 0)
-			continue;
-		uint32_t id = (e - 1u) & (SLUICE_MAX_VIPS - 1);
-		const sluice_vip &v = b->vips[id];
-		if ((uint64_t)v.ring_offset + v.ring_size > hd.ring_used) {
-			*why = fmt::format("snapshot generation {}: VIP id {}'s Maglev table ends past ring_used", gen, id);
-			refusal_ = SLUICE_REFUSED_CORRUPT;
-			return false;
-		}
-		// The program looks up a port-0 service only for a VIP address
-		// (sluice.bpf.c vip_find): each must have its address entry.
-		if (v.port_be == 0 && v.proto != 0 &&
-		    sluice_vip_find_exact(&c, v.addr, v.family, 0, v.proto) == id &&
-		    sluice_vip_find_address(&c, v.addr, v.family) == SLUICE_MAX_VIPS) {
-			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, id);
-			refusal_ = SLUICE_REFUSED_CORRUPT;
-			return false;
-		}
-	}
 
 	// The switch. Every read of the bank in the program depends on the bank
 	// number it loaded (an address computed from it), so the
