@@ -2,6 +2,7 @@
 #include "health.h"
 
 #include "error.h"
+#include "sys.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -9,7 +10,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -69,20 +69,6 @@ constexpr size_t max_status_line = 1024;
 // Large enough for any UDP payload (RFC 768 length is 16 bits), so a reply
 // is never truncated before udp_expect is searched in it.
 constexpr size_t max_datagram = 65536;
-
-uint64_t monotonic_ns()
-{
-	timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
-}
-
-uint64_t wall_ns()
-{
-	timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
-}
 
 // splitmix64's finaliser: consecutive keys (backend ids are often dense)
 // land far apart in the jitter window.
@@ -315,7 +301,7 @@ struct health_monitor::impl {
 		end_probe(t);
 		auto &s = t.status;
 		s.checks++;
-		s.last_check_ns = wall_ns();
+		s.last_check_ns = realtime_ns();
 		if (ok) {
 			if (s.successes_in_row != std::numeric_limits<uint32_t>::max())
 				s.successes_in_row++;
