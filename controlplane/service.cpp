@@ -116,6 +116,63 @@ std::string worker_kind(uint32_t k)
 	return "unknown";
 }
 
+json backend_json(const vip_view &v, const backend_view &b)
+{
+	json j = backend_to_json(b.cfg);
+	j["vip"] = v.cfg.key.str();
+	j["id"] = b.id;
+	j["state"] = b.state;
+	j["healthy"] = b.healthy;
+	j["next_hop_mac"] = b.next_hop_mac ? b.next_hop_mac->str() : "";
+	if (!b.next_hop_error.empty())
+		j["next_hop_error"] = b.next_hop_error;
+	if (b.health) {
+		j["last_error"] = b.health->last_error;
+		j["checks"] = b.health->checks;
+		j["successes_in_row"] = b.health->successes_in_row;
+		j["failures_in_row"] = b.health->failures_in_row;
+		j["transition_check"] = b.health->transition_check;
+		j["last_check_ns"] = b.health->last_check_ns;
+		if (b.health->local_failures) {
+			j["local_failures"] = b.health->local_failures;
+			j["last_local_error"] = b.health->last_local_error;
+		}
+	}
+	return j;
+}
+
+json vip_json(const vip_view &v)
+{
+	json j = vip_to_json(v.cfg, false);
+	j["vip"] = v.cfg.key.str();
+	j["id"] = v.id;
+	j["backends"] = v.backends.size();
+	j["in_table"] = v.in_table;
+	return j;
+}
+
+json workers_json(const stats_view &sv)
+{
+	json a = json::array();
+	for (const auto &w : sv.workers) {
+		json c = json::object();
+		for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+			c[counter_table[i].name] = w.counters[i];
+		a.push_back(json{{"index", w.index},
+				 {"name", w.name},
+				 {"kind", w.kind},
+				 {"state", w.state},
+				 {"pid", w.pid},
+				 {"queue", w.queue},
+				 {"heartbeat_age_s", w.heartbeat_age_s},
+				 {"generation_seen", w.generation_seen},
+				 {"generation_applied", w.generation_applied},
+				 {"stale", w.stale},
+				 {"counters", std::move(c)}});
+	}
+	return a;
+}
+
 } // namespace
 
 static std::map<uint32_t, service_hop> resolve_hops(const config &cfg, const object_ids &ids,
@@ -391,15 +448,6 @@ json service::change(const std::function<void(config &)> &edit)
 	return json{{"generation", pub_.generation()}};
 }
 
-// The verbs that only read; every other verb (unknown ones included, so a
-// new verb is never readable by mistake) needs a caller that may change.
-static bool verb_only_reads(const std::string &verb)
-{
-	static const std::set<std::string> reads = {"status", "stats", "dump", "vip.list",
-						    "backend.list"};
-	return reads.count(verb) != 0;
-}
-
 json service::handle(const json &request, bool may_change)
 {
 	try {
@@ -409,13 +457,15 @@ json service::handle(const json &request, bool may_change)
 		if (!args.is_object())
 			throw error("'args' must be an object");
 		std::string verb = request["verb"].get<std::string>();
-		const bool reads = verb_only_reads(verb);
-		if (!reads && !may_change)
+		const verb_def *v = find_verb(verb);
+		if (!v)
+			throw error("unknown verb '{}'", verb);
+		if (v->access == verb_access::change && !may_change)
 			throw error("permission denied: {} changes the configuration, which only root and "
 				    "sluiced's own user may do; its group may read (status, stats, dump, "
 				    "list)",
 				    verb);
-		json result = dispatch(verb, args);
+		json result = (this->*handlers_[static_cast<size_t>(v->id)])(args);
 		return json{{"ok", true}, {"result", result}};
 	} catch (const std::exception &e) {
 		return json{{"ok", false}, {"error", e.what()}};
@@ -434,197 +484,174 @@ std::string service::handle_line(std::string_view line, bool may_change)
 	return handle(req, may_change).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json service::dispatch(const std::string &verb, const json &args)
-{
-	if (verb == "vip.add") {
-		json fields = json::object();
-		vip_key k = vip_arg(args);
-		fields["address"] = k.address.str();
-		fields["port"] = k.port;
-		fields["protocol"] = to_string(k.proto);
-		for (const char *f : {"mode", "ring_size", "gue_port"})
-			if (args.contains(f) && !args[f].is_null())
-				fields[f] = args[f];
-		vip_config v = vip_from_json(fields, "vip");
-		return change([&](config &c) {
-			if (c.find_vip(k))
-				throw error("VIP {} already exists", k.str());
-			c.vips.push_back(v);
-		});
-	}
-	if (verb == "vip.del") {
-		vip_key k = vip_arg(args);
-		return change([&](config &c) {
-			vip_in(c, k);
-			std::erase_if(c.vips, [&](const vip_config &v) { return v.key == k; });
-		});
-	}
-	if (verb == "backend.add") {
-		vip_key k = vip_arg(args);
-		ip_address a = address_arg(args);
-		backend_config b = backend_from_json(backend_fields(args, a), "backend");
-		return change([&](config &c) {
-			vip_config &v = vip_in(c, k);
-			if (v.find_backend(a))
-				throw error("backend {} already in VIP {}", a.str(), k.str());
-			v.backends.push_back(b);
-		});
-	}
-	if (verb == "backend.set") {
-		vip_key k = vip_arg(args);
-		ip_address a = address_arg(args);
-		bool drain = args.value("drain", false);
-		if (drain && args.contains("weight"))
-			throw error("give --weight or --drain, not both");
-		json fields = backend_fields(args, a);
-		if (fields.size() == 1 && !drain)
-			throw error("nothing to change: give --weight, --drain, --check or --mac");
-		return change([&](config &c) {
-			backend_config &b = backend_in(vip_in(c, k), a);
-			json merged = backend_to_json(b);
-			for (auto it = fields.begin(); it != fields.end(); ++it) {
-				// Check options given alone (--rise 5) amend the current check.
-				if (it.key() == "check" && it.value().is_object() &&
-				    merged.contains("check") && !it.value().contains("type"))
-					merged["check"].update(it.value());
-				else
-					merged[it.key()] = it.value();
-			}
-			if (drain)
-				merged["weight"] = 0;
-			b = backend_from_json(merged, "backend");
-		});
-	}
-	if (verb == "backend.del") {
-		vip_key k = vip_arg(args);
-		ip_address a = address_arg(args);
-		return change([&](config &c) {
-			vip_config &v = vip_in(c, k);
-			backend_in(v, a);
-			std::erase_if(v.backends, [&](const backend_config &b) { return b.address == a; });
-		});
-	}
-	if (verb == "apply") {
-		config next;
-		if (args.contains("yaml"))
-			next = config_from_yaml(str_arg(args, "yaml"));
-		else
-			next = config_from_json(arg(args, "config"));
-		json r = change([&](config &c) { c = next; });
-		r["vips"] = next.vips.size();
-		return r;
-	}
-	if (verb == "dump") {
-		config c = current_config();
-		return json{{"yaml", config_to_yaml(c)}, {"config", config_to_json(c)}};
-	}
+// Every verb's handler, in verbs.def's order: a verb added there without a
+// handler here does not compile.
+const std::array<json (service::*)(const json &), verb_count> service::handlers_ = {
+#define SLUICE_VERB(id, ...) &service::verb_##id,
+#include "verbs.def"
+#undef SLUICE_VERB
+};
 
-	// Read verbs, all from one consistent view.
+
+json service::verb_vip_add(const json &args)
+{
+	json fields = json::object();
+	vip_key k = vip_arg(args);
+	fields["address"] = k.address.str();
+	fields["port"] = k.port;
+	fields["protocol"] = to_string(k.proto);
+	for (const char *f : {"mode", "ring_size", "gue_port"})
+		if (args.contains(f) && !args[f].is_null())
+			fields[f] = args[f];
+	vip_config v = vip_from_json(fields, "vip");
+	return change([&](config &c) {
+		if (c.find_vip(k))
+			throw error("VIP {} already exists", k.str());
+		c.vips.push_back(v);
+	});
+}
+
+json service::verb_vip_del(const json &args)
+{
+	vip_key k = vip_arg(args);
+	return change([&](config &c) {
+		vip_in(c, k);
+		std::erase_if(c.vips, [&](const vip_config &v) { return v.key == k; });
+	});
+}
+
+json service::verb_backend_add(const json &args)
+{
+	vip_key k = vip_arg(args);
+	ip_address a = address_arg(args);
+	backend_config b = backend_from_json(backend_fields(args, a), "backend");
+	return change([&](config &c) {
+		vip_config &v = vip_in(c, k);
+		if (v.find_backend(a))
+			throw error("backend {} already in VIP {}", a.str(), k.str());
+		v.backends.push_back(b);
+	});
+}
+
+json service::verb_backend_set(const json &args)
+{
+	vip_key k = vip_arg(args);
+	ip_address a = address_arg(args);
+	bool drain = args.value("drain", false);
+	if (drain && args.contains("weight"))
+		throw error("give --weight or --drain, not both");
+	json fields = backend_fields(args, a);
+	if (fields.size() == 1 && !drain)
+		throw error("nothing to change: give --weight, --drain, --check or --mac");
+	return change([&](config &c) {
+		backend_config &b = backend_in(vip_in(c, k), a);
+		json merged = backend_to_json(b);
+		for (auto it = fields.begin(); it != fields.end(); ++it) {
+			// Check options given alone (--rise 5) amend the current check.
+			if (it.key() == "check" && it.value().is_object() && merged.contains("check") &&
+			    !it.value().contains("type"))
+				merged["check"].update(it.value());
+			else
+				merged[it.key()] = it.value();
+		}
+		if (drain)
+			merged["weight"] = 0;
+		b = backend_from_json(merged, "backend");
+	});
+}
+
+json service::verb_backend_del(const json &args)
+{
+	vip_key k = vip_arg(args);
+	ip_address a = address_arg(args);
+	return change([&](config &c) {
+		vip_config &v = vip_in(c, k);
+		backend_in(v, a);
+		std::erase_if(v.backends, [&](const backend_config &b) { return b.address == a; });
+	});
+}
+
+json service::verb_apply(const json &args)
+{
+	config next;
+	if (args.contains("yaml"))
+		next = config_from_yaml(str_arg(args, "yaml"));
+	else
+		next = config_from_json(arg(args, "config"));
+	json r = change([&](config &c) { c = next; });
+	r["vips"] = next.vips.size();
+	return r;
+}
+
+json service::verb_dump(const json &)
+{
+	config c = current_config();
+	return json{{"yaml", config_to_yaml(c)}, {"config", config_to_json(c)}};
+}
+
+// Read verbs: each from one consistent view (stats()).
+
+json service::verb_vip_list(const json &)
+{
+	json a = json::array();
+	for (const auto &v : stats().vips)
+		a.push_back(vip_json(v));
+	return a;
+}
+
+json service::verb_backend_list(const json &args)
+{
+	std::optional<vip_key> only;
+	if (args.contains("vip"))
+		only = vip_arg(args);
 	stats_view sv = stats();
-	auto backend_json = [](const vip_view &v, const backend_view &b) {
-		json j = backend_to_json(b.cfg);
-		j["vip"] = v.cfg.key.str();
-		j["id"] = b.id;
-		j["state"] = b.state;
-		j["healthy"] = b.healthy;
-		j["next_hop_mac"] = b.next_hop_mac ? b.next_hop_mac->str() : "";
-		if (!b.next_hop_error.empty())
-			j["next_hop_error"] = b.next_hop_error;
-		if (b.health) {
-			j["last_error"] = b.health->last_error;
-			j["checks"] = b.health->checks;
-			j["successes_in_row"] = b.health->successes_in_row;
-			j["failures_in_row"] = b.health->failures_in_row;
-			j["transition_check"] = b.health->transition_check;
-			j["last_check_ns"] = b.health->last_check_ns;
-			if (b.health->local_failures) {
-				j["local_failures"] = b.health->local_failures;
-				j["last_local_error"] = b.health->last_local_error;
-			}
-		}
-		return j;
-	};
-	auto vip_json = [](const vip_view &v) {
-		json j = vip_to_json(v.cfg, false);
-		j["vip"] = v.cfg.key.str();
-		j["id"] = v.id;
-		j["backends"] = v.backends.size();
-		j["in_table"] = v.in_table;
-		return j;
-	};
-	auto workers_json = [&]() {
-		json a = json::array();
-		for (const auto &w : sv.workers) {
-			json c = json::object();
-			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
-				c[counter_table[i].name] = w.counters[i];
-			a.push_back(json{{"index", w.index},
-					 {"name", w.name},
-					 {"kind", w.kind},
-					 {"state", w.state},
-					 {"pid", w.pid},
-					 {"queue", w.queue},
-					 {"heartbeat_age_s", w.heartbeat_age_s},
-					 {"generation_seen", w.generation_seen},
-					 {"generation_applied", w.generation_applied},
-					 {"stale", w.stale},
-					 {"counters", std::move(c)}});
-		}
-		return a;
-	};
-	if (verb == "vip.list") {
-		json a = json::array();
-		for (const auto &v : sv.vips)
-			a.push_back(vip_json(v));
-		return a;
-	}
-	if (verb == "backend.list") {
-		std::optional<vip_key> only;
-		if (args.contains("vip"))
-			only = vip_arg(args);
-		if (only && !std::any_of(sv.vips.begin(), sv.vips.end(),
-					 [&](const vip_view &v) { return v.cfg.key == *only; }))
-			throw error("no VIP {}", only->str());
-		json a = json::array();
-		for (const auto &v : sv.vips)
-			if (!only || v.cfg.key == *only)
-				for (const auto &b : v.backends)
-					a.push_back(backend_json(v, b));
-		return a;
-	}
-	if (verb == "status") {
-		json vips = json::array();
-		for (const auto &v : sv.vips) {
-			json j = vip_json(v);
-			j["backends"] = json::array();
+	if (only && !std::any_of(sv.vips.begin(), sv.vips.end(),
+				 [&](const vip_view &v) { return v.cfg.key == *only; }))
+		throw error("no VIP {}", only->str());
+	json a = json::array();
+	for (const auto &v : sv.vips)
+		if (!only || v.cfg.key == *only)
 			for (const auto &b : v.backends)
-				j["backends"].push_back(backend_json(v, b));
-			vips.push_back(j);
-		}
-		return json{{"generation", sv.generation}, {"vips", vips}, {"workers", workers_json()}};
+				a.push_back(backend_json(v, b));
+	return a;
+}
+
+json service::verb_status(const json &)
+{
+	stats_view sv = stats();
+	json vips = json::array();
+	for (const auto &v : sv.vips) {
+		json j = vip_json(v);
+		j["backends"] = json::array();
+		for (const auto &b : v.backends)
+			j["backends"].push_back(backend_json(v, b));
+		vips.push_back(j);
 	}
-	if (verb == "stats") {
-		json counters = json::object();
-		for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
-			counters[counter_table[i].name] = sv.counters[i];
-		json vips = json::array();
-		for (const auto &v : sv.vips) {
-			json j{{"vip", v.cfg.key.str()}};
-			j.update(counters_json(v.counters));
-			j["backends"] = json::array();
-			for (const auto &b : v.backends) {
-				json bj{{"address", b.cfg.address.str()}, {"state", b.state}};
-				bj.update(counters_json(b.counters));
-				j["backends"].push_back(bj);
-			}
-			vips.push_back(j);
+	return json{{"generation", sv.generation}, {"vips", vips}, {"workers", workers_json(sv)}};
+}
+
+json service::verb_stats(const json &)
+{
+	stats_view sv = stats();
+	json counters = json::object();
+	for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+		counters[counter_table[i].name] = sv.counters[i];
+	json vips = json::array();
+	for (const auto &v : sv.vips) {
+		json j{{"vip", v.cfg.key.str()}};
+		j.update(counters_json(v.counters));
+		j["backends"] = json::array();
+		for (const auto &b : v.backends) {
+			json bj{{"address", b.cfg.address.str()}, {"state", b.state}};
+			bj.update(counters_json(b.counters));
+			j["backends"].push_back(bj);
 		}
-		return json{{"generation", sv.generation},
-			    {"counters", counters},
-			    {"vips", vips},
-			    {"workers", workers_json()}};
+		vips.push_back(j);
 	}
-	throw error("unknown verb '{}'", verb);
+	return json{{"generation", sv.generation},
+		    {"counters", counters},
+		    {"vips", vips},
+		    {"workers", workers_json(sv)}};
 }
 
 stats_view service::stats() const

@@ -10,6 +10,7 @@
 #include "health.h"
 #include "snapshot_builder.h"
 #include "state.h"
+#include "verbs.h"
 
 #include <sluice/shm.h>
 
@@ -130,7 +131,11 @@ public:
 	void refresh_next_hops();
 
 private:
-	json dispatch(const std::string &verb, const json &args);
+	// One handler per verb of verbs.def; handle() finds it through the table.
+#define SLUICE_VERB(id, ...) json verb_##id(const json &args);
+#include "verbs.def"
+#undef SLUICE_VERB
+	static const std::array<json (service::*)(const json &), verb_count> handlers_;
 	json change(const std::function<void(config &)> &edit);
 	void publish_locked();
 	void update_health_targets_locked();

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// sluicectl: drives sluiced over its Unix socket. A NOUN VERB command table
-// (like iproute2 and xdp-tools); every read verb has --json.
+// sluicectl: drives sluiced over its Unix socket. NOUN VERB commands (like
+// iproute2 and xdp-tools) from sluiced's own verb table (verbs.def); every
+// read verb has --json.
 //
 // Exit status: 0 done; 1 sluiced refused (its one-line reason printed);
 // 2 usage error, or sluiced could not be reached.
 #include "api_socket.h"
 #include "config_io.h"
 #include "error.h"
+#include "verbs.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
 
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -36,16 +39,14 @@ struct globals {
 	uint32_t timeout_ms = 10000;
 };
 
-struct command {
-	const char *noun;
-	const char *verb; // nullptr: the noun alone is the command (status, stats, ...)
-	const char *args; // positional synopsis
-	const char *help;
+// What the command line adds to a verb of the table (verbs.h): its
+// positional arguments, options, how they become the request, and how a
+// result is printed.
+struct cli_verb {
 	std::vector<const char *> positional;
 	std::function<void(po::options_description &)> options;
 	// Builds the request's args from the parsed options.
 	std::function<json(const po::variables_map &)> request;
-	const char *api_verb;
 	// Prints a successful result for people (read verbs); nullptr: "ok".
 	std::function<void(const json &)> print;
 };
@@ -248,82 +249,122 @@ json backend_request(const po::variables_map &vm)
 	return a;
 }
 
-std::vector<command> commands()
+void no_options(po::options_description &) {}
+
+json no_args(const po::variables_map &) { return json::object(); }
+
+// One function per verb of verbs.def, named after its id: a verb added there
+// without its command line here does not compile.
+cli_verb cli_vip_add()
 {
-	auto none = [](po::options_description &) {};
-	return {
-		{"vip", "add", "VIP", "add a VIP (ADDRESS:PORT/tcp|udp; IPv6 as [ADDRESS]:PORT/tcp)",
-		 {"vip"}, vip_options,
-		 [](const po::variables_map &vm) {
-			 json a{{"vip", need(vm, "vip")}};
-			 put_if(a, vm, "mode", "mode");
-			 put_if(a, vm, "ring-size", "ring_size");
-			 put_if(a, vm, "gue-port", "gue_port");
-			 return a;
-		 },
-		 "vip.add", nullptr},
-		{"vip", "del", "VIP", "delete a VIP and its backends", {"vip"}, none,
-		 [](const po::variables_map &vm) { return json{{"vip", need(vm, "vip")}}; }, "vip.del",
-		 nullptr},
-		{"vip", "list", "", "list VIPs", {}, none,
-		 [](const po::variables_map &) { return json::object(); }, "vip.list", print_vips},
-		{"backend", "add", "VIP ADDRESS", "add a backend to a VIP", {"vip", "address"},
-		 [](po::options_description &d) { backend_options(d, false); }, backend_request,
-		 "backend.add", nullptr},
-		{"backend", "set", "VIP ADDRESS", "change a backend's weight, drain it, or change its check",
-		 {"vip", "address"}, [](po::options_description &d) { backend_options(d, true); },
-		 backend_request, "backend.set", nullptr},
-		{"backend", "del", "VIP ADDRESS", "remove a backend (its flows move)", {"vip", "address"},
-		 none,
-		 [](const po::variables_map &vm) {
-			 return json{{"vip", need(vm, "vip")}, {"address", need(vm, "address")}};
-		 },
-		 "backend.del", nullptr},
-		{"backend", "list", "[VIP]", "list backends, with health", {"vip"}, none,
-		 [](const po::variables_map &vm) {
-			 json a = json::object();
-			 put_if(a, vm, "vip", "vip");
-			 return a;
-		 },
-		 "backend.list", print_backends},
-		{"status", nullptr, "", "VIPs, backends with health, and the attached dataplanes", {}, none,
-		 [](const po::variables_map &) { return json::object(); }, "status", print_status},
-		{"stats", nullptr, "", "traffic per VIP and backend, drop reasons, dataplanes", {}, none,
-		 [](const po::variables_map &) { return json::object(); }, "stats", print_stats},
-		{"apply", nullptr, "-f FILE", "replace the whole configuration with a YAML file (all or nothing)",
-		 {}, [](po::options_description &d) {
-			 d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
-		 },
-		 [](const po::variables_map &vm) {
-			 std::string path = need(vm, "file");
-			 std::stringstream ss;
-			 if (path == "-") {
-				 ss << std::cin.rdbuf();
-			 } else {
-				 std::ifstream in(path);
-				 if (!in)
-					 throw usage_error(fmt::format("cannot read {}", path));
-				 ss << in.rdbuf();
-			 }
-			 return json{{"yaml", ss.str()}};
-		 },
-		 "apply", nullptr},
-		{"dump", nullptr, "", "print the running configuration as YAML", {}, none,
-		 [](const po::variables_map &) { return json::object(); }, "dump",
-		 [](const json &r) { std::fputs(r["yaml"].get<std::string>().c_str(), stdout); }},
-	};
+	return {{"vip"}, vip_options,
+		[](const po::variables_map &vm) {
+			json a{{"vip", need(vm, "vip")}};
+			put_if(a, vm, "mode", "mode");
+			put_if(a, vm, "ring-size", "ring_size");
+			put_if(a, vm, "gue-port", "gue_port");
+			return a;
+		},
+		nullptr};
 }
 
-void print_usage(const std::vector<command> &cmds, const char *noun)
+cli_verb cli_vip_del()
+{
+	return {{"vip"}, no_options,
+		[](const po::variables_map &vm) { return json{{"vip", need(vm, "vip")}}; }, nullptr};
+}
+
+cli_verb cli_vip_list() { return {{}, no_options, no_args, print_vips}; }
+
+cli_verb cli_backend_add()
+{
+	return {{"vip", "address"}, [](po::options_description &d) { backend_options(d, false); },
+		backend_request, nullptr};
+}
+
+cli_verb cli_backend_set()
+{
+	return {{"vip", "address"}, [](po::options_description &d) { backend_options(d, true); },
+		backend_request, nullptr};
+}
+
+cli_verb cli_backend_del()
+{
+	return {{"vip", "address"}, no_options,
+		[](const po::variables_map &vm) {
+			return json{{"vip", need(vm, "vip")}, {"address", need(vm, "address")}};
+		},
+		nullptr};
+}
+
+cli_verb cli_backend_list()
+{
+	return {{"vip"}, no_options,
+		[](const po::variables_map &vm) {
+			json a = json::object();
+			put_if(a, vm, "vip", "vip");
+			return a;
+		},
+		print_backends};
+}
+
+cli_verb cli_status() { return {{}, no_options, no_args, print_status}; }
+
+cli_verb cli_stats() { return {{}, no_options, no_args, print_stats}; }
+
+cli_verb cli_apply()
+{
+	return {{},
+		[](po::options_description &d) {
+			d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+		},
+		[](const po::variables_map &vm) {
+			std::string path = need(vm, "file");
+			std::stringstream ss;
+			if (path == "-") {
+				ss << std::cin.rdbuf();
+			} else {
+				std::ifstream in(path);
+				if (!in)
+					throw usage_error(fmt::format("cannot read {}", path));
+				ss << in.rdbuf();
+			}
+			return json{{"yaml", ss.str()}};
+		},
+		nullptr};
+}
+
+cli_verb cli_dump()
+{
+	return {{}, no_options, no_args,
+		[](const json &r) { std::fputs(r["yaml"].get<std::string>().c_str(), stdout); }};
+}
+
+// Indexed like sluice::verb_table.
+const std::array<cli_verb (*)(), sluice::verb_count> cli_verbs = {
+#define SLUICE_VERB(id, ...) cli_##id,
+#include "verbs.def"
+#undef SLUICE_VERB
+};
+
+std::string synopsis(const sluice::verb_def &v)
+{
+	std::string s(v.noun);
+	if (!v.word.empty())
+		s += " " + std::string(v.word);
+	if (!v.args.empty())
+		s += " " + std::string(v.args);
+	return s;
+}
+
+void print_usage(const char *noun)
 {
 	std::printf("Usage: sluicectl [--socket PATH] [--json] %s\n\nCommands:\n",
 		    noun ? fmt::format("{} VERB ...", noun).c_str() : "NOUN VERB ...");
-	for (const auto &c : cmds) {
-		if (noun && std::string(noun) != c.noun)
+	for (const auto &v : sluice::verb_table) {
+		if (noun && v.noun != noun)
 			continue;
-		std::string syn = c.verb ? fmt::format("{} {} {}", c.noun, c.verb, c.args)
-					 : fmt::format("{} {}", c.noun, c.args);
-		std::printf("  %s%s\n", pad(syn, 34).c_str(), c.help);
+		std::printf("  %s%s\n", pad(synopsis(v), 34).c_str(), std::string(v.help).c_str());
 	}
 	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default /run/sluice/sluiced.sock)\n"
 		  "  --json          machine-readable output of read verbs\n"
@@ -354,36 +395,34 @@ int run(int argc, char **argv)
 	po::notify(gvm);
 	std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
 
-	auto cmds = commands();
 	if (rest.empty()) {
-		print_usage(cmds, nullptr);
+		print_usage(nullptr);
 		return help ? 0 : exit_usage;
 	}
-	const command *cmd = nullptr;
+	const sluice::verb_def *cmd = nullptr;
 	bool noun_known = false;
-	for (const auto &c : cmds) {
-		if (rest[0] != c.noun)
+	for (const auto &v : sluice::verb_table) {
+		if (rest[0] != v.noun)
 			continue;
 		noun_known = true;
-		if (!c.verb || (rest.size() > 1 && rest[1] == c.verb))
-			cmd = &c;
+		if (v.word.empty() || (rest.size() > 1 && rest[1] == v.word))
+			cmd = &v;
 	}
 	if (!noun_known)
 		throw usage_error(fmt::format("unknown command '{}'", rest[0]));
 	if (!cmd) {
 		if (help || rest.size() == 1) {
-			print_usage(cmds, rest[0].c_str());
+			print_usage(rest[0].c_str());
 			return help ? 0 : exit_usage;
 		}
 		throw usage_error(fmt::format("unknown verb '{} {}'", rest[0], rest[1]));
 	}
-	rest.erase(rest.begin(), rest.begin() + (cmd->verb ? 2 : 1));
+	rest.erase(rest.begin(), rest.begin() + (cmd->word.empty() ? 1 : 2));
+	const cli_verb cli = cli_verbs[static_cast<size_t>(cmd->id)]();
 
 	po::options_description desc(
-		fmt::format("Usage: sluicectl {}{}{} [options]\n{}\n\nOptions", cmd->noun,
-			    cmd->verb ? std::string(" ") + cmd->verb : "",
-			    *cmd->args ? std::string(" ") + cmd->args : "", cmd->help));
-	cmd->options(desc);
+		fmt::format("Usage: sluicectl {} [options]\n{}\n\nOptions", synopsis(*cmd), cmd->help));
+	cli.options(desc);
 	if (help) {
 		std::cout << desc << "\n";
 		return 0;
@@ -391,7 +430,7 @@ int run(int argc, char **argv)
 	po::options_description all;
 	all.add(desc);
 	po::positional_options_description cpos;
-	for (const char *p : cmd->positional) {
+	for (const char *p : cli.positional) {
 		all.add_options()(p, po::value<std::string>());
 		cpos.add(p, 1);
 	}
@@ -399,7 +438,7 @@ int run(int argc, char **argv)
 	po::store(po::command_line_parser(rest).options(all).positional(cpos).run(), vm);
 	po::notify(vm);
 
-	json req{{"verb", cmd->api_verb}, {"args", cmd->request(vm)}};
+	json req{{"verb", cmd->api_name()}, {"args", cli.request(vm)}};
 	std::string line;
 	try {
 		// Arguments are bytes from the command line: never let one that is
@@ -422,8 +461,8 @@ int run(int argc, char **argv)
 	const json &result = resp["result"];
 	if (g.json_out)
 		std::puts(result.dump(2).c_str());
-	else if (cmd->print)
-		cmd->print(result);
+	else if (cli.print)
+		cli.print(result);
 	else
 		std::printf("ok (generation %s)\n", num(result.value("generation", json(0))).c_str());
 	return 0;
