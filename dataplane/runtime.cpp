@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime.h"
+
+#include "error.h"
+#include "note.h"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace sluice {
+
+runtime::~runtime()
+{
+	join_workers();
+	close();
+	for (rte_ring *r : rings)
+		rte_ring_free(r);
+	for (auto &w : workers)
+		rte_free(w->state.ct);
+	for (rte_mempool *mp : pools)
+		rte_mempool_free(mp);
+	if (eal)
+		rte_eal_cleanup();
+}
+
+void runtime::join_workers()
+{
+	stop_requested.store(true);
+	if (launched)
+		rte_eal_mp_wait_lcore();
+	launched = false;
+}
+
+void runtime::close()
+{
+	for (auto &w : workers)
+		w->handle.release();
+	relay.reset();
+	close_port(ports.data);
+	close_port(ports.exception);
+	close_port(ports.tx);
+}
+
+data_port bring_up_ports(const options &o, runtime &rt)
+{
+	const uint32_t workers = o.workers;
+	rt.ports = find_ports(o);
+	std::vector<rte_mempool *> rx_pools;
+	for (uint32_t q = 0; q < workers; q++) {
+		rx_pools.push_back(make_pool(fmt::format("sluice_rx{}", q), o.mbufs ? o.mbufs : default_mbufs,
+					     static_cast<int>(rte_lcore_to_socket_id(rt.lcores[q])),
+					     static_cast<uint16_t>(o.mbuf_size ? o.mbuf_size
+									       : RTE_MBUF_DEFAULT_BUF_SIZE)));
+		rt.pools.push_back(rx_pools.back());
+	}
+	rte_mempool *tap_pool = nullptr;
+	if (rt.ports.tap) {
+		// The TAP's one RX queue holds 512 mbufs posted for the kernel;
+		// the rest is what the relay has in flight.
+		tap_pool = make_pool("sluice_tap", 4095, static_cast<int>(rte_socket_id()));
+		rt.pools.push_back(tap_pool);
+	}
+	data_port data = setup_data_port(o, rt.ports, rx_pools, rt.ports.tap);
+	if (rt.ports.tx != no_port)
+		setup_tx_port(o, rt.ports, data);
+	note("{}", data.capabilities);
+	if (rt.ports.exception != no_port) {
+		setup_exception_port(rt.ports, workers, tap_pool, data);
+		if (rt.ports.tap)
+			note("exception port {}: TAP {} (1 queue pair) with the port's MAC and MTU; the "
+			     "{} worker{} hand{} kernel-bound packets to the main lcore over rings of {}, "
+			     "which relays both ways",
+			     rt.ports.exception, o.tap_name, workers, workers > 1 ? "s" : "",
+			     workers > 1 ? "" : "s", to_kernel_ring_size);
+		else
+			note("exception port {}: kernel-bound packets to {}", rt.ports.exception,
+			     o.pcap_exception_out);
+	} else {
+		note("no exception port: the kernel sees every frame on {} itself", o.iface);
+	}
+	return data;
+}
+
+void create_workers(const options &o, const data_port &data, shm_segment &segment, runtime &rt)
+{
+	const uint32_t workers = o.workers;
+	for (uint32_t q = 0; q < workers; q++) {
+		auto w = std::make_unique<worker_lcore>();
+		const int socket = static_cast<int>(rte_lcore_to_socket_id(rt.lcores[q]));
+		const uint64_t bytes = sluice_ct_table_bytes(o.ct_entries);
+		const std::string name = fmt::format("sluice_ct{}", q);
+		void *ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, socket);
+		if (!ct)
+			ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, SOCKET_ID_ANY);
+		if (!ct)
+			throw error("cannot allocate worker {}'s connection table ({} MiB for {} entries): "
+				    "reserve more hugepages or lower --ct-entries",
+				    q, (bytes + (1u << 20) - 1) >> 20, o.ct_entries);
+		w->state.ct = static_cast<sluice_ct_table *>(ct);
+		// A replay's key is fixed (reproducible, and alike in sluice-xdp
+		// --pcap); a live table's is secret.
+		sluice_ct_table_init(w->state.ct, o.ct_entries, &o.ct_timeouts,
+				     o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_KEY : random_u64());
+		w->state.params = data.params;
+		w->port = rt.ports.data;
+		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;
+		w->queue = static_cast<uint16_t>(q);
+		// One way to the kernel per worker: the --pcap exception file's TX
+		// queue, or (a TAP) the ring to the main lcore.
+		if (!rt.ports.tap) {
+			w->exception = rt.ports.exception;
+		} else {
+			const std::string rname = fmt::format("sluice_kern{}", q);
+			w->to_kernel = rte_ring_create(rname.c_str(), to_kernel_ring_size, socket,
+						       RING_F_SP_ENQ | RING_F_SC_DEQ);
+			if (!w->to_kernel)
+				throw error("cannot create worker {}'s ring to the TAP: {}", q,
+					    rte_strerror(rte_errno));
+			rt.rings.push_back(w->to_kernel);
+		}
+		w->filter_other_hosts = data.af_packet;
+		w->replay = o.mode == port_mode::pcap;
+		rt.workers.push_back(std::move(w));
+	}
+	for (uint32_t q = 0; q < workers; q++) {
+		worker_lcore &w = *rt.workers[q];
+		w.handle = worker_handle::claim(segment.get(), SLUICE_WORKER_KIND_DPDK, q,
+						fmt::format("dpdk {} q{}", rt.ports.data_name, q));
+		w.state.stats = &w.handle.record();
+		std::memcpy(w.baseline, w.state.stats->counters, sizeof(w.baseline));
+	}
+	note("{} worker{} on /dev/shm/{}, {} connection-table entries each", workers,
+	     workers > 1 ? "s" : "", o.shm_name, sluice_ct_table_entries(rt.workers[0]->state.ct));
+}
+
+void wait_first_snapshot(const options &o, runtime &rt)
+{
+	const uint64_t deadline = monotonic_ns() + uint64_t(o.wait_shm_ms) * 1000000;
+	for (;;) {
+		bool have = false;
+		// Acquire and heartbeat as a worker would, so the writer neither
+		// takes our records for dead nor frees what they may read.
+		for (auto &w : rt.workers) {
+			have = w->handle.acquire() != nullptr;
+			w->handle.heartbeat();
+		}
+		if (have)
+			return;
+		if (stop_requested.load())
+			throw error("interrupted while waiting for the first snapshot");
+		if (monotonic_ns() >= deadline)
+			throw error("no snapshot in /dev/shm/{} after {} ms: is sluiced running with "
+				    "--shm {}? (--wait-shm-ms)",
+				    o.shm_name, o.wait_shm_ms, o.shm_name);
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	}
+}
+
+void launch_workers(const data_port &data, runtime &rt)
+{
+	for (uint32_t q = 0; q < rt.workers.size(); q++) {
+		int ret = rte_eal_remote_launch(worker_main, rt.workers[q].get(), rt.lcores[q]);
+		if (ret != 0)
+			throw error("cannot launch worker {} on lcore {}: {}", q, rt.lcores[q], rte_strerror(-ret));
+		rt.launched = true;
+	}
+	if (rt.ports.tap)
+		rt.relay = std::make_unique<exception_relay>(
+			rt.ports.exception, rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data, data.main_txq,
+			rt.rings);
+}
+
+} // namespace sluice
