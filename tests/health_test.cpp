@@ -413,15 +413,26 @@ constexpr bool F = false; // fail: HTTP 503
 // verdicts, and the moment the server holds a connection is the moment
 // the monitor has finished the last of them (a target has one probe in
 // flight at a time).
-class scripted_server : public http_server {
+//
+// It holds an http_server rather than deriving from one: the server's
+// thread starts in http_server's constructor and calls ready() through the
+// vtable, which a subclass's constructor would still be rewriting (found by
+// ThreadSanitizer, scripts/test-sanitizers).
+class scripted_server {
 public:
 	explicit scripted_server(std::vector<bool> script)
-		: http_server([script](int n) {
+		: srv_([script](int n) {
 			  if (size_t(n) >= script.size())
 				  return std::string();
 			  return http_response(script[size_t(n)] ? 200 : 503);
 		  })
 	{}
+	uint16_t port() const { return srv_.port(); }
+	int served() const { return srv_.served(); }
+	int held() const { return srv_.held(); }
+
+private:
+	http_server srv_;
 };
 
 health_check_spec scripted_check(uint16_t port, uint32_t fall, uint32_t rise)
@@ -915,15 +926,17 @@ TEST(health, known_verdicts_are_kept_and_new_targets_join_on_their_first_pass)
 				   auto it = known.find(k);
 				   return it == known.end() ? std::nullopt : std::optional<bool>(it->second);
 			   });
-	// Before any probe: the kept verdicts, and the new ones down.
+	// The kept verdicts (key 3's first probe, made at once, may already
+	// have passed: its transition below shows where it started).
 	EXPECT_FALSE(f.status(1).healthy);
 	EXPECT_TRUE(f.status(2).healthy);
-	EXPECT_FALSE(f.status(3).healthy);
 	EXPECT_FALSE(f.status(4).healthy);
-	// Key 3 is up after its first pass (rise 5 notwithstanding), probed at
-	// once (its interval is 10 s); key 1 was down and needs 5 passes.
+	// Key 3 started down and went up on its first pass (rise 5
+	// notwithstanding), probed at once (its interval is 10 s); key 1 was
+	// down and needs 5 passes.
 	ASSERT_TRUE(eventually([&] { return f.status(3).healthy; }));
 	EXPECT_EQ(f.status(3).checks, 1u);
+	EXPECT_EQ(f.status(3).transition_check, 1u);
 	ASSERT_TRUE(f.more_checks(1, 1));
 	EXPECT_FALSE(f.status(1).healthy);
 	ASSERT_TRUE(f.more_checks(4, 1));

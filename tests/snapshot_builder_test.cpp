@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <memory>
@@ -135,7 +136,10 @@ void expect_all_found(const std::vector<std::string> &addresses, const std::vect
 		*snap);
 	for (const auto &v : cfg.vips) {
 		const uint32_t vid = ids.vip_id(v.key);
-		const uint8_t *addr = v.key.address.bytes.data();
+		// The lookups read addresses as 64-bit words (shm.h): aligned, as
+		// a flow key's are.
+		alignas(8) uint8_t addr[16];
+		std::memcpy(addr, v.key.address.bytes.data(), 16);
 		ASSERT_EQ(sluice_vip_find_exact(snap.get(), addr, v.key.address.family,
 						sluice_htons(v.key.port), SLUICE_IPPROTO_TCP),
 			  vid)
