@@ -5,7 +5,7 @@
 // parse + swap-MAC + XDP_TX program. A benchmark, not a test (root).
 //
 // Method (docs/testing.md): a test run's repetitions share one frame, so every
-// case runs xdp/bench.bpf.c's wrapper first, which restores the frame,
+// case runs bpf/bench.bpf.c's wrapper first, which restores the frame,
 // stamps the flow and tail-calls the program under test; the wrapper's own
 // cost, measured in front of an XDP_TX-only program in the same mode, is
 // subtracted for the "net" column. The snapshot is built in process by the
@@ -37,7 +37,7 @@
 //   --only: time only the rows whose name contains TEXT (for a profiler)
 //   --min:  the fastest run instead of the median (for A/B comparisons on a
 //           noisy machine)
-#include "bench.h"
+#include "bpf/bench.h"
 #include "config_io.h"
 #include "error.h"
 #include "mirror.h"
