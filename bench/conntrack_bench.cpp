@@ -6,7 +6,7 @@
 // 10M (1 GiB) every bucket is a DRAM miss, which the prefetch overlaps.
 //
 // bench_conntrack [--benchmark_filter=...]
-#include "../tests/random_keys.h"
+#include "../tests/unit/random_keys.h"
 
 #include <sluice/conntrack.h>
 

@@ -7,7 +7,7 @@
 //
 // Method:
 //  - 32 real mbufs from a real mempool (EAL without hugepages or PCI, as
-//    tests/worker_test.cpp), recycled: before each burst every mbuf gets its
+//    tests/unit/worker_test.cpp), recycled: before each burst every mbuf gets its
 //    frame back (data offset, lengths, flags, the template's bytes) and the
 //    client address and port of the next flow, so every packet of a burst is
 //    a different flow. That restore is outside the timed region: the clock

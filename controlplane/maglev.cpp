@@ -22,7 +22,7 @@
 // Within a round, turns go in address order. Credit is kept in integer
 // units of 1 / max_weight: no floating point that could round differently
 // on another machine or build. With equal weights this is Pseudocode 1
-// exactly (tests/maglev_test.cpp builds both and compares).
+// exactly (tests/unit/maglev_test.cpp builds both and compares).
 //
 // Speed: a build walks about M * ln(M) permutation entries in all, most of
 // them in its last turns. table_filler below probes several entries of a

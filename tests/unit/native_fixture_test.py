@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """The packet-fixture table (tests/fixtures/) through the shared decision
-itself: tests/decide_runner runs every frame through include/sluice/decide.h
+itself: tests/unit/decide_runner runs every frame through include/sluice/decide.h
 and encap.h's writers in one process — no root, no DPDK, no BPF — and
 tests/fixtures/check.py checks its output field by field, as it checks
 sluice-dpdk's and the XDP program's. So every decision is checked on any
@@ -21,14 +21,15 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "fixtures"))
+# The shared helpers (tests/harness/) and the packet-fixture table
+# (tests/fixtures/) are beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(TESTS, "harness"), os.path.join(TESTS, "fixtures")]
 import check  # noqa: E402
 import fixtures  # noqa: E402  (needs python3-scapy: run with /usr/bin/python3)
 import snapshot  # noqa: E402
-import sluiced
+import sluiced  # noqa: E402
+import testmain  # noqa: E402
 from sluiced import Sluiced  # noqa: E402
 
 BUILD = SOURCE = None
@@ -59,7 +60,7 @@ class NativeFixtureTable(unittest.TestCase):
     def run_table(self, table, name):
         inp, out = os.path.join(self.tmp, f"{name}.in.pcap"), os.path.join(self.tmp, f"{name}.out.pcap")
         fixtures.write_pcap(inp, [fx["frame"] for fx in table])
-        p = subprocess.run([os.path.join(BUILD, "tests/decide_runner"), self.d.config, inp, out, PORT_MAC],
+        p = subprocess.run([os.path.join(BUILD, "tests/unit/decide_runner"), self.d.config, inp, out, PORT_MAC],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stderr)
         tx = fixtures.read_pcap(out)

@@ -26,9 +26,11 @@ import threading
 import time
 import unittest
 
-import testmain
-
-from sluiced import Sluiced, wait_for
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+from sluiced import Sluiced, wait_for  # noqa: E402
 
 BUILD = SOURCE = None
 

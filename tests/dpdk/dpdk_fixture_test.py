@@ -32,13 +32,14 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "fixtures"))
+# The shared helpers (tests/harness/) and the packet-fixture table
+# (tests/fixtures/) are beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(TESTS, "harness"), os.path.join(TESTS, "fixtures")]
 import check  # noqa: E402
 import fixtures  # noqa: E402  (needs python3-scapy: run with /usr/bin/python3)
 import snapshot  # noqa: E402
+import testmain  # noqa: E402
 from sluiced import Sluiced, wait_for  # noqa: E402
 
 BUILD = SOURCE = None
@@ -406,7 +407,7 @@ class LiveChange(unittest.TestCase):
             out = os.path.join(self.tmp, f"{name}.{attempt}.out.pcap")
             fixtures.write_pcap(inp, todo)
             subprocess.run(["ip", "netns", "exec", self.clns, sys.executable,
-                            os.path.join(HERE, "fixtures", "netio.py"), self.clif, inp, out, str(len(todo)),
+                            os.path.join(TESTS, "fixtures", "netio.py"), self.clif, inp, out, str(len(todo)),
                             "5", self.lb_mac], check=True, timeout=120)
             got += fixtures.read_pcap(out)
             seen = {(f[34 + 12:34 + 16], f[34 + 20:34 + 22]) for f in got if len(f) >= 34 + 22}

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """sluice-xdp on veths in network namespaces, with real traffic (root).
 
-One topology for the module (tests/xdp_util.py): a client, the LB running
+One topology for the module (tests/harness/xdp_util.py): a client, the LB running
 sluiced and sluice-xdp (native XDP on its veth), a router, and two Linux
 backends that serve the VIPs from their loopback and open sluice's tunnels
 with `sluice-xdp --decap` (this kernel has no IPIP/FOU modules). Checks:
@@ -35,9 +35,12 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
-from sluiced import wait_for
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
+from sluiced import wait_for  # noqa: E402
 
 VIP_TCP, VIP_UDP_GUE, VIP_TCP_GUE, VIP_UDP = "10.200.1.1", "10.200.1.2", "10.200.1.3", "10.200.1.4"
 VIP6 = "fd00:200::1"
@@ -128,7 +131,7 @@ class Client:
     """xdp_peer.py client in the client namespace, driven line by line."""
 
     def __init__(self, topo, tmp):
-        self.proc = U.Proc([*ONE_CPU, U.PY, os.path.join(U.SOURCE, "tests/xdp_peer.py"), "client"],
+        self.proc = U.Proc([*ONE_CPU, U.PY, os.path.join(U.SOURCE, "tests/harness/xdp_peer.py"), "client"],
                            os.path.join(tmp, "client.log"), ns=topo.ns["cli"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
@@ -176,7 +179,7 @@ class XdpVeth(unittest.TestCase):
             cls.sluiced = U.Sluiced(cls.tmp, CONFIG, ns=cls.topo.ns["lb"], tag="xdp-veth")
             for be in ("be1", "be2"):
                 vips = ["--addr", VIP_UDP_GUE, VIP_UDP, VIP6_GUE]
-                srv = U.Proc([*ONE_CPU, U.PY, os.path.join(U.SOURCE, "tests/xdp_peer.py"), "server", be,
+                srv = U.Proc([*ONE_CPU, U.PY, os.path.join(U.SOURCE, "tests/harness/xdp_peer.py"), "server", be,
                               "--tcp", 80, 8080, "--udp", 53, 5353, *vips],
                              os.path.join(cls.tmp, f"{be}-server.log"), ns=cls.topo.ns[be])
                 cls.procs.append(srv)
@@ -511,7 +514,7 @@ class XdpVeth(unittest.TestCase):
         conn_repick rises by exactly 1; the packet after that stays there
         (a flow moves once). The backends' answers say who served each
         request; the counters are compared with a reading taken just before
-        each step. (tests/dpdk_fixture_test.py LiveChange does the same on
+        each step. (tests/dpdk/dpdk_fixture_test.py LiveChange does the same on
         the DPDK dataplane.)"""
         key, sport = f"{VIP_UDP_GUE}:53/udp", 41000
         sent = [0]  # requests to this VIP so far: the only traffic it gets

@@ -52,7 +52,10 @@ import sys
 import time
 import unittest
 
-import testmain
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
 
 BUILD = SOURCE = DATAPLANE = None
 T = None  # scripts/topology, loaded as a module

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Shared pieces of the XDP tests (tests/xdp_*_test.py): a real sluiced,
+"""Shared pieces of the XDP tests (tests/xdp/xdp_*_test.py): a real sluiced,
 sluice-xdp processes, and a topology of network namespaces joined by veth
 pairs and bridges. Everything is named with the test's pid, every wait is
 bounded, and teardown removes namespaces, mounts and processes even after

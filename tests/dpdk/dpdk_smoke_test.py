@@ -29,9 +29,12 @@ import unittest
 
 from scapy.all import ARP, IP, TCP, UDP, Ether, rdpcap, wrpcap  # python3-scapy
 
-import sluiced
-import testmain
-from sluiced import wait_for
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import sluiced  # noqa: E402
+import testmain  # noqa: E402
+from sluiced import wait_for  # noqa: E402
 
 BUILD = SOURCE = None
 VIP = "10.200.1.1"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The packet path in a plain process, as tests/decide_runner and
+// The packet path in a plain process, as tests/unit/decide_runner and
 // fuzz/fuzz_packet run it: a byte buffer with headroom standing in for an
 // mbuf, and a verdict of include/sluice/decide.h applied with encap.h's
 // writers, as the dataplanes apply it. Only the buffer arithmetic

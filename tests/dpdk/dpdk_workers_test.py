@@ -31,9 +31,12 @@ import unittest
 
 from scapy.all import IP, TCP, Ether, wrpcap  # python3-scapy
 
-import sluiced
-import testmain
-from sluiced import wait_for
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import sluiced  # noqa: E402
+import testmain  # noqa: E402
+from sluiced import wait_for  # noqa: E402
 
 BUILD = SOURCE = None
 VIP = "10.200.1.1"
@@ -239,6 +242,5 @@ class ManyWorkers(unittest.TestCase):
 
 if __name__ == "__main__":
     BUILD, SOURCE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     testmain.require_root("dpdk_workers_test", "a TAP, a network namespace")
     testmain.main("dpdk_workers_test", [sys.argv[0]] + sys.argv[3:])

@@ -24,8 +24,11 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
 
 CONFIG = """\
 node:

@@ -12,8 +12,8 @@ The outputs are checked by the same checker as every dataplane's
 frames byte for byte, every counter, and the backend each flow's first
 packet gets from the snapshot's Maglev table), and the verdicts against each
 fixture's action. Fixtures marked with a known bug run on their own and are
-reported as expected failures, as tests/dpdk_fixture_test.py does.
-tests/xdp_parity_test.py compares the outputs with sluice-dpdk's.
+reported as expected failures, as tests/dpdk/dpdk_fixture_test.py does.
+tests/xdp/xdp_parity_test.py compares the outputs with sluice-dpdk's.
 
 usage: xdp_fixture_test.py BUILD_DIR SOURCE_DIR
 """
@@ -26,8 +26,11 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
 
 PORT_MAC = "02:00:00:00:00:02"
 VERDICT = {"forward": "tx", "reply": "tx", "kernel": "pass", "drop": "drop"}
@@ -112,7 +115,7 @@ def _known_bug_test(fx):
 
 
 def _add_known_bugs():
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+    sys.path.insert(0, os.path.join(TESTS, "fixtures"))
     import fixtures
     for fx in fixtures.FIXTURES:
         if "bug" in fx:

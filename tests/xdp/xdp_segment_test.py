@@ -25,11 +25,14 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
-from sluiced import Sluiced, wait_for
+# The shared helpers (tests/harness/) and the packet-fixture table
+# (tests/fixtures/) are beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(TESTS, "harness"), os.path.join(TESTS, "fixtures")]
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
+from sluiced import Sluiced, wait_for  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
 import snapshot as S  # noqa: E402  (the segment's layout, tests/fixtures/snapshot.py)
 
 CONFIG = """\

@@ -18,9 +18,12 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
-from sluiced import wait_for
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
+from sluiced import wait_for  # noqa: E402
 
 CONFIG = """\
 node:

@@ -35,7 +35,7 @@ def wait_for(cond, timeout, what, step=0.05):
 
 def exit_counters(stdout):
     """The `name value` lines a dataplane prints on exit (sluice-dpdk,
-    sluice-xdp --pcap, tests/decide_runner)."""
+    sluice-xdp --pcap, tests/unit/decide_runner)."""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
 
 

@@ -18,8 +18,8 @@ non-VIP packets) through connection tables of 64 entries, where buckets fill
 and evict, and again under a changed backend set. Every `--pcap` run starts
 with an empty connection table, so no flow spans the change: re-picking a
 flow whose backend left (conn_repick) is not compared here. It is tested on
-each dataplane with live flows: tests/xdp_veth_test.py
-(test_7_flow_moves_once_when_its_backend_leaves) and tests/dpdk_fixture_test.py
+each dataplane with live flows: tests/xdp/xdp_veth_test.py
+(test_7_flow_moves_once_when_its_backend_leaves) and tests/dpdk/dpdk_fixture_test.py
 (LiveChange).
 This is what lets a fleet mix DPDK and XDP LBs behind one ECMP group.
 
@@ -33,9 +33,12 @@ import sys
 import tempfile
 import unittest
 
-import testmain
-import xdp_util as U
-from xdp_fixture_test import ip_start
+# The shared helpers are in tests/harness/, beside this folder.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TESTS, "harness"))
+import testmain  # noqa: E402
+import xdp_util as U  # noqa: E402
+from xdp_fixture_test import ip_start  # noqa: E402
 
 
 @unittest.skipUnless(U.is_root(), "BPF_PROG_TEST_RUN needs root")
