@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """sluice end to end: real clients, real servers, one dataplane (root).
 
-One network per run (scripts/topology): a client namespace with ten
-addresses, the LB namespace running sluiced and the dataplane under test
-(`sluice-xdp` native on the LB's veth, or `sluice-dpdk --iface` on it), and
-four backends (three configured, one spare) that serve HTTP and a UDP echo
+One network per run (scripts/sluice_topology/, what scripts/topology runs):
+a client namespace with ten addresses, the LB namespace running sluiced and
+the dataplane under test (`sluice-xdp` native on the LB's veth, or
+`sluice-dpdk --iface` on it), and four backends (three configured, one spare) that serve HTTP and a UDP echo
 from their loopback VIPs and open IPIP/GUE with `sluice-xdp --decap`. Every
 scenario of issue 5 §2 runs for the three modes at once, each mode on its own
 VIPs, with a subTest per mode:
@@ -43,8 +43,6 @@ measures it.
 usage: e2e_scenarios.py BUILD_DIR SOURCE_DIR xdp|dpdk [unittest args]
 """
 import atexit
-import importlib.machinery
-import importlib.util
 import os
 import re
 import signal
@@ -52,22 +50,14 @@ import sys
 import time
 import unittest
 
-# The shared helpers are in tests/harness/, beside this folder.
+# The shared helpers are in tests/harness/, beside this folder; the network
+# is scripts/sluice_topology/, the package scripts/topology runs.
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(TESTS, "harness"))
+sys.path[:0] = [os.path.join(TESTS, "harness"), os.path.join(os.path.dirname(TESTS), "scripts")]
+import sluice_topology as T  # noqa: E402
 import testmain  # noqa: E402
 
 BUILD = SOURCE = DATAPLANE = None
-T = None  # scripts/topology, loaded as a module
-
-
-def load_topology(source):
-    path = os.path.join(source, "scripts", "topology")
-    loader = importlib.machinery.SourceFileLoader("sluice_topology", path)
-    spec = importlib.util.spec_from_loader("sluice_topology", loader)
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
 
 
 INTERVAL_MS, RISE, FALL = 200, 2, 2
@@ -642,11 +632,10 @@ class Scenarios(unittest.TestCase):
 
 
 def main():
-    global BUILD, SOURCE, DATAPLANE, T
+    global BUILD, SOURCE, DATAPLANE
     if len(sys.argv) < 4 or sys.argv[3] not in ("xdp", "dpdk"):
         sys.exit(__doc__)
     BUILD, SOURCE, DATAPLANE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
-    T = load_topology(SOURCE)
     if os.geteuid() != 0:
         print("e2e_scenarios: needs root (network namespaces, XDP, bpffs): skipped", file=sys.stderr)
         sys.exit(77)  # meson: SKIP
