@@ -158,6 +158,24 @@ check_config check_from_json(const json &j, const std::string &where)
 	c.expect_status = static_cast<int>(r.uint("expect_status", 0, 999, c.expect_status));
 	c.send = r.str("send", "");
 	c.expect = r.str("expect", "");
+	// An option the check's type does not use would be accepted, then
+	// silently gone from `dump` and the state file (found by
+	// fuzz/fuzz_config): refuse it, naming what it needs.
+	auto given = [&](const char *k) {
+		const json *v = r.find(k);
+		return v && !v->is_null();
+	};
+	for (const char *k : {"port", "interval_ms", "timeout_ms", "rise", "fall", "path", "expect_status", "send",
+			      "expect"})
+		if (c.type == check_type::none && given(k))
+			throw error("{}: a check with no type takes no options (set type: tcp, http or udp)",
+				    r.path(k));
+	for (const char *k : {"path", "expect_status"})
+		if (c.type != check_type::http && given(k))
+			throw error("{}: only for an http check", r.path(k));
+	for (const char *k : {"send", "expect"})
+		if (c.type != check_type::udp && given(k))
+			throw error("{}: only for a udp check", r.path(k));
 	return c;
 }
 

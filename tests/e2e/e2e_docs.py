@@ -234,8 +234,7 @@ class Configuration(unittest.TestCase):
                if p.startswith("vips[].backends[].check.")}
         vip.pop("backends")
         be.pop("check")
-        # One VIP with every field; its backend with every field; a tcp check
-        # (every check field is read whatever the type: the udp ones too).
+        # One VIP with every field; its backend with every field.
         lines = ["node:", node, "vips:"]
         first = True
         for k, v in vip.items():
@@ -246,9 +245,17 @@ class Configuration(unittest.TestCase):
         for k, v in be.items():
             lines.append(f"      {'- ' if first else '  '}{k}: {v}")
             first = False
-        lines.append("        check:")
-        for k, v in chk.items():
-            lines.append(f"          {k}: {v}")
+        # Its check with every field an http check takes, and a second
+        # backend's with the udp ones: a type's options only with it.
+        only = {"http": ("path", "expect_status"), "udp": ("send", "expect")}
+        common = {k: v for k, v in chk.items() if k != "type" and all(k not in o for o in only.values())}
+        for n, kind in enumerate(("http", "udp")):
+            if n:
+                lines.append("      - address: 10.0.0.99")
+            lines.append("        check:")
+            lines.append(f"          type: {kind}")
+            for k, v in list(common.items()) + [(k, chk[k]) for k in only[kind] if k in chk]:
+                lines.append(f"          {k}: {v}")
         text = "\n".join(lines) + "\n"
         rc, out, err = self.d.ctl("apply", "-f", "-", stdin=text)
         self.assertEqual(rc, 0, f"the documented fields as one configuration:\n{text}\nrefused: {err}")

@@ -125,6 +125,24 @@ TEST(Config, TextThatIsNotUtf8IsRefusedWithItsPlace)
 		  std::string::npos);
 }
 
+// Found by fuzz/fuzz_config (fuzz/regressions/fuzz_config/check-options-
+// without-type): options a check's type does not use were accepted, then
+// silently dropped from `dump` and the state file.
+TEST(Config, CheckOptionsItsTypeDoesNotUseAreRefused)
+{
+	const std::string head = "node: {source_ipv4: 10.0.0.2}\nvips:\n  - address: 10.200.1.1\n    port: 80\n"
+				 "    backends:\n      - address: 10.0.0.11\n        check: ";
+	EXPECT_EQ(error_of([&] { config_from_yaml(head + "{ type:, port: 53 }\n"); }),
+		  "vips[0].backends[0].check.port: a check with no type takes no options (set type: tcp, http or "
+		  "udp)");
+	EXPECT_EQ(error_of([&] { config_from_yaml(head + "{ type: tcp, path: /x }\n"); }),
+		  "vips[0].backends[0].check.path: only for an http check");
+	EXPECT_EQ(error_of([&] { config_from_yaml(head + "{ type: http, send: ping }\n"); }),
+		  "vips[0].backends[0].check.send: only for a udp check");
+	const config ok = config_from_yaml(head + "{ type: http, port: 8080, path: /healthz }\n");
+	EXPECT_EQ(config_from_yaml(config_to_yaml(ok)), ok);
+}
+
 TEST(Config, EmptyFileIsAnEmptyConfiguration)
 {
 	EXPECT_TRUE(config_from_yaml("").vips.empty());
