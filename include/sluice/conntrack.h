@@ -211,15 +211,7 @@ SLUICE_INLINE void sluice_frag_key(struct sluice_flow_key *out, uint8_t family,
  * share a bucket whatever the secret. */
 SLUICE_INLINE uint32_t sluice_ct_hash(const struct sluice_flow_key *key, uint64_t secret)
 {
-	const uint64_t *w = (const uint64_t *)key;
-	uint64_t h = sluice_hash_init(SLUICE_FLOW_KEY_WORDS, secret);
-	h = sluice_hash_step(h, w[0]);
-	h = sluice_hash_step(h, w[1]);
-	h = sluice_hash_step(h, w[2]);
-	h = sluice_hash_step(h, w[3]);
-	h = sluice_hash_step(h, w[4]);
-	h = sluice_fmix64(h);
-	return (uint32_t)(h ^ (h >> 32));
+	return sluice_flow_key_hash(key, secret);
 }
 
 /* The key of a capture replay's tables (`--pcap` on either dataplane):

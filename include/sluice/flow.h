@@ -33,13 +33,13 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_flow_key, proto) == 36, "prot
 
 #define SLUICE_FLOW_KEY_WORDS 5
 
-/* The flow hash: sluice_hash (hash.h) of the five words of the key with the
- * flow seed, folded to 32 bits. Written out rather than looped so the BPF
- * verifier sees five fixed-offset loads. */
-SLUICE_INLINE uint32_t sluice_flow_hash(const struct sluice_flow_key *key)
+/* sluice_hash (hash.h) of the five words of the key under `seed`, folded
+ * to 32 bits. Written out rather than looped so the BPF verifier sees five
+ * fixed-offset loads. */
+SLUICE_INLINE uint32_t sluice_flow_key_hash(const struct sluice_flow_key *key, uint64_t seed)
 {
 	const uint64_t *w = (const uint64_t *)key;
-	uint64_t h = sluice_hash_init(SLUICE_FLOW_KEY_WORDS, SLUICE_FLOW_HASH_SEED);
+	uint64_t h = sluice_hash_init(SLUICE_FLOW_KEY_WORDS, seed);
 	h = sluice_hash_step(h, w[0]);
 	h = sluice_hash_step(h, w[1]);
 	h = sluice_hash_step(h, w[2]);
@@ -47,6 +47,13 @@ SLUICE_INLINE uint32_t sluice_flow_hash(const struct sluice_flow_key *key)
 	h = sluice_hash_step(h, w[4]);
 	h = sluice_fmix64(h);
 	return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The flow hash, the same on every node (Maglev's pick, outer entropy): the
+ * key under the public flow seed. */
+SLUICE_INLINE uint32_t sluice_flow_hash(const struct sluice_flow_key *key)
+{
+	return sluice_flow_key_hash(key, SLUICE_FLOW_HASH_SEED);
 }
 
 SLUICE_INLINE bool sluice_flow_key_equal(const struct sluice_flow_key *a,
