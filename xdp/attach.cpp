@@ -76,6 +76,17 @@ attached_now query(int ifindex, const std::string &iface)
 
 } // namespace
 
+attach_mode parse_attach_mode(const std::string &mode)
+{
+	if (mode.empty())
+		return attach_mode::automatic;
+	if (mode == "native")
+		return attach_mode::native;
+	if (mode == "generic")
+		return attach_mode::generic;
+	throw error("--mode '{}': native or generic", mode);
+}
+
 iface_info query_iface(const std::string &iface)
 {
 	iface_info info;

@@ -16,6 +16,10 @@ enum class attach_mode {
 	generic,   // generic (skb) mode
 };
 
+// --mode's value: "" (automatic), native or generic; anything else throws
+// sluice::error naming the flag.
+attach_mode parse_attach_mode(const std::string &mode);
+
 struct iface_info {
 	int ifindex = 0;
 	std::array<uint8_t, 6> mac{};

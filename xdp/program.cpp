@@ -2,13 +2,12 @@
 #include "program.h"
 
 #include "error.h"
+#include "libbpf_log.h"
 #include "ownership.h"
 #include "sys.h"
 
 #include <sluice/conntrack.h>
 
-#include "decap.h"
-#include "decap.skel.h"
 #include "sluice.skel.h"
 
 #include <bpf/bpf.h>
@@ -20,44 +19,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdarg>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <optional>
 #include <utility>
 
 namespace sluice::xdp {
 
 namespace {
-
-bool libbpf_verbose = false;
-std::mutex warning_mu;
-std::string last_warning;
-
-int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	if (level == LIBBPF_DEBUG && !libbpf_verbose)
-		return 0;
-	char buf[1024];
-	va_list copy;
-	va_copy(copy, args);
-	vsnprintf(buf, sizeof(buf), fmt, copy);
-	va_end(copy);
-	std::string line(buf);
-	while (!line.empty() && (line.back() == '\n' || line.back() == ' '))
-		line.pop_back();
-	if (level == LIBBPF_WARN && !line.empty()) {
-		std::lock_guard lk(warning_mu);
-		// The verifier log comes as many lines; the summary of why is
-		// libbpf's own "libbpf: ..." line, which is what we keep.
-		if (line.starts_with("libbpf: "))
-			last_warning = line.substr(8);
-	}
-	if (libbpf_verbose)
-		fprintf(stderr, "%s\n", line.c_str());
-	return 0;
-}
 
 uint32_t next_pow2(uint64_t v)
 {
@@ -165,36 +134,12 @@ void pin_ct_key(const std::string &dir, uint64_t key)
 		throw error("pinning {}: {}", path, errno_text(saved));
 }
 
-std::string load_failure(const char *what, int err)
-{
-	if (err == -EPERM || err == -EACCES)
-		return fmt::format("loading {}: {} (sluice-xdp needs root, or CAP_BPF, CAP_NET_ADMIN "
-				   "and CAP_PERFMON)",
-				   what, errno_text(err));
-	std::string why = last_libbpf_warning();
-	return fmt::format("loading {}: {}{}{} (run with --verbose for the verifier log)", what,
-			   errno_text(err), why.empty() ? "" : ": ", why);
-}
-
 } // namespace
 
 std::string default_pin_dir(const std::string &iface) { return "/sys/fs/bpf/sluice/" + iface; }
 
-void set_libbpf_verbose(bool verbose)
-{
-	libbpf_verbose = verbose;
-	libbpf_set_print(libbpf_print);
-}
-
-std::string last_libbpf_warning()
-{
-	std::lock_guard lk(warning_mu);
-	return last_warning;
-}
-
 program program::load(const program_settings &s)
 {
-	libbpf_set_print(libbpf_print);
 	program p;
 	int ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
@@ -304,45 +249,6 @@ program::~program()
 int program::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_xdp); }
 
 int program::map_fd(bpf_map *m) const { return bpf_map__fd(m); }
-
-decap_program decap_program::load(uint16_t gue_port, bool check_inner, bool check_source)
-{
-	libbpf_set_print(libbpf_print);
-	decap_program p;
-	p.skel_ = decap_bpf__open();
-	if (!p.skel_)
-		throw error("opening the decap program: {}", errno_text(errno));
-	p.skel_->rodata->cfg_gue_port_be = __builtin_bswap16(gue_port);
-	p.skel_->rodata->cfg_check_inner = check_inner ? 1 : 0;
-	p.skel_->rodata->cfg_check_source = check_source ? 1 : 0;
-	int err = decap_bpf__load(p.skel_);
-	if (err)
-		throw error(load_failure("the decap program", err));
-	return p;
-}
-
-decap_program::decap_program(decap_program &&other) noexcept
-	: skel_(std::exchange(other.skel_, nullptr))
-{
-}
-
-decap_program &decap_program::operator=(decap_program &&other) noexcept
-{
-	if (this != &other) {
-		if (skel_)
-			decap_bpf__destroy(skel_);
-		skel_ = std::exchange(other.skel_, nullptr);
-	}
-	return *this;
-}
-
-decap_program::~decap_program()
-{
-	if (skel_)
-		decap_bpf__destroy(skel_);
-}
-
-int decap_program::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_decap); }
 
 void unpin(const std::string &dir)
 {

@@ -13,7 +13,6 @@
 #include <string>
 
 struct sluice_bpf;
-struct decap_bpf;
 struct bpf_map;
 
 namespace sluice::xdp {
@@ -33,11 +32,6 @@ struct program_settings {
 
 // Directory of an interface's pinned maps when --pin-dir is not given.
 std::string default_pin_dir(const std::string &iface);
-
-// Routes libbpf's messages: all of them with verbose, else none; the last
-// warning is kept for the one error line a failure prints.
-void set_libbpf_verbose(bool verbose);
-std::string last_libbpf_warning();
 
 class program {
 public:
@@ -72,28 +66,6 @@ private:
 	uint32_t ring_entries_ = 0;
 	bool ct_reused_ = false;
 	std::string ct_pin_;
-};
-
-// The backend-side decap program (decap.bpf.c), loaded, in RAII.
-class decap_program {
-public:
-	// gue_port 0: GUE is not opened. check_inner: only tunnels whose inner
-	// destination is in sl_dc_vips. check_source: only tunnels whose outer
-	// source is in sl_dc_from. Throws sluice::error with one line.
-	static decap_program load(uint16_t gue_port, bool check_inner, bool check_source = false);
-
-	decap_program() = default;
-	decap_program(decap_program &&other) noexcept;
-	decap_program &operator=(decap_program &&other) noexcept;
-	decap_program(const decap_program &) = delete;
-	decap_program &operator=(const decap_program &) = delete;
-	~decap_program();
-
-	decap_bpf *skel() const { return skel_; }
-	int prog_fd() const;
-
-private:
-	decap_bpf *skel_ = nullptr;
 };
 
 // Removes the pins of `dir` (sl_ct and any other sl_* file) and the

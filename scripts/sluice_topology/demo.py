@@ -44,7 +44,7 @@ def demo(topo, auto=True):
     topo.up()
     print("  client   10.0.0.100-109   routes the VIPs 10.200.0.0/16 to the LB")
     print("  lb       10.0.0.2         sluiced + the dataplane, on eth0")
-    print("  be1-be3  10.0.0.11-13     the VIPs on lo; `sluice-xdp --decap` opens IPIP and GUE;")
+    print("  be1-be3  10.0.0.11-13     the VIPs on lo; `sluice-decap` opens IPIP and GUE;")
     print("                            a web server and a UDP echo answer with their name, directly")
     modes = {vip4("ipip"): "IPIP", vip4("gue"): "GUE", vip4("l2dsr"): "L2 DSR"}
     config = topo.config_yaml(modes=MODES, interval_ms=500, rise=2, fall=2, ipv6=False, udp=False)

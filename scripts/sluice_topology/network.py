@@ -8,7 +8,7 @@
   eth0 10.0.0.100-109       │   eth0 10.0.0.2, fd00::2     │  eth0 10.0.0.1K, fd00::1K
        fd00::100-109        │   sluiced, sluice-xdp or     │  lo: every VIP (arp_ignore=1,
   VIPs routed via 10.0.0.2 ─┘   sluice-dpdk --iface eth0   │      arp_announce=2)
-  tx checksum offload off       ip_forward=0, VIPs         │  sluice-xdp --decap (IPIP, GUE),
+  tx checksum offload off       ip_forward=0, VIPs         │  sluice-decap (IPIP, GUE),
                                 blackholed in the kernel   │
                                                            │  L2 DSR needs nothing more;
                                                            │  HTTP :80 (/ and /slow), UDP echo :5353
@@ -205,12 +205,12 @@ class Topology:
             p.stop(sig)
 
     def start_decap(self, be):
-        p = Proc([self.exe("xdp/sluice-xdp"), "--decap", "--iface", "eth0", "--gue-port", GUE_PORT],
+        p = Proc([self.exe("xdp/sluice-decap"), "--iface", "eth0", "--gue-port", GUE_PORT],
                  f"{self.run_dir}/log/{be}-decap.log", ns=self.ns[be])
         self.procs[f"{be}-decap"] = p
         wait_for(lambda: "decap attached" in p.text() or not p.alive(), 30, f"{be}'s decap program")
         if not p.alive():
-            raise RuntimeError(f"sluice-xdp --decap on {be} failed:\n{p.tail()}")
+            raise RuntimeError(f"sluice-decap on {be} failed:\n{p.tail()}")
 
     # -- sluice
     def config_yaml(self, backends=None, modes=MODES, interval_ms=None, rise=2, fall=2,

@@ -130,6 +130,7 @@ def program(title):
         "sluicectl": "controlplane/sluicectl/sluicectl",
         "sluice-dpdk": "dataplane/sluice-dpdk",
         "sluice-xdp": "xdp/sluice-xdp",
+        "sluice-decap": "xdp/sluice-decap",
     }
     if words[0] in exe:
         return [os.path.join(BUILD, exe[words[0]]), *words[1:]]
@@ -297,7 +298,7 @@ class Configuration(unittest.TestCase):
 class Dist(unittest.TestCase):
     def test_units_run_what_is_installed_with_options_that_exist(self):
         helps = {}
-        for exe in ("controlplane/sluiced/sluiced", "dataplane/sluice-dpdk", "xdp/sluice-xdp"):
+        for exe in ("controlplane/sluiced/sluiced", "dataplane/sluice-dpdk", "xdp/sluice-xdp", "xdp/sluice-decap"):
             p = subprocess.run([os.path.join(BUILD, exe), "--help"], capture_output=True, text=True, timeout=30)
             helps[os.path.basename(exe)] = set(re.findall(r"(--[a-z][a-z0-9-]*)", p.stdout))
         dist = os.path.join(SOURCE, "dist")

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""sluice-xdp --decap --from (root): a backend opens only the load
+"""sluice-decap --from (root): a backend opens only the load
 balancers' tunnels.
 
 A backend namespace runs the decap program on its veth with `--from
@@ -60,7 +60,7 @@ class DecapFrom(unittest.TestCase):
         U.run("/usr/bin/python3", "-c", code, ns=self.ns_s)
 
     def test_only_the_load_balancers_tunnels_are_opened(self):
-        p = U.Proc([U.exe("xdp/sluice-xdp"), "--decap", "--iface", f"{self.tag}z", "--gue-port", "6080",
+        p = U.Proc([U.exe("xdp/sluice-decap"), "--iface", f"{self.tag}z", "--gue-port", "6080",
                     "--from", f"{LB}/32", "--from", "fd00:77::/64"], self.log, ns=self.ns_b)
         wait_for(lambda: "decap attached" in p.text() or not p.alive(), 30, "the decap program to attach")
         self.assertIn("outer source in one of 2 --from", p.text())
@@ -86,7 +86,7 @@ class DecapFrom(unittest.TestCase):
     def test_bad_prefixes_are_one_line(self):
         for bad, why in [("10.0.0.0/33", "prefix length must be 0-32"), ("nonsense", "not an IPv4 or IPv6"),
                          ("fd00::/129", "0-128"), ("10.0.0.0/", "prefix length")]:
-            r = subprocess.run(["ip", "netns", "exec", self.ns_b, U.exe("xdp/sluice-xdp"), "--decap",
+            r = subprocess.run(["ip", "netns", "exec", self.ns_b, U.exe("xdp/sluice-decap"),
                                 "--iface", f"{self.tag}z", "--from", bad], capture_output=True, text=True,
                                timeout=30)
             self.assertEqual(r.returncode, 1, r.stderr)
@@ -97,7 +97,7 @@ class DecapFrom(unittest.TestCase):
         r = subprocess.run([U.exe("xdp/sluice-xdp"), "--iface", "lo", "--from", "10.0.0.0/8"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stderr)
-        self.assertIn("--from is for --decap", r.stderr)
+        self.assertIn("--from is for the backend-side decap: sluice-decap", r.stderr)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def xdp(*args, ns=None, timeout=60):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def decap(*args, timeout=60):
+    return subprocess.run([U.exe("xdp/sluice-decap"), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
 @unittest.skipUnless(U.is_root(), "needs root (BPF, namespaces)")
 class Startup(unittest.TestCase):
     @classmethod
@@ -67,6 +72,24 @@ class Startup(unittest.TestCase):
         self.one_line(xdp("--bogus"), 2, "bogus")
         self.one_line(xdp(), 2, "--iface")
         self.one_line(xdp("--decap", "--iface", "lo", "--unpin"), 2)
+        # spdlog turns a level it does not know into "off": silence.
+        self.one_line(xdp("--iface", "lo", "--log-level", "WARN"), 2, "--log-level 'WARN'")
+        self.one_line(xdp("--decap", "--iface", "lo", "--log-level", "verbose"), 2, "--log-level 'verbose'")
+        self.one_line(decap("--iface", "lo", "--log-level", "verbose"), 2, "sluice-decap:", "--log-level")
+        self.one_line(decap(), 2, "sluice-decap:", "--iface is required")
+        self.one_line(xdp("--iface", "lo", "--vip", "10.0.0.1"), 2, "--vip is for", "sluice-decap")
+
+    def test_decap_is_its_own_program(self):
+        r = decap("--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Usage: sluice-decap --iface IF", r.stdout)
+        self.assertIn("--from", r.stdout)
+        r = xdp("--decap", "--help")
+        self.assertIn("Usage: sluice-xdp --decap --iface IF", r.stdout)
+        # The forwarder's help no longer lists the decap program's options.
+        r = xdp("--help")
+        self.assertNotIn("--gue-port", r.stdout)
+        self.assertIn("sluice-decap", r.stdout)
 
     def test_missing_things(self):
         self.one_line(xdp("--iface", "nosuch0", "--shm", self.sluiced.shm), 1, "nosuch0", "no such interface")

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// sluice-xdp --iface IF: load the program, wait for a snapshot, attach, and
+// keep the maps in step with the segment until stopped.
+#include "modes.h"
+
+#include "mirror.h"
+#include "program.h"
+#include "shm_segment.h"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+namespace sluice::xdp {
+
+namespace {
+
+void housekeeping_sleep() { std::this_thread::sleep_for(poll_interval); }
+
+} // namespace
+
+bool mirror_latest(worker_handle &h, mirror &m, uint64_t &refused)
+{
+	const sluice_snapshot *s = h.acquire();
+	if (!s)
+		return m.generation() != 0;
+	const uint64_t gen = s->hdr.generation;
+	if (gen == m.generation() || gen == refused)
+		return m.generation() != 0;
+	std::string why;
+	if (m.apply(*s, &why)) {
+		h.applied(gen, SLUICE_REFUSED_NONE);
+		spdlog::debug("generation {} in the maps (bank {}), {} us after its publication; "
+			      "grace period {} us",
+			      gen, m.bank(), m.last_latency_ns() / 1000, m.last_grace_ns() / 1000);
+	} else {
+		// sluiced shows this worker stale, with the reason, until a
+		// later generation fits.
+		h.applied(m.generation(), m.refusal());
+		spdlog::error("{}: still forwarding by generation {}", why, m.generation());
+		refused = gen;
+	}
+	return m.generation() != 0;
+}
+
+int run_forwarder(const options &o)
+{
+	const iface_info ii = query_iface(o.iface);
+	shm_segment seg = shm_segment::attach_wait(o.shm_name, std::chrono::milliseconds(o.wait_shm_ms));
+
+	program_settings ps;
+	ps.port_mac = ii.mac;
+	ps.port_mtu = ii.mtu;
+	ps.ct_entries = o.ct_entries;
+	ps.ring_entries = o.ring_entries;
+	ps.ct_timeouts = o.ct_timeouts;
+	ps.pin_dir = o.pin_dir;
+	program prog = program::load(ps);
+	spdlog::info("{}: program loaded; connection table {} ({} entries per CPU x {} CPUs){}",
+		     o.iface, prog.ct_pin_path(), (uint64_t)prog.ct_buckets() * SLUICE_CT_WAYS, prog.cpus(),
+		     prog.ct_reused() ? ", reused with its flows" : "");
+	mirror m(prog);
+
+	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp " + o.iface);
+	h.report_applied_separately();
+	counter_copier counters(prog, h.record());
+
+	// The program goes on the interface only once it has a snapshot: before
+	// that it would drop every IP packet (drop_no_snapshot, as the DPDK
+	// worker), SSH to the box included.
+	uint64_t refused = 0;
+	bool said_waiting = false;
+	auto next_heartbeat = std::chrono::steady_clock::now();
+	while (!stop_signal && !mirror_latest(h, m, refused)) {
+		if (!said_waiting) {
+			spdlog::info("waiting for sluiced's first snapshot on /dev/shm/{}", seg.name());
+			said_waiting = true;
+		}
+		if (std::chrono::steady_clock::now() >= next_heartbeat) {
+			h.heartbeat();
+			next_heartbeat += heartbeat_interval;
+		}
+		housekeeping_sleep();
+	}
+	if (stop_signal) {
+		h.release();
+		return 0;
+	}
+
+	attachment att = attachment::attach(o.iface, prog.prog_fd(), SLUICE_XDP_PROG_NAME, o.mode);
+	spdlog::info("{}: attached in {} mode, forwarding by generation {} (MTU {}, MAC "
+		     "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x})",
+		     o.iface, att.generic() ? "generic" : "native", m.generation(), ii.mtu, ii.mac[0],
+		     ii.mac[1], ii.mac[2], ii.mac[3], ii.mac[4], ii.mac[5]);
+
+	auto next_counters = std::chrono::steady_clock::now();
+	while (!stop_signal) {
+		mirror_latest(h, m, refused);
+		const auto now = std::chrono::steady_clock::now();
+		if (now >= next_heartbeat) {
+			h.heartbeat();
+			next_heartbeat = now + heartbeat_interval;
+		}
+		if (now >= next_counters) {
+			counters.copy();
+			next_counters = now + counters_interval;
+		}
+		housekeeping_sleep();
+	}
+	spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "
+		     "(`sluice-xdp --iface {} --unpin` removes it)",
+		     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
+	att.detach();
+	counters.copy();
+	h.release();
+	return 0;
+}
+
+} // namespace sluice::xdp
