@@ -2,6 +2,7 @@
 #include "options.h"
 
 #include "ct_options.h"
+#include "command_line.h"
 #include "error.h"
 
 #include <sluice/shm.h>
@@ -137,16 +138,8 @@ options parse_options(int argc, char **argv)
 	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
 		       "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)");
 	po::variables_map vm;
-	try {
-		po::store(po::command_line_parser(ours, argv).options(desc).run(), vm);
-		po::notify(vm);
-	} catch (const po::error &e) {
-		throw error("{}", e.what());
-	}
-	if (vm.count("help")) {
-		std::cout << desc << "\n";
+	if (!parse_command_line(ours, argv, desc, vm))
 		std::exit(0);
-	}
 
 	if (vm.count("pcap") && vm.count("iface"))
 		throw error("--pcap and --iface exclude each other");

@@ -2,6 +2,7 @@
 #include "decap_run.h"
 
 #include "attach.h"
+#include "command_line.h"
 #include "decap.h"
 #include "decap_program.h"
 #include "error.h"
@@ -74,16 +75,8 @@ bool parse(int argc, char **argv, const char *name, decap_options &o)
 		("verbose", po::bool_switch(&o.verbose), "print libbpf's messages (the verifier log on a refusal)")
 		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
 	po::variables_map vm;
-	try {
-		po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
-		po::notify(vm);
-	} catch (const po::error &e) {
-		throw error("{} (see --help)", e.what());
-	}
-	if (vm.count("help")) {
-		std::cout << desc << "\n";
+	if (!parse_command_line(argc, argv, desc, vm))
 		return false;
-	}
 	if (o.iface.empty())
 		throw error("--iface is required");
 	parse_attach_mode(o.mode);
@@ -256,7 +249,7 @@ int decap_main(int argc, char **argv, const char *name)
 		if (!parse(argc, argv, name, o))
 			return 0;
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "%s: %s\n", name, e.what());
+		std::fprintf(stderr, "%s: %s (see --help)\n", name, e.what());
 		return 2;
 	}
 	spdlog::set_level(log_level_from_name(o.log_level));

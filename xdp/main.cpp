@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 		if (!parse_options(argc, argv, o))
 			return 0;
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "sluice-xdp: %s\n", e.what());
+		std::fprintf(stderr, "sluice-xdp: %s (see --help)\n", e.what());
 		return 2;
 	}
 	spdlog::set_level(log_level_from_name(o.log_level));

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "options.h"
 
+#include "command_line.h"
 #include "ct_options.h"
 #include "error.h"
 #include "log_level.h"
@@ -73,16 +74,8 @@ bool parse_options(int argc, char **argv, options &o)
 	po::options_description all;
 	all.add(desc).add(hidden);
 	po::variables_map vm;
-	try {
-		po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
-		po::notify(vm);
-	} catch (const po::error &e) {
-		throw error("{} (see --help)", e.what());
-	}
-	if (vm.count("help")) {
-		std::cout << desc << "\n";
+	if (!parse_command_line(argc, argv, all, desc, vm))
 		return false;
-	}
 	for (const char *flag : {"gue-port", "vip", "from"})
 		if (vm.count(flag))
 			throw error("--{} is for the backend-side decap: sluice-decap (or sluice-xdp --decap)", flag);
