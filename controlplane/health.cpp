@@ -241,11 +241,17 @@ struct health_monitor::impl {
 		thread = std::thread([this] { run(); });
 	}
 
-	~impl()
+	void stop()
 	{
 		stopping = true;
 		wake();
-		thread.join();
+		if (thread.joinable())
+			thread.join();
+	}
+
+	~impl()
+	{
+		stop();
 		for (auto &[key, t] : targets)
 			end_probe(t);
 		close(wakefd);
@@ -665,6 +671,8 @@ health_monitor::health_monitor(on_change cb, std::function<void()> on_batch_end)
 {}
 
 health_monitor::~health_monitor() = default;
+
+void health_monitor::stop() { impl_->stop(); }
 
 void health_monitor::set_targets(std::map<uint64_t, health_check_spec> next, const known_health &known)
 {

@@ -80,6 +80,11 @@ public:
 	// Stops the thread without waiting out any interval or timeout, and
 	// closes every probe socket.
 	~health_monitor();
+	// Stops the thread now and waits for a callback in progress; no more
+	// callbacks come, and status() still answers. For an owner whose
+	// callbacks use the monitor: stop it before destroying it, so a
+	// callback never meets a monitor half gone. Idempotent.
+	void stop();
 	health_monitor(const health_monitor &) = delete;
 	health_monitor &operator=(const health_monitor &) = delete;
 

@@ -222,7 +222,11 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 
 service::~service()
 {
-	// Stop the checker first: its callback takes mu_ and uses pub_.
+	// Stop the checker first: its callback takes mu_, uses pub_ and asks
+	// the checker itself for statuses (publish_locked), so it stops while
+	// health_ still points at it; only then is it destroyed.
+	if (health_)
+		health_->stop();
 	health_.reset();
 }
 
