@@ -38,10 +38,13 @@ void id_pool::release(uint32_t id)
 
 json id_pool::to_json() const
 {
-	json freed = json::object();
+	// [[id, clock], ...]: an array, not an object keyed by id, because
+	// ordered_json finds a key by a linear scan, which made writing 4,096
+	// freed ids quadratic (~8 million string compares per saved change).
+	json freed = json::array();
 	for (uint32_t i = 0; i < size(); i++)
 		if (freed_at_[i] != 0 && freed_at_[i] != in_use_mark)
-			freed[std::to_string(i)] = freed_at_[i];
+			freed.push_back(json::array({i, freed_at_[i]}));
 	return json{{"clock", clock_}, {"freed", freed}};
 }
 
@@ -49,12 +52,20 @@ void id_pool::from_json(const json &j)
 {
 	std::fill(freed_at_.begin(), freed_at_.end(), 0);
 	clock_ = j.at("clock").get<uint64_t>();
-	for (auto it = j.at("freed").begin(); it != j.at("freed").end(); ++it) {
-		uint32_t id = static_cast<uint32_t>(std::stoul(it.key()));
+	auto set = [&](uint64_t id, uint64_t at) {
 		if (id >= size())
 			throw error("state: id {} beyond {}", id, size());
-		freed_at_[id] = it.value().get<uint64_t>();
+		freed_at_[id] = at;
+	};
+	const json &freed = j.at("freed");
+	if (freed.is_object()) {
+		// State files written before the array form: {"ID": clock, ...}.
+		for (auto it = freed.begin(); it != freed.end(); ++it)
+			set(std::stoul(it.key()), it.value().get<uint64_t>());
+		return;
 	}
+	for (const json &e : freed)
+		set(e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>());
 }
 
 void object_ids::reconcile(const config &c, const counter_reader &current)

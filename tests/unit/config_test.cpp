@@ -288,6 +288,40 @@ TEST_F(ServiceTest, FreedIdsAreReusedLast)
 	EXPECT_NE(id_of("10.0.0.77"), old);
 }
 
+// Freed ids are kept in state.json so a restart still hands them out last;
+// state files of earlier releases wrote them as an object keyed by id.
+TEST_F(ServiceTest, FreedIdsSurviveARestartInBothStateForms)
+{
+	for (bool old_form : {false, true}) {
+		std::filesystem::remove_all(dir / "state.json");
+		uint32_t freed = UINT32_MAX;
+		{
+			memory_publisher pub;
+			service s(pub, dir, base());
+			for (const auto &b : call(s, "backend.list")["result"])
+				if (b["address"] == "10.0.0.11")
+					freed = b["id"];
+			ASSERT_TRUE(call(s, "backend.del", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.11"}})["ok"]);
+		}
+		if (old_form) {
+			json st = json::parse(read_file(dir / "state.json"));
+			json obj = json::object();
+			for (const json &e : st["backend_pool"]["freed"])
+				obj[std::to_string(e[0].get<uint32_t>())] = e[1];
+			ASSERT_FALSE(obj.empty()) << st.dump();
+			st["backend_pool"]["freed"] = obj;
+			std::ofstream(dir / "state.json") << st.dump();
+		}
+		memory_publisher pub;
+		service s(pub, dir, config{});
+		ASSERT_TRUE(s.restored_from_state());
+		ASSERT_TRUE(call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.77"}})["ok"]);
+		for (const auto &b : call(s, "backend.list")["result"])
+			if (b["address"] == "10.0.0.77")
+				EXPECT_NE(b["id"], freed) << (old_form ? "old form" : "array form");
+	}
+}
+
 TEST_F(ServiceTest, CorruptStateIsAnErrorNotAnEmptyConfiguration)
 {
 	{
@@ -415,6 +449,39 @@ TEST_F(ServiceTest, HealthVerdictsThatComeTogetherPublishOnce)
 		std::this_thread::sleep_for(std::chrono::milliseconds(10));
 	EXPECT_EQ(in_table(), 10);
 	EXPECT_LE(pub.generation() - first, 2u) << "one publish per verdict";
+	::close(l);
+}
+
+// A service destroyed while its checker delivers verdicts: the checker's
+// callback publishes, and the publish asks the checker for each backend's
+// status, so the checker must be stopped before it goes away (it once was
+// reset first, and a verdict arriving meanwhile used a null checker).
+TEST_F(ServiceTest, DestroyedWhileVerdictsArriveIsClean)
+{
+	int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_GE(l, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_ANY);
+	ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr *>(&a), sizeof(a)), 0);
+	ASSERT_EQ(::listen(l, 256), 0);
+	socklen_t len = sizeof(a);
+	::getsockname(l, reinterpret_cast<sockaddr *>(&a), &len);
+	std::string y = "node: {source_ipv4: 10.0.0.2, gateway_mac: '02:00:00:00:00:fe'}\nvips:\n"
+			"  - {address: 10.200.1.1, port: 80, ring_size: 251, backends: [";
+	for (int i = 1; i <= 10; i++)
+		y += fmt::format("{}{{address: 127.0.0.{}, check: {{type: tcp, port: {}, interval_ms: 60000}}}}",
+				 i > 1 ? ", " : "", i, ntohs(a.sin_port));
+	y += "]}\n";
+	const config c = config_from_yaml(y);
+	// New checked backends are probed at once, so verdicts arrive within
+	// about a millisecond of the start: end the service around then.
+	for (int round = 0; round < 40; round++) {
+		std::filesystem::remove_all(dir / "state.json");
+		memory_publisher pub;
+		service s(pub, dir, c);
+		std::this_thread::sleep_for(std::chrono::microseconds(50 * (round % 20)));
+	}
 	::close(l);
 }
 
