@@ -4,10 +4,8 @@
 // fixed snapshot of every VIP kind and a small connection table that the
 // frames of one input share. An input is frames, each a 16-bit length
 // (little endian) and that many bytes.
-#include "config_io.h"
 #include "native_path.h"
-#include "snapshot_builder.h"
-#include "state.h"
+#include "world.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -19,37 +17,14 @@ using namespace sluice;
 
 namespace {
 
-// IPIP, GUE and L2 DSR, IPv4 and IPv6, a port-0 VIP, a node MTU: the
-// decisions' branches are reachable from the bytes alone.
-const char *config_text = R"(
-node: {source_ipv4: 10.0.0.2, source_ipv6: 'fd00::2', gateway_mac: '02:00:00:00:00:fe', mtu: 1500}
-vips:
-  - {address: 10.200.0.1, port: 80, protocol: tcp, mode: ipip, ring_size: 251,
-     backends: [{address: 10.0.1.1}, {address: 10.0.1.2}, {address: 'fd00:1::1'}]}
-  - {address: 10.200.0.2, port: 53, protocol: udp, mode: gue, gue_port: 6080, ring_size: 251,
-     backends: [{address: 10.0.1.3}, {address: 'fd00:1::3'}]}
-  - {address: 10.200.0.3, port: 0, protocol: udp, mode: ipip, ring_size: 251, backends: [{address: 10.0.1.4}]}
-  - {address: 'fd00:200::1', port: 443, protocol: tcp, mode: l2dsr, ring_size: 251,
-     backends: [{address: 'fd00:1::2', mac: '02:00:00:00:01:02'}]}
-  - {address: 'fd00:200::2', port: 80, protocol: tcp, mode: gue, gue_port: 6080, ring_size: 251,
-     backends: [{address: 10.0.1.5}]}
-)";
-
 struct world {
-	std::unique_ptr<sluice_snapshot> snap = std::make_unique<sluice_snapshot>();
+	std::unique_ptr<sluice_snapshot> snap = fuzz::build_snapshot();
 	std::vector<uint8_t> table_mem;
 	sluice_ct_table *ct = nullptr;
 	std::unique_ptr<sluice_worker> rec = std::make_unique<sluice_worker>();
 
 	world()
 	{
-		const config cfg = config_from_yaml(config_text);
-		object_ids ids;
-		ids.reconcile(cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
-		snapshot_builder b;
-		b.build(snapshot_inputs{cfg, ids, [](uint32_t) { return true; },
-					[](uint32_t) -> std::optional<mac_address> { return std::nullopt; }, false},
-			*snap);
 		const uint32_t entries = 64; // small: inputs reach full buckets and eviction
 		table_mem.resize(sluice_ct_table_bytes(entries) + SLUICE_CACHE_LINE);
 		ct = reinterpret_cast<sluice_ct_table *>(

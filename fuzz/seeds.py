@@ -26,7 +26,8 @@ def main():
     import fixtures as F
     for i, fx in enumerate(F.FIXTURES):
         frame = bytes(fx["frame"])
-        write(os.path.join(out, "fuzz_packet"), f"fixture-{i:03d}", struct.pack("<H", len(frame)) + frame)
+        for t in ("fuzz_packet", "fuzz_burst"):
+            write(os.path.join(out, t), f"fixture-{i:03d}", struct.pack("<H", len(frame)) + frame)
     configs = [F.CONFIG, open(os.path.join(src, "examples", "sluice.yaml")).read()]
     table = json.load(open(os.path.join(src, "tests", "data", "bad_inputs.json")))
     configs.append(table["base_yaml"])
