@@ -133,6 +133,53 @@ class ControlPlane(unittest.TestCase):
         finally:
             subprocess.run(["rm", "-f", f"/dev/shm/{self.d.shm}-other"])
 
+    def sluiced_alone(self, name, *args, timeout=10):
+        """A second sluiced with its own segment, socket and state dir:
+        (CompletedProcess, what it left behind: the paths of those that exist)."""
+        shm = f"sluice-{name}-{os.getpid()}"
+        sock = os.path.join(self.tmp, f"{name}.sock")
+        state = os.path.join(self.tmp, f"{name}-state")
+        try:
+            own = [] if "--shm" in args else ["--shm", shm]
+            p = subprocess.run([os.path.join(BUILD, "controlplane/sluiced/sluiced"), *own,
+                                "--socket", sock, "--state-dir", state, *args],
+                               capture_output=True, text=True, timeout=timeout)
+        finally:
+            left = [x for x in (f"/dev/shm/{shm}", sock, state) if os.path.exists(x)]
+            subprocess.run(["rm", "-rf", f"/dev/shm/{shm}", sock, state])
+        return p, left
+
+    def test_bad_options_are_refused_before_anything_is_created(self):
+        # Each was silence (an unknown log level is spdlog's "off") or an
+        # error only after the segment was published and the socket bound.
+        ex = "e.g. --metrics 127.0.0.1:9300 or [::1]:9300"
+        cases = {
+            ("--log-level", "WARN"): "--log-level: 'WARN' is not one of trace, debug, info, warn, error",
+            ("--log-level", "verbose"): "--log-level: 'verbose' is not one of trace, debug, info, warn, error",
+            ("--metrics", "9301"): f"--metrics: '9301' has no host: give HOST:PORT, {ex}",
+            ("--metrics", ":9301"): f"--metrics: ':9301' has no host: give HOST:PORT, {ex}",
+            ("--metrics", "::1:9301"): f"--metrics: '::1:9301': put an IPv6 address in brackets, {ex}",
+            ("--metrics", "localhost:9301"): f"--metrics: 'localhost' is not an IP address: give one, {ex}",
+            ("--metrics", "127.0.0.1:http"): f"--metrics: '127.0.0.1:http' has no valid port (1-65535), {ex}",
+            ("--worker-timeout-ms", "-1"): f"--worker-timeout-ms: '-1' is not a number of milliseconds from 1 to 4294967295",
+            ("--shm", "a/b"): 'shm segment name "a/b": must be one file name under /dev/shm',
+        }
+        for args, line in cases.items():
+            with self.subTest(args=args):
+                p, left = self.sluiced_alone("badopt", *args)
+                self.assertEqual((p.returncode, p.stderr), (2, f"sluiced: {line} (see --help)\n"))
+                self.assertEqual(left, [], "created before the options were checked")
+
+    def test_second_sluiced_on_the_same_metrics_port_is_refused(self):
+        # With SO_REUSEPORT both would listen, and each scrape would reach
+        # one of them at random.
+        addr = f"127.0.0.1:{self.d.metrics_port}"
+        p, left = self.sluiced_alone("twin", "--metrics", addr)
+        self.assertEqual((p.returncode, p.stderr),
+                         (1, f"sluiced: --metrics {addr}: in use (another sluiced? `ss -ltnp` names it)\n"))
+        self.assertEqual(left, [], "created before the port was bound")
+        self.assertIn("sluice_snapshot_generation", self.d.metrics())
+
     def test_health_check_marks_down_and_up(self):
         # The verdicts are checked in the monitor's own probe counts, not in
         # seconds: down on exactly the `fall`-th failure in a row, up on
