@@ -14,7 +14,9 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -30,6 +32,12 @@ constexpr int exit_refused = 1;
 constexpr int exit_usage = 2;
 
 struct usage_error : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
+// Not the command line's fault (a file that cannot be read): exit 1, and no
+// "see --help".
+struct failure : std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
 
@@ -113,7 +121,12 @@ std::vector<std::string> backend_row(const json &b, bool with_vip)
 	r.push_back(check_text(b));
 	std::string hop = b.value("next_hop_mac", "");
 	r.push_back(hop.empty() ? "-" : hop);
-	r.push_back(b.value("last_error", "") + b.value("next_hop_error", ""));
+	// Both can hold at once (a failing check to an unresolved neighbour):
+	// each its own clause, never run together.
+	std::string err = b.value("last_error", "");
+	if (std::string hop_err = b.value("next_hop_error", ""); !hop_err.empty())
+		err += (err.empty() ? "" : "; ") + hop_err;
+	r.push_back(err.empty() ? "-" : err);
 	return r;
 }
 
@@ -314,11 +327,16 @@ cli_verb cli_stats() { return {{}, no_options, no_args, print_stats}; }
 
 cli_verb cli_apply()
 {
-	return {{},
+	// "file-given-bare": a file named without -f (`apply x.yaml`), caught
+	// to say how, instead of "too many positional options".
+	return {{"file-given-bare"},
 		[](po::options_description &d) {
 			d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
 		},
 		[](const po::variables_map &vm) {
+			if (vm.count("file-given-bare"))
+				throw usage_error(fmt::format("give the file with -f: `sluicectl apply -f {}`",
+							      vm["file-given-bare"].as<std::string>()));
 			std::string path = need(vm, "file");
 			std::stringstream ss;
 			if (path == "-") {
@@ -326,7 +344,7 @@ cli_verb cli_apply()
 			} else {
 				std::ifstream in(path);
 				if (!in)
-					throw usage_error(fmt::format("cannot read {}", path));
+					throw failure(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
 				ss << in.rdbuf();
 			}
 			return json{{"yaml", ss.str()}};
@@ -478,6 +496,9 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
 	} catch (const po::error &e) {
 		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
+	} catch (const failure &e) {
+		std::fprintf(stderr, "sluicectl: %s\n", e.what());
+		return exit_refused;
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "sluicectl: %s\n", e.what());
 	}

@@ -180,6 +180,24 @@ class ControlPlane(unittest.TestCase):
         self.assertEqual(left, [], "created before the port was bound")
         self.assertIn("sluice_snapshot_generation", self.d.metrics())
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run sluicectl as another user")
+    def test_permission_denied_names_the_group_to_join(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.chmod(self.tmp, 0o711)  # the socket's directory: searchable, as /run/sluice is
+        os.chmod(self.d.sock, 0o660)
+
+        def become_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(nobody)
+        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), "--socket", self.d.sock,
+                            "status"], capture_output=True, text=True, timeout=30, preexec_fn=become_nobody)
+        self.assertEqual((p.returncode, p.stderr),
+                         (2, f"sluicectl: permission denied on {self.d.sock}: it is for group root (mode 660): "
+                             "run as root, or add yourself to the group (`usermod -aG root $USER`, then log in "
+                             "again)\n"))
+
     def test_health_check_marks_down_and_up(self):
         # The verdicts are checked in the monitor's own probe counts, not in
         # seconds: down on exactly the `fall`-th failure in a row, up on
