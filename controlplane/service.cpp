@@ -405,12 +405,12 @@ void service::refresh_next_hops()
 		publish_locked();
 }
 
-json service::change(const std::function<void(config &)> &edit)
+json service::change(const std::function<void(config &)> &edit, field_names names)
 {
 	std::lock_guard lk(mu_);
 	persisted_state next = state_;
 	edit(next.cfg);
-	validate(next.cfg, field_names::by_key);
+	validate(next.cfg, names);
 	next.ids.reconcile(next.cfg, [this](object_ids::kind k, uint32_t id) {
 		return read_counters(k, id);
 	});
@@ -503,7 +503,7 @@ json service::verb_vip_add(const json &args)
 	for (const char *f : {"mode", "ring_size", "gue_port"})
 		if (args.contains(f) && !args[f].is_null())
 			fields[f] = args[f];
-	vip_config v = vip_from_json(fields, "vip");
+	vip_config v = vip_from_json(fields, "vip", field_names::by_option);
 	return change([&](config &c) {
 		if (c.find_vip(k))
 			throw error("VIP {} already exists", k.str());
@@ -524,7 +524,7 @@ json service::verb_backend_add(const json &args)
 {
 	vip_key k = vip_arg(args);
 	ip_address a = address_arg(args);
-	backend_config b = backend_from_json(backend_fields(args, a), "backend");
+	backend_config b = backend_from_json(backend_fields(args, a), "backend", field_names::by_option);
 	return change([&](config &c) {
 		vip_config &v = vip_in(c, k);
 		if (v.find_backend(a))
@@ -556,7 +556,7 @@ json service::verb_backend_set(const json &args)
 		}
 		if (drain)
 			merged["weight"] = 0;
-		b = backend_from_json(merged, "backend");
+		b = backend_from_json(merged, "backend", field_names::by_option);
 	});
 }
 
@@ -578,7 +578,7 @@ json service::verb_apply(const json &args)
 		next = config_from_yaml(str_arg(args, "yaml"));
 	else
 		next = config_from_json(arg(args, "config"));
-	json r = change([&](config &c) { c = next; });
+	json r = change([&](config &c) { c = next; }, field_names::by_position);
 	r["vips"] = next.vips.size();
 	return r;
 }

@@ -143,6 +143,23 @@ TEST(Config, CheckOptionsItsTypeDoesNotUseAreRefused)
 	EXPECT_EQ(config_from_yaml(config_to_yaml(ok)), ok);
 }
 
+// Numbers are plain and unquoted in a file (bad_inputs.json has the
+// refusals); text that happens to be digits stays text where text goes.
+TEST(Config, NumbersArePlainDecimalAndDigitsAreTextWhereTextGoes)
+{
+	const std::string head = "node: {source_ipv4: 10.0.0.2}\nvips:\n  - address: 10.200.1.2\n    port: 53\n"
+				 "    protocol: udp\n    backends:\n      - address: 10.0.0.11\n";
+	const config c = config_from_yaml(head + "        weight: 0\n        check: { type: udp, send: 123, expect: '007' }\n");
+	EXPECT_EQ(c.vips[0].backends[0].weight, 0u);
+	EXPECT_EQ(c.vips[0].backends[0].check.send, "123");
+	EXPECT_EQ(c.vips[0].backends[0].check.expect, "007");
+	EXPECT_EQ(config_from_yaml(config_to_yaml(c)), c);
+	EXPECT_EQ(error_of([] { config_from_json(json::parse(R"({"vips": [{"address": "10.200.1.1", "port": "80"}]})")); }),
+		  "vips[0].port: '80' is quoted: write the number without quotes");
+	EXPECT_EQ(error_of([&] { config_from_yaml(head + "        weight: 99999999999999999999999\n"); }),
+		  "vips[0].backends[0].weight: '99999999999999999999999' is not a non-negative integer");
+}
+
 TEST(Config, EmptyFileIsAnEmptyConfiguration)
 {
 	EXPECT_TRUE(config_from_yaml("").vips.empty());
@@ -219,7 +236,7 @@ TEST_F(ServiceTest, RefusedChangeLeavesEverythingAsItWas)
 
 	json r = call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.50"}, {"weight", "-1"}});
 	EXPECT_FALSE(r["ok"]);
-	EXPECT_EQ(r["error"], "backend.weight: '-1' is not a non-negative integer");
+	EXPECT_EQ(r["error"], "--weight: '-1' is not a non-negative integer");
 	r = call(s, "apply", {{"yaml", "vips: [{address: 10.200.1.1, port: 80, ring_size: 100}]"}});
 	EXPECT_FALSE(r["ok"]);
 	r = call(s, "nonsense");
