@@ -320,7 +320,8 @@ int main(int argc, char **argv)
 		("state-dir", po::value(&o.state_dir)->default_value(o.state_dir), "where the acknowledged configuration is kept")
 		("metrics", po::value(&o.metrics), "serve Prometheus /metrics on HOST:PORT")
 		("worker-timeout-ms", po::value(&o.worker_timeout)->default_value(o.worker_timeout), "a dataplane worker silent this long is dead and holds no snapshot")
-		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
+		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error")
+		("check-config", po::value<std::string>(), "validate a YAML configuration FILE and exit (0: valid; else its one-line error)");
 	try {
 		po::variables_map vm;
 		po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
@@ -328,6 +329,22 @@ int main(int argc, char **argv)
 		if (vm.count("help")) {
 			std::cout << desc << "\n";
 			return 0;
+		}
+		// For packaging and CI: the file as sluiced would load it, and
+		// nothing else looked at or created.
+		if (vm.count("check-config")) {
+			const std::string path = vm["check-config"].as<std::string>();
+			try {
+				sluice::config c = sluice::load_config_file(path);
+				size_t backends = 0;
+				for (const auto &v : c.vips)
+					backends += v.backends.size();
+				std::printf("%s: valid (%zu VIPs, %zu backends)\n", path.c_str(), c.vips.size(), backends);
+				return 0;
+			} catch (const std::exception &e) {
+				std::fprintf(stderr, "sluiced: %s\n", e.what());
+				return 1;
+			}
 		}
 		check_options(o);
 	} catch (const std::exception &e) {

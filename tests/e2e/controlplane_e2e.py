@@ -170,6 +170,19 @@ class ControlPlane(unittest.TestCase):
                 self.assertEqual((p.returncode, p.stderr), (2, f"sluiced: {line} (see --help)\n"))
                 self.assertEqual(left, [], "created before the options were checked")
 
+    def test_check_config_validates_and_touches_nothing(self):
+        p, left = self.sluiced_alone("check", "--check-config", self.base)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, f"{self.base}: valid (2 VIPs, 3 backends)\n", ""))
+        self.assertEqual(left, [])
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write(self.table["base_yaml"].replace("weight: 50", "weight: '50'"))
+        p, left = self.sluiced_alone("check", "--check-config", bad)
+        self.assertEqual((p.returncode, p.stdout, p.stderr),
+                         (1, "", f"sluiced: {bad}: vips[0].backends[1].weight: '50' is quoted: write the number "
+                                 "without quotes\n"))
+        self.assertEqual(left, [])
+
     def test_second_sluiced_on_the_same_metrics_port_is_refused(self):
         # With SO_REUSEPORT both would listen, and each scrape would reach
         # one of them at random.
