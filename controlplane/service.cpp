@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service.h"
 
+#include "config_diff.h"
 #include "error.h"
 #include "metrics.h"
 #include "neighbor.h"
@@ -571,15 +572,58 @@ json service::verb_backend_del(const json &args)
 	});
 }
 
+// apply's and diff's configuration: {"yaml": TEXT} or {"config": {...}},
+// read and validated whole.
+static config whole_config_arg(const json &args)
+{
+	if (args.contains("yaml"))
+		return config_from_yaml(str_arg(args, "yaml"));
+	return config_from_json(arg(args, "config"));
+}
+
+// What replacing the running configuration with `next` changes, as the
+// lines sluicectl prints.
+static json changes_json(const config &running, const config &next)
+{
+	auto changes = diff_configs(running, next);
+	json lines = json::array();
+	for (const auto &c : changes)
+		lines.push_back(c.line());
+	return json{{"changes", lines}, {"summary", diff_summary(changes)}};
+}
+
 json service::verb_apply(const json &args)
 {
-	config next;
-	if (args.contains("yaml"))
-		next = config_from_yaml(str_arg(args, "yaml"));
-	else
-		next = config_from_json(arg(args, "config"));
-	json r = change([&](config &c) { c = next; }, field_names::by_position);
+	config next = whole_config_arg(args);
+	const bool dry_run = args.contains("dry_run") && args["dry_run"].is_boolean() && args["dry_run"].get<bool>();
+	json r = changes_json(current_config(), next);
+	if (dry_run || r["changes"].empty()) {
+		// The same configuration again (a config-management run that
+		// changed nothing) publishes nothing: the generation is what the
+		// dataplanes and monitoring compare across nodes.
+		r["generation"] = pub_.generation();
+	} else {
+		// The lines are taken again under the change's lock, against
+		// what actually runs when it is replaced.
+		json g = change(
+			[&](config &c) {
+				r = changes_json(c, next);
+				c = next;
+			},
+			field_names::by_position);
+		r["generation"] = g["generation"];
+	}
+	r["applied"] = !dry_run && !r["changes"].empty();
+	r["dry_run"] = dry_run;
 	r["vips"] = next.vips.size();
+	return r;
+}
+
+json service::verb_diff(const json &args)
+{
+	config next = whole_config_arg(args);
+	json r = changes_json(current_config(), next);
+	r["generation"] = pub_.generation();
 	return r;
 }
 

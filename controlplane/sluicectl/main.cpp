@@ -325,31 +325,67 @@ cli_verb cli_status() { return {{}, no_options, no_args, print_status}; }
 
 cli_verb cli_stats() { return {{}, no_options, no_args, print_stats}; }
 
-cli_verb cli_apply()
+// apply's and diff's file: -f FILE, or - for standard input.
+json file_request(const po::variables_map &vm, const char *verb)
 {
 	// "file-given-bare": a file named without -f (`apply x.yaml`), caught
 	// to say how, instead of "too many positional options".
+	if (vm.count("file-given-bare"))
+		throw usage_error(fmt::format("give the file with -f: `sluicectl {} -f {}`", verb,
+					      vm["file-given-bare"].as<std::string>()));
+	std::string path = need(vm, "file");
+	std::stringstream ss;
+	if (path == "-") {
+		ss << std::cin.rdbuf();
+	} else {
+		std::ifstream in(path);
+		if (!in)
+			throw failure(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+		ss << in.rdbuf();
+	}
+	return json{{"yaml", ss.str()}};
+}
+
+void file_option(po::options_description &d)
+{
+	d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+}
+
+// The lines of what changes ("+ VIP ...", "~ backend ...: weight 50 -> 100"),
+// then one line saying what became of them.
+void print_changes(const json &r, const char *outcome)
+{
+	for (const auto &l : r["changes"])
+		std::puts(l.get<std::string>().c_str());
+	std::printf("%s: %s (generation %s)\n", r["summary"].get<std::string>().c_str(), outcome,
+		    num(r["generation"]).c_str());
+}
+
+cli_verb cli_apply()
+{
 	return {{"file-given-bare"},
 		[](po::options_description &d) {
-			d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+			file_option(d);
+			d.add_options()("dry-run", "validate and show what would change; change nothing");
 		},
 		[](const po::variables_map &vm) {
-			if (vm.count("file-given-bare"))
-				throw usage_error(fmt::format("give the file with -f: `sluicectl apply -f {}`",
-							      vm["file-given-bare"].as<std::string>()));
-			std::string path = need(vm, "file");
-			std::stringstream ss;
-			if (path == "-") {
-				ss << std::cin.rdbuf();
-			} else {
-				std::ifstream in(path);
-				if (!in)
-					throw failure(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
-				ss << in.rdbuf();
-			}
-			return json{{"yaml", ss.str()}};
+			json a = file_request(vm, "apply");
+			if (vm.count("dry-run"))
+				a["dry_run"] = true;
+			return a;
 		},
-		nullptr};
+		[](const json &r) {
+			print_changes(r, r.value("dry_run", false) ? "dry run, nothing applied"
+					 : r.value("applied", false) ? "applied"
+								     : "nothing to publish");
+		}};
+}
+
+cli_verb cli_diff()
+{
+	return {{"file-given-bare"}, file_option,
+		[](const po::variables_map &vm) { return file_request(vm, "diff"); },
+		[](const json &r) { print_changes(r, "against the running configuration"); }};
 }
 
 cli_verb cli_dump()

@@ -105,6 +105,31 @@ class ControlPlane(unittest.TestCase):
         self.assertEqual(len(self.d.json("vip", "list")), 2)
         self.assertEqual(self.d.json("dump")["config"]["vips"][0]["backends"][1]["weight"], 50)
 
+    def test_diff_dry_run_and_apply_say_what_changes(self):
+        path = os.path.join(self.tmp, "next.yaml")
+        with open(path, "w") as f:
+            f.write(self.table["base_yaml"].replace("        weight: 50\n", "        weight: 80\n")
+                    .replace("      - address: 10.0.0.21\n", "      - address: 10.0.0.22\n"))
+        gen = self.d.generation()
+        lines = ["~ backend 10.0.0.12 of VIP 10.200.1.1:80/tcp: weight 50 -> 80",
+                 "- backend 10.0.0.21 of VIP 10.200.1.2:53/udp",
+                 "+ backend 10.0.0.22 of VIP 10.200.1.2:53/udp: weight 100"]
+        summary = "1 added, 1 removed, 1 changed"
+        self.assertEqual(self.d.ok("diff", "-f", path).splitlines(),
+                         lines + [f"{summary}: against the running configuration (generation {gen})"])
+        self.assertEqual(self.d.ok("apply", "-f", path, "--dry-run").splitlines(),
+                         lines + [f"{summary}: dry run, nothing applied (generation {gen})"])
+        self.assertEqual(self.d.generation(), gen)
+        self.assertEqual(self.d.ok("apply", "-f", path).splitlines(),
+                         lines + [f"{summary}: applied (generation {gen + 1})"])
+        # The same file again: nothing to publish, the generation stays.
+        self.assertEqual(self.d.ok("apply", "-f", path).splitlines(),
+                         [f"no changes: nothing to publish (generation {gen + 1})"])
+        self.assertEqual(self.d.generation(), gen + 1)
+        self.assertEqual(self.d.json("diff", "-f", path)["changes"], [])
+        rc, out, err = self.d.ctl("diff", path)
+        self.assertEqual((rc, err), (2, f"sluicectl: give the file with -f: `sluicectl diff -f {path}` (see --help)\n"))
+
     def test_sigkill_and_restart_restore_the_last_acknowledged_configuration(self):
         self.d.ok("backend", "add", "10.200.1.1:80/tcp", "10.0.0.14", "--weight", "7")
         self.d.ok("vip", "add", "10.200.1.3:0/udp", "--mode", "gue", "--gue-port", "7000")
