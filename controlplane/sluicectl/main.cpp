@@ -8,6 +8,7 @@
 #include "api_socket.h"
 #include "config_io.h"
 #include "error.h"
+#include "sluice_version.h"
 #include "verbs.h"
 
 #include <boost/program_options.hpp>
@@ -16,6 +17,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -41,8 +43,10 @@ struct failure : std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
 
+constexpr const char *default_socket = "/run/sluice/sluiced.sock";
+
 struct globals {
-	std::string socket = "/run/sluice/sluiced.sock";
+	std::string socket = default_socket;
 	bool json_out = false;
 	uint32_t timeout_ms = 10000;
 };
@@ -420,21 +424,27 @@ void print_usage(const char *noun)
 			continue;
 		std::printf("  %s%s\n", pad(synopsis(v), 34).c_str(), std::string(v.help).c_str());
 	}
-	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default /run/sluice/sluiced.sock)\n"
+	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default $SLUICE_SOCKET, else "
+		  "/run/sluice/sluiced.sock)\n"
 		  "  --json          machine-readable output of read verbs\n"
 		  "  --wait-ms N     how long to wait for sluiced (default 10000)\n"
+		  "  --version       print the version and exit\n"
 		  "  --help          help for any level, e.g. `sluicectl backend add --help`\n\n"
-		  "Exit status: 0 done, 1 refused by sluiced, 2 usage or connection error.");
+		  "Exit status: 0 done, 1 refused or failed, 2 usage or connection error.");
 }
 
 int run(int argc, char **argv)
 {
 	globals g;
-	bool help = false;
+	// --socket beats $SLUICE_SOCKET beats the default: a shell (or
+	// scripts/topology) points every command at one sluiced once.
+	if (const char *env = std::getenv("SLUICE_SOCKET"); env && *env)
+		g.socket = env;
+	bool help = false, version = false;
 	po::options_description global;
 	global.add_options()("socket", po::value(&g.socket))("json", po::bool_switch(&g.json_out))(
 		"wait-ms", po::value(&g.timeout_ms))("help,h", po::bool_switch(&help))(
-		"args", po::value<std::vector<std::string>>());
+		"version", po::bool_switch(&version))("args", po::value<std::vector<std::string>>());
 	po::positional_options_description pos;
 	pos.add("args", -1);
 	// Global options are taken anywhere on the line; the rest (noun, verb,
@@ -449,6 +459,10 @@ int run(int argc, char **argv)
 	po::notify(gvm);
 	std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
 
+	if (version) {
+		std::printf("sluicectl %s\n", SLUICE_VERSION);
+		return 0;
+	}
 	if (rest.empty()) {
 		print_usage(nullptr);
 		return help ? 0 : exit_usage;

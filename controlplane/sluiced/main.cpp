@@ -10,6 +10,7 @@
 #include "service.h"
 #include "ownership.h"
 #include "shm_segment.h"
+#include "sluice_version.h"
 
 #include <boost/program_options.hpp>
 #include <httplib.h>
@@ -314,6 +315,7 @@ int main(int argc, char **argv)
 	po::options_description desc("Usage: sluiced [options]\n\nOptions");
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print the version and exit")
 		("config", po::value(&o.config_path), "YAML configuration to start with (ignored once --state-dir holds a saved state)")
 		("shm", po::value(&o.shm_name)->default_value(o.shm_name), "shared-memory segment name (/dev/shm/NAME)")
 		("socket", po::value(&o.socket_path)->default_value(o.socket_path), "API socket for sluicectl")
@@ -328,6 +330,10 @@ int main(int argc, char **argv)
 		po::notify(vm);
 		if (vm.count("help")) {
 			std::cout << desc << "\n";
+			return 0;
+		}
+		if (vm.count("version")) {
+			std::printf("sluiced %s\n", SLUICE_VERSION);
 			return 0;
 		}
 		// For packaging and CI: the file as sluiced would load it, and

@@ -15,6 +15,7 @@ usage: controlplane_e2e.py BUILD_DIR SOURCE_DIR
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import socket
@@ -454,6 +455,26 @@ class ControlPlane(unittest.TestCase):
                 d.stop()
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
             subprocess.run(["ip", "netns", "del", peer], stderr=subprocess.DEVNULL)
+
+    def test_version_and_build_info(self):
+        version = re.search(r"version : '([^']+)'", open(os.path.join(SOURCE, "meson.build")).read()).group(1)
+        for exe, name in (("controlplane/sluiced/sluiced", "sluiced"), ("controlplane/sluicectl/sluicectl", "sluicectl")):
+            p = subprocess.run([os.path.join(BUILD, exe), "--version"], capture_output=True, text=True, timeout=30)
+            self.assertEqual((p.returncode, p.stdout), (0, f"{name} {version}\n"))
+        self.assertIn(f'sluice_build_info{{version="{version}"}} 1\n', self.d.metrics())
+
+    def test_sluice_socket_from_the_environment_and_the_flag_beats_it(self):
+        ctl = os.path.join(BUILD, "controlplane/sluicectl/sluicectl")
+        run = lambda *a, env: subprocess.run([ctl, *a], capture_output=True, text=True, timeout=30,
+                                             env={**os.environ, **env})
+        p = run("vip", "list", env={"SLUICE_SOCKET": self.d.sock})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("10.200.1.1:80/tcp", p.stdout)
+        p = run("--socket", self.d.sock, "vip", "list", env={"SLUICE_SOCKET": "/nonexistent/other.sock"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run("vip", "list", env={"SLUICE_SOCKET": "/nonexistent/other.sock"})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no sluiced listens on /nonexistent/other.sock", p.stderr)
 
     def test_help_at_every_level(self):
         for args in (["--help"], ["vip", "--help"], ["backend", "add", "--help"], ["status", "--help"]):
