@@ -476,6 +476,39 @@ class ControlPlane(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("no sluiced listens on /nonexistent/other.sock", p.stderr)
 
+    def test_bash_completion_offers_every_verb_and_its_options(self):
+        ctl = os.path.join(BUILD, "controlplane/sluicectl/sluicectl")
+        script = os.path.join(self.tmp, "completion.bash")
+        with open(script, "w") as f:
+            f.write(subprocess.run([ctl, "completion", "bash"], capture_output=True, text=True, check=True).stdout)
+
+        def complete(*typed):
+            """What bash offers after `sluicectl TYPED...` (the last word being completed)."""
+            words = " ".join(f"'{w}'" for w in ("sluicectl",) + typed)
+            p = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({words}); COMP_CWORD={len(typed)}; "
+                                "_sluicectl; printf '%s\\n' \"${COMPREPLY[@]}\""],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return set(p.stdout.split())
+
+        # Every command --help lists, with the options its own --help lists.
+        helptext = subprocess.run([ctl, "--help"], capture_output=True, text=True).stdout
+        commands = helptext.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+        verbs = [[w for w in line[:36].split() if re.fullmatch(r"[a-z]+", w)] for line in commands]
+        self.assertGreaterEqual(len(verbs), 12)
+        for words in verbs:
+            with self.subTest(verb=" ".join(words)):
+                self.assertIn(words[0], complete(""))
+                self.assertIn(words[0], complete(words[0][:2]))
+                if len(words) > 1:
+                    self.assertIn(words[1], complete(words[0], ""))
+                vhelp = subprocess.run([ctl, *words, "--help"], capture_output=True, text=True).stdout
+                options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", vhelp.split("Options:")[-1]))
+                offered = complete(*words, "--")
+                self.assertEqual(options - offered, set(), "options --help lists that completion does not offer")
+                self.assertTrue({"--socket", "--json"} <= offered)
+        self.assertEqual(complete("backend", "set", "10.200.1.1:80/tcp", "10.0.0.11", "--dr"), {"--drain"})
+
     def test_help_at_every_level(self):
         for args in (["--help"], ["vip", "--help"], ["backend", "add", "--help"], ["status", "--help"]):
             rc, out, err = self.d.ctl(*args)
