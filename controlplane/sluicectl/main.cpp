@@ -228,20 +228,26 @@ void vip_options(po::options_description &d)
 
 void backend_options(po::options_description &d, bool for_set)
 {
-	d.add_options()("weight", po::value<std::string>(), "relative weight (default 100; 0 drains)");
+	// `backend set` changes only what it is given: its help says so rather
+	// than `add`'s defaults, which would read as what set falls back to.
+	auto dflt = [for_set](const char *what, const char *add_default) {
+		return fmt::format("{} ({})", what, for_set ? "default: unchanged" : add_default);
+	};
+	d.add_options()("weight", po::value<std::string>(), dflt("relative weight; 0 drains", "default 100").c_str());
 	if (for_set)
 		d.add_options()("drain", "weight 0: keep existing flows, take no new ones");
-	d.add_options()("check", po::value<std::string>(), "health check: none, tcp, http, udp")(
-		"check-port", po::value<std::string>(), "port to check (default: the VIP's)")(
-		"interval-ms", po::value<std::string>(), "between checks (default 1000)")(
-		"timeout-ms", po::value<std::string>(), "per check (default 500)")(
-		"rise", po::value<std::string>(), "successes to come up (default 2)")(
-		"fall", po::value<std::string>(), "failures to go down (default 3)")(
-		"path", po::value<std::string>(), "http: path to GET (default /)")(
-		"expect-status", po::value<std::string>(), "http: status meaning healthy (default 200)")(
-		"send", po::value<std::string>(), "udp: payload to send")(
-		"expect", po::value<std::string>(), "udp: text the reply must contain")(
-		"mac", po::value<std::string>(), "backend MAC for l2dsr (default: resolved)");
+	d.add_options()("check", po::value<std::string>(),
+			dflt("health check: none, tcp, http, udp", "default none").c_str())(
+		"check-port", po::value<std::string>(), dflt("port to check", "default: the VIP's").c_str())(
+		"interval-ms", po::value<std::string>(), dflt("between checks", "default 1000").c_str())(
+		"timeout-ms", po::value<std::string>(), dflt("per check", "default 500").c_str())(
+		"rise", po::value<std::string>(), dflt("successes to come up", "default 2").c_str())(
+		"fall", po::value<std::string>(), dflt("failures to go down", "default 3").c_str())(
+		"path", po::value<std::string>(), dflt("http: path to GET", "default /").c_str())(
+		"expect-status", po::value<std::string>(), dflt("http: status meaning healthy", "default 200").c_str())(
+		"send", po::value<std::string>(), dflt("udp: payload to send", "required for udp").c_str())(
+		"expect", po::value<std::string>(), dflt("udp: text the reply must contain", "default: any reply").c_str())(
+		"mac", po::value<std::string>(), dflt("backend MAC for l2dsr", "default: resolved").c_str());
 }
 
 json backend_request(const po::variables_map &vm)

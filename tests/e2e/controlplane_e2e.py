@@ -514,7 +514,11 @@ class ControlPlane(unittest.TestCase):
             rc, out, err = self.d.ctl(*args)
             self.assertEqual(rc, 0, args)
             self.assertIn("sluicectl", out)
-        self.assertIn("--drain", self.d.ctl("backend", "set", "--help")[1])
+        set_help = self.d.ctl("backend", "set", "--help")[1]
+        self.assertIn("--drain", set_help)
+        # set changes only what it is given: no option claims add's default.
+        self.assertNotIn("(default 100)", set_help)
+        self.assertEqual(set_help.count("(default: unchanged)"), 12, set_help)
 
 
 if __name__ == "__main__":
