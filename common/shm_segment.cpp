@@ -233,6 +233,8 @@ shm_segment::~shm_segment()
 		close(lock_fd_);
 }
 
+void shm_segment::check_name(const std::string &name) { shm_name(name); }
+
 shm_segment shm_segment::create_or_adopt(const std::string &name)
 {
 	const std::string sname = shm_name(name);

@@ -49,6 +49,10 @@ public:
 	static shm_segment attach_wait(const std::string &name, std::chrono::milliseconds timeout);
 	// No error if NAME does not exist.
 	static void unlink(const std::string &name);
+	// Throws the line every call above gives for a NAME that is not one
+	// file name under /dev/shm, without touching anything: for option
+	// checks before a process creates what it needs.
+	static void check_name(const std::string &name);
 
 	sluice_shm *get() const { return shm_; }
 	sluice_shm *operator->() const { return shm_; }

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -264,6 +265,23 @@ void api_server::serve(int fd, const api_peer &peer)
 	}
 }
 
+// Access to the socket is by its group (mode 0660): the line names it,
+// and how to join it.
+static std::string permission_text(const std::string &path)
+{
+	struct stat st{};
+	if (::stat(path.c_str(), &st) != 0)
+		return fmt::format("permission denied on {}: its directory is closed to you; run as root or "
+				   "as a member of sluiced's group",
+				   path);
+	std::string group = std::to_string(st.st_gid);
+	if (const struct group *g = ::getgrgid(st.st_gid))
+		group = g->gr_name;
+	return fmt::format("permission denied on {}: it is for group {} (mode {:o}): run as root, or add "
+			   "yourself to the group (`usermod -aG {} $USER`, then log in again)",
+			   path, group, st.st_mode & 07777, group);
+}
+
 std::string api_call(const std::string &path, const std::string &request_line,
 		     std::chrono::milliseconds timeout)
 {
@@ -274,10 +292,14 @@ std::string api_call(const std::string &path, const std::string &request_line,
 	if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0) {
 		int e = errno;
 		::close(fd);
-		if (e == ENOENT)
-			throw error("sluiced is not running: no socket at {}", path);
-		if (e == ECONNREFUSED)
-			throw error("sluiced is not running: nobody listens on {}", path);
+		// No socket, or one left behind: either sluiced is down or it
+		// serves another path; both are what the operator checks next.
+		if (e == ENOENT || e == ECONNREFUSED)
+			throw error("no sluiced listens on {} (is it started with another --socket? see "
+				    "`systemctl status sluiced`)",
+				    path);
+		if (e == EACCES || e == EPERM)
+			throw error("{}", permission_text(path));
 		throw error("cannot connect to sluiced at {}: {}", path, std::strerror(e));
 	}
 	if (!send_all(fd, request_line + "\n")) {

@@ -76,7 +76,8 @@ private:
 inline constexpr size_t api_max_line = 16u << 20;
 
 // One request, one response. Throws sluice::error with the line sluicectl
-// prints for a connection problem ("sluiced is not running: no socket at P").
+// prints for a connection problem ("no sluiced listens on P (...)", or
+// "permission denied on P: it is for group G ...").
 std::string api_call(const std::string &path, const std::string &request_line,
 		     std::chrono::milliseconds timeout);
 

@@ -7,6 +7,7 @@
 #include <sluice/maglev.h>
 #include <sluice/shm.h>
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 #include <utility>
@@ -125,6 +126,21 @@ vip_config *config::find_vip(const vip_key &k)
 	return const_cast<vip_config *>(std::as_const(*this).find_vip(k));
 }
 
+std::string option_for_field(std::string_view field)
+{
+	if (field == "address")
+		return "";
+	if (field == "check" || field == "check.type")
+		return "--check";
+	if (field == "check.port")
+		return "--check-port";
+	if (field.starts_with("check."))
+		field.remove_prefix(6);
+	std::string out = "--" + std::string(field);
+	std::replace(out.begin(), out.end(), '_', '-');
+	return out;
+}
+
 // Bounds an operator would find odd to cross; each names its reason.
 constexpr uint32_t max_weight = 1'000'000;     // relative turns; more adds nothing
 constexpr uint32_t min_interval_ms = 10;       // below this a check is a load test
@@ -133,41 +149,60 @@ constexpr uint32_t max_rise_fall = 1000;
 constexpr uint32_t min_mtu = 576;              // RFC 791 minimum datagram every host takes
 constexpr uint32_t max_mtu = 9216;             // jumbo frames
 
-static void validate_check(const std::string &where, const vip_config &v, const check_config &c)
+namespace {
+
+// Names a field of the object at `where` ("vips[0]", "VIP 10.200.1.1:80/tcp")
+// in the chosen style: "vips[0].ring_size", "VIP 10.200.1.1:80/tcp --ring-size".
+struct field_namer {
+	field_names names;
+	std::string operator()(const std::string &where, std::string_view field) const
+	{
+		if (names == field_names::by_position)
+			return where + "." + std::string(field);
+		std::string opt = option_for_field(field);
+		return opt.empty() ? where : where + " " + opt;
+	}
+};
+
+void validate_check(const field_namer &at, const std::string &where, const vip_config &v,
+		    const check_config &c)
 {
 	if (c.type == check_type::none)
 		return;
 	if (c.port == 0 && v.key.port == 0)
-		throw error("{}.port: 0 on a VIP of every port (port 0): give the port to check",
-			    where);
+		throw error("{}: 0 on a VIP of every port (port 0): give the port to check",
+			    at(where, "check.port"));
 	if (c.interval_ms < min_interval_ms || c.interval_ms > max_interval_ms)
-		throw error("{}.interval_ms: {} is out of range {}-{}", where, c.interval_ms,
+		throw error("{}: {} is out of range {}-{}", at(where, "check.interval_ms"), c.interval_ms,
 			    min_interval_ms, max_interval_ms);
 	if (c.timeout_ms == 0 || c.timeout_ms > c.interval_ms)
-		throw error("{}.timeout_ms: {} must be 1-{} (at most interval_ms)", where,
+		throw error("{}: {} must be 1-{} (at most interval_ms)", at(where, "check.timeout_ms"),
 			    c.timeout_ms, c.interval_ms);
 	if (c.rise == 0 || c.rise > max_rise_fall)
-		throw error("{}.rise: {} is out of range 1-{}", where, c.rise, max_rise_fall);
+		throw error("{}: {} is out of range 1-{}", at(where, "check.rise"), c.rise, max_rise_fall);
 	if (c.fall == 0 || c.fall > max_rise_fall)
-		throw error("{}.fall: {} is out of range 1-{}", where, c.fall, max_rise_fall);
+		throw error("{}: {} is out of range 1-{}", at(where, "check.fall"), c.fall, max_rise_fall);
 	if (c.type == check_type::http) {
 		if (c.path.empty() || c.path.front() != '/' ||
 		    c.path.find_first_of(" \r\n") != std::string::npos)
-			throw error("{}.path: '{}' must start with / and hold no spaces", where,
+			throw error("{}: '{}' must start with / and hold no spaces", at(where, "check.path"),
 				    c.path);
 		if (c.expect_status < 100 || c.expect_status > 599)
-			throw error("{}.expect_status: {} is not an HTTP status (100-599)", where,
+			throw error("{}: {} is not an HTTP status (100-599)", at(where, "check.expect_status"),
 				    c.expect_status);
 	}
 	if (c.type == check_type::udp && c.send.empty())
-		throw error("{}.send: a udp check needs a payload to send", where);
+		throw error("{}: a udp check needs a payload to send", at(where, "check.send"));
 	if (c.type == check_type::udp && v.key.proto != l4_proto::udp && c.port == 0)
-		throw error("{}.port: a udp check on a tcp VIP needs its own port", where);
+		throw error("{}: a udp check on a tcp VIP needs its own port", at(where, "check.port"));
 }
+
+} // namespace
 
 void validate(const config &c, field_names names)
 {
-	bool by_key = names == field_names::by_key;
+	const bool by_option = names == field_names::by_option;
+	const field_namer at{names};
 	if (c.node.source_ipv4 && !c.node.source_ipv4->is_v4())
 		throw error("node.source_ipv4: {} is not an IPv4 address", c.node.source_ipv4->str());
 	if (c.node.source_ipv6 && !c.node.source_ipv6->is_v6())
@@ -184,45 +219,49 @@ void validate(const config &c, field_names names)
 	size_t backend_total = 0;
 	for (size_t i = 0; i < c.vips.size(); i++) {
 		const vip_config &v = c.vips[i];
-		std::string where = by_key ? fmt::format("VIP {}", v.key.str()) : fmt::format("vips[{}]", i);
-		const char *dot = by_key ? " " : ".";
+		std::string where = by_option ? fmt::format("VIP {}", v.key.str()) : fmt::format("vips[{}]", i);
 		if (v.key.address.empty())
-			throw error("{}{}address: missing", where, dot);
+			throw error("{}: missing", at(where, "address"));
 		if (!seen.insert(v.key).second)
 			throw error("{}: duplicate VIP {}", where, v.key.str());
 		if (!is_prime(v.ring_size) || v.ring_size < SLUICE_MAGLEV_MIN_SIZE ||
 		    v.ring_size > SLUICE_MAGLEV_MAX_SIZE)
-			throw error("{}{}ring_size: {} is not a prime from {} to {}", where, dot, v.ring_size,
+			throw error("{}: {} is not a prime from {} to {}", at(where, "ring_size"), v.ring_size,
 				    SLUICE_MAGLEV_MIN_SIZE, SLUICE_MAGLEV_MAX_SIZE);
 		ring_total += v.ring_size;
 		if (v.mode == vip_mode::gue && v.gue_port == 0)
-			throw error("{}{}gue_port: 0 is not a UDP port", where, dot);
+			throw error("{}: 0 is not a UDP port", at(where, "gue_port"));
 
 		std::set<ip_address> addrs;
 		for (size_t j = 0; j < v.backends.size(); j++) {
 			const backend_config &b = v.backends[j];
-			std::string bw = by_key ? fmt::format("{} backend {}", where, b.address.str())
-						: fmt::format("{}.backends[{}]", where, j);
+			std::string bw = by_option ? fmt::format("{} backend {}", where, b.address.str())
+						   : fmt::format("{}.backends[{}]", where, j);
 			if (b.address.empty())
-				throw error("{}{}address: missing", bw, dot);
+				throw error("{}: missing", at(bw, "address"));
 			if (!addrs.insert(b.address).second)
-				throw error("{}{}address: duplicate backend {} in VIP {}", bw, dot,
+				throw error("{}: duplicate backend {} in VIP {}", at(bw, "address"),
 					    b.address.str(), v.key.str());
+			// Its packets would come back to this VIP: a loop, not a backend.
+			if (b.address == v.key.address)
+				throw error("{}: {} is the VIP's own address: a backend is another host that "
+					    "holds the VIP",
+					    at(bw, "address"), b.address.str());
 			if (b.weight > max_weight)
-				throw error("{}{}weight: {} is above {}", bw, dot, b.weight, max_weight);
+				throw error("{}: {} is above {}", at(bw, "weight"), b.weight, max_weight);
 			if (v.mode == vip_mode::l2dsr && b.address.family != v.key.address.family)
-				throw error("{}{}address: {} for VIP {}: l2dsr forwards the packet "
+				throw error("{}: {} for VIP {}: l2dsr forwards the packet "
 					    "unchanged, so the backend must be of the VIP's family",
-					    bw, dot, b.address.str(), v.key.str());
+					    at(bw, "address"), b.address.str(), v.key.str());
 			if (v.mode != vip_mode::l2dsr && b.address.is_v4() && !c.node.source_ipv4)
-				throw error("{}{}address: {} needs node.source_ipv4 as the outer source "
+				throw error("{}: {} needs node.source_ipv4 as the outer source "
 					    "of {} packets",
-					    bw, dot, b.address.str(), to_string(v.mode));
+					    at(bw, "address"), b.address.str(), to_string(v.mode));
 			if (v.mode != vip_mode::l2dsr && b.address.is_v6() && !c.node.source_ipv6)
-				throw error("{}{}address: {} needs node.source_ipv6 as the outer source "
+				throw error("{}: {} needs node.source_ipv6 as the outer source "
 					    "of {} packets",
-					    bw, dot, b.address.str(), to_string(v.mode));
-			validate_check(bw + dot + "check", v, b.check);
+					    at(bw, "address"), b.address.str(), to_string(v.mode));
+			validate_check(at, bw, v, b.check);
 		}
 		backend_total += v.backends.size();
 	}

@@ -90,11 +90,21 @@ struct config {
 	bool operator==(const config &) const = default;
 };
 
+// How an error names a field. Files name it by its place
+// ("vips[1].ring_size: 65536 is not a prime ..."); the single-object verbs
+// by the objects a user typed and the sluicectl option that sets it
+// ("VIP 10.200.1.1:80/tcp --ring-size: ..."), since that is what they
+// typed, not the YAML field.
+enum class field_names { by_position, by_option };
+
+// The sluicectl option that sets a VIP's or a backend's field: "ring_size"
+// -> "--ring-size", "check.type" -> "--check", "check.port" ->
+// "--check-port", "check.interval_ms" -> "--interval-ms"; empty for the
+// address, which is positional.
+std::string option_for_field(std::string_view field);
+
 // Checks a whole configuration; throws sluice::error naming the first
-// offending field and value. Files name fields by position
-// ("vips[1].ring_size: 65536 is not a prime ..."); API changes name them by
-// the objects a user typed ("VIP 10.200.1.1:80/tcp ring_size: ...").
-enum class field_names { by_position, by_key };
+// offending field and value.
 void validate(const config &c, field_names names = field_names::by_position);
 
 // The health-check spec the monitor runs for one backend of one VIP.

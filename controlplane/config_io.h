@@ -17,11 +17,17 @@ namespace sluice {
 using json = nlohmann::ordered_json;
 
 // Strict readers: unknown fields, wrong types and bad values throw
-// sluice::error naming the field path ("vips[0].backends[1].weight").
+// sluice::error naming the field path ("vips[0].backends[1].weight"), or
+// with field_names::by_option the sluicectl option ("--weight", for the
+// single-object verbs, whose numbers arrive as the text typed). Numbers are
+// plain decimal; in a file, unquoted.
 config config_from_json(const json &j);
-vip_config vip_from_json(const json &j, const std::string &where);
-backend_config backend_from_json(const json &j, const std::string &where);
-check_config check_from_json(const json &j, const std::string &where);
+vip_config vip_from_json(const json &j, const std::string &where,
+			 field_names names = field_names::by_position);
+backend_config backend_from_json(const json &j, const std::string &where,
+				 field_names names = field_names::by_position);
+check_config check_from_json(const json &j, const std::string &where,
+			     field_names names = field_names::by_position);
 
 json config_to_json(const config &c);
 json vip_to_json(const vip_config &v, bool with_backends);

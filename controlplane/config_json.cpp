@@ -18,16 +18,33 @@ std::string show(const json &v)
 	return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// Whether `s` is a number as the configuration writes one: decimal digits,
+// no sign, no leading zero ("080" could be octal to a reader of YAML 1.1).
+bool plain_decimal(const std::string &s)
+{
+	return !s.empty() && s.size() <= 20 && s.find_first_not_of("0123456789") == std::string::npos &&
+	       (s.size() == 1 || s[0] != '0');
+}
+
 // Reads one mapping strictly: the caller lists every field it knows first,
 // so an unknown field is refused before anything else is looked at.
+//
+// by_position: a file's tree (YAML or JSON): `where` is the mapping's
+// path ("vips[0]"), numbers are numbers ("50" in quotes is refused).
+// by_option: a verb's arguments, which sluicectl sends as the text typed:
+// `where` is the field prefix within the object ("" or "check."), fields
+// are named by their option (--weight), and numbers may be that text.
 class reader {
 public:
 	reader(const json &j, std::string where, std::initializer_list<const char *> fields)
-		: j_(j), where_(std::move(where))
+		: reader(j, std::move(where), field_names::by_position, fields)
+	{
+	}
+	reader(const json &j, std::string where, field_names names, std::initializer_list<const char *> fields)
+		: j_(j), where_(std::move(where)), names_(names)
 	{
 		if (!j.is_object())
-			throw error("{}: expected a mapping, got {}", where_.empty() ? "config" : where_,
-				    show(j));
+			throw error("{}: expected a mapping, got {}", self(), show(j));
 		for (auto it = j.begin(); it != j.end(); ++it) {
 			bool known = false;
 			for (const char *f : fields)
@@ -39,8 +56,22 @@ public:
 
 	std::string path(std::string_view key) const
 	{
+		if (names_ == field_names::by_option) {
+			std::string opt = option_for_field(where_ + std::string(key));
+			return opt.empty() ? std::string(key) : opt;
+		}
 		return where_.empty() ? std::string(key) : where_ + "." + std::string(key);
 	}
+
+	// How the mapping itself is named.
+	std::string self() const
+	{
+		if (names_ == field_names::by_option)
+			return where_.empty() ? "arguments" : option_for_field(where_.substr(0, where_.size() - 1));
+		return where_.empty() ? "config" : where_;
+	}
+
+	bool by_option() const { return names_ == field_names::by_option; }
 
 	const json *find(const char *key) const
 	{
@@ -58,17 +89,28 @@ public:
 		if (!v)
 			return dflt;
 		uint64_t out = 0;
-		bool ok = false;
 		if (v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0)) {
 			out = v->get<uint64_t>();
-			ok = true;
 		} else if (v->is_string()) {
+			// Text: what a command line gives, or a quoted or odd number
+			// in a file. Only plain decimal is a number, and in a file
+			// only unquoted: docs/configuration.md promises both.
 			const std::string &s = v->get_ref<const std::string &>();
+			if (s.size() > 1 && s[0] == '0' && s.find_first_not_of("0123456789") == std::string::npos)
+				throw error("{}: '{}' has a leading zero: write {} (numbers are plain decimal)",
+					    path(key), s, s.substr(s.find_first_not_of('0') == std::string::npos
+									   ? s.size() - 1
+									   : s.find_first_not_of('0')));
+			if (!plain_decimal(s))
+				throw error("{}: {} is not a non-negative integer", path(key), show(*v));
 			auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-			ok = ec == std::errc() && end == s.data() + s.size() && !s.empty();
-		}
-		if (!ok)
+			if (ec != std::errc())
+				throw error("{}: {} is out of range {}-{}", path(key), s, lo, hi);
+			if (!by_option())
+				throw error("{}: '{}' is quoted: write the number without quotes", path(key), s);
+		} else {
 			throw error("{}: {} is not a non-negative integer", path(key), show(*v));
+		}
 		if (out < lo || out > hi)
 			throw error("{}: {} is out of range {}-{}", path(key), out, lo, hi);
 		return out;
@@ -79,6 +121,10 @@ public:
 		const json *v = find(key);
 		if (!v)
 			return dflt;
+		// A YAML scalar that reads as a number (send: 123) is a number in
+		// the tree (yaml_to_json); as text it is its digits.
+		if (v->is_number_unsigned())
+			return std::to_string(v->get<uint64_t>());
 		if (!v->is_string())
 			throw error("{}: {} is not a string", path(key), show(*v));
 		return v->get<std::string>();
@@ -134,13 +180,14 @@ public:
 private:
 	const json &j_;
 	std::string where_;
+	field_names names_;
 };
 
 } // namespace
 
-check_config check_from_json(const json &j, const std::string &where)
+check_config check_from_json(const json &j, const std::string &where, field_names names)
 {
-	reader r(j, where,
+	reader r(j, names == field_names::by_option ? "check." : where, names,
 		 {"type", "port", "interval_ms", "timeout_ms", "rise", "fall", "path", "expect_status",
 		  "send", "expect"});
 	check_config c;
@@ -165,35 +212,36 @@ check_config check_from_json(const json &j, const std::string &where)
 		const json *v = r.find(k);
 		return v && !v->is_null();
 	};
+	const bool opt = r.by_option();
 	for (const char *k : {"port", "interval_ms", "timeout_ms", "rise", "fall", "path", "expect_status", "send",
 			      "expect"})
 		if (c.type == check_type::none && given(k))
-			throw error("{}: a check with no type takes no options (set type: tcp, http or udp)",
-				    r.path(k));
+			throw error("{}: a check with no type takes no options ({} tcp, http or udp)", r.path(k),
+				    opt ? "give --check" : "set type:");
 	for (const char *k : {"path", "expect_status"})
 		if (c.type != check_type::http && given(k))
-			throw error("{}: only for an http check", r.path(k));
+			throw error("{}: only for an http check{}", r.path(k), opt ? " (--check http)" : "");
 	for (const char *k : {"send", "expect"})
 		if (c.type != check_type::udp && given(k))
-			throw error("{}: only for a udp check", r.path(k));
+			throw error("{}: only for a udp check{}", r.path(k), opt ? " (--check udp)" : "");
 	return c;
 }
 
-backend_config backend_from_json(const json &j, const std::string &where)
+backend_config backend_from_json(const json &j, const std::string &where, field_names names)
 {
-	reader r(j, where, {"address", "weight", "check", "mac"});
+	reader r(j, names == field_names::by_option ? "" : where, names, {"address", "weight", "check", "mac"});
 	backend_config b;
 	b.address = r.address("address", true);
 	b.weight = static_cast<uint32_t>(r.uint("weight", 0, UINT32_MAX, b.weight));
 	if (const json *c = r.find("check"))
-		b.check = check_from_json(*c, r.path("check"));
+		b.check = check_from_json(*c, r.path("check"), names);
 	b.mac = r.mac("mac");
 	return b;
 }
 
-vip_config vip_from_json(const json &j, const std::string &where)
+vip_config vip_from_json(const json &j, const std::string &where, field_names names)
 {
-	reader r(j, where,
+	reader r(j, names == field_names::by_option ? "" : where, names,
 		 {"address", "port", "protocol", "mode", "ring_size", "gue_port", "backends"});
 	vip_config v;
 	v.key.address = r.address("address", true);
@@ -214,8 +262,8 @@ vip_config vip_from_json(const json &j, const std::string &where)
 		if (!bs->is_array())
 			throw error("{}: expected a list of backends", r.path("backends"));
 		for (size_t i = 0; i < bs->size(); i++)
-			v.backends.push_back(
-				backend_from_json((*bs)[i], fmt::format("{}[{}]", r.path("backends"), i)));
+			v.backends.push_back(backend_from_json((*bs)[i], fmt::format("{}[{}]", r.path("backends"), i),
+							       names));
 	}
 	return v;
 }

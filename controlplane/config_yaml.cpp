@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -69,10 +70,21 @@ json node_to_json(const YAML::Node &n)
 	case YAML::NodeType::Undefined:
 	case YAML::NodeType::Null:
 		return nullptr;
-	case YAML::NodeType::Scalar:
-		// Quoted or not, a scalar stays text here: the strict reader knows
-		// which fields are numbers, so "080" or "1e3" never sneak in as one.
-		return text_of(n);
+	case YAML::NodeType::Scalar: {
+		// Only an unquoted scalar of plain decimal digits is a number
+		// (yaml-cpp tags unquoted scalars "?"); the rest stays text, so the
+		// strict reader refuses "50", 080 or 1e3 where a number goes, as
+		// it refuses them in JSON.
+		const std::string &s = text_of(n);
+		uint64_t v = 0;
+		if (n.Tag() == "?" && !s.empty() && s.find_first_not_of("0123456789") == std::string::npos &&
+		    (s.size() == 1 || s[0] != '0')) {
+			auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+			if (ec == std::errc())
+				return v;
+		}
+		return s;
+	}
 	case YAML::NodeType::Sequence: {
 		json a = json::array();
 		for (const auto &e : n)

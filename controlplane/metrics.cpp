@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "metrics.h"
 
+#include "sluice_version.h"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -35,6 +37,10 @@ void family(std::string &out, const char *name, const char *type, const char *he
 std::string render_metrics(const stats_view &sv)
 {
 	std::string out;
+	// Which build answers: the usual Prometheus idiom, a constant 1 with
+	// the version as a label, so a dashboard can tell nodes mid-upgrade.
+	family(out, "sluice_build_info", "gauge", "Always 1; the version label is sluiced's.");
+	out += fmt::format("sluice_build_info{{version=\"{}\"}} 1\n", esc(SLUICE_VERSION));
 	family(out, "sluice_snapshot_generation", "gauge", "Generation of the active snapshot.");
 	out += fmt::format("sluice_snapshot_generation {}\n", sv.generation);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "service.h"
 
+#include "config_diff.h"
 #include "error.h"
 #include "metrics.h"
 #include "neighbor.h"
@@ -409,12 +410,12 @@ void service::refresh_next_hops()
 		publish_locked();
 }
 
-json service::change(const std::function<void(config &)> &edit)
+json service::change(const std::function<void(config &)> &edit, field_names names)
 {
 	std::lock_guard lk(mu_);
 	persisted_state next = state_;
 	edit(next.cfg);
-	validate(next.cfg, field_names::by_key);
+	validate(next.cfg, names);
 	next.ids.reconcile(next.cfg, [this](object_ids::kind k, uint32_t id) {
 		return read_counters(k, id);
 	});
@@ -507,7 +508,7 @@ json service::verb_vip_add(const json &args)
 	for (const char *f : {"mode", "ring_size", "gue_port"})
 		if (args.contains(f) && !args[f].is_null())
 			fields[f] = args[f];
-	vip_config v = vip_from_json(fields, "vip");
+	vip_config v = vip_from_json(fields, "vip", field_names::by_option);
 	return change([&](config &c) {
 		if (c.find_vip(k))
 			throw error("VIP {} already exists", k.str());
@@ -528,7 +529,7 @@ json service::verb_backend_add(const json &args)
 {
 	vip_key k = vip_arg(args);
 	ip_address a = address_arg(args);
-	backend_config b = backend_from_json(backend_fields(args, a), "backend");
+	backend_config b = backend_from_json(backend_fields(args, a), "backend", field_names::by_option);
 	return change([&](config &c) {
 		vip_config &v = vip_in(c, k);
 		if (v.find_backend(a))
@@ -560,7 +561,7 @@ json service::verb_backend_set(const json &args)
 		}
 		if (drain)
 			merged["weight"] = 0;
-		b = backend_from_json(merged, "backend");
+		b = backend_from_json(merged, "backend", field_names::by_option);
 	});
 }
 
@@ -575,15 +576,58 @@ json service::verb_backend_del(const json &args)
 	});
 }
 
+// apply's and diff's configuration: {"yaml": TEXT} or {"config": {...}},
+// read and validated whole.
+static config whole_config_arg(const json &args)
+{
+	if (args.contains("yaml"))
+		return config_from_yaml(str_arg(args, "yaml"));
+	return config_from_json(arg(args, "config"));
+}
+
+// What replacing the running configuration with `next` changes, as the
+// lines sluicectl prints.
+static json changes_json(const config &running, const config &next)
+{
+	auto changes = diff_configs(running, next);
+	json lines = json::array();
+	for (const auto &c : changes)
+		lines.push_back(c.line());
+	return json{{"changes", lines}, {"summary", diff_summary(changes)}};
+}
+
 json service::verb_apply(const json &args)
 {
-	config next;
-	if (args.contains("yaml"))
-		next = config_from_yaml(str_arg(args, "yaml"));
-	else
-		next = config_from_json(arg(args, "config"));
-	json r = change([&](config &c) { c = next; });
+	config next = whole_config_arg(args);
+	const bool dry_run = args.contains("dry_run") && args["dry_run"].is_boolean() && args["dry_run"].get<bool>();
+	json r = changes_json(current_config(), next);
+	if (dry_run || r["changes"].empty()) {
+		// The same configuration again (a config-management run that
+		// changed nothing) publishes nothing: the generation is what the
+		// dataplanes and monitoring compare across nodes.
+		r["generation"] = pub_.generation();
+	} else {
+		// The lines are taken again under the change's lock, against
+		// what actually runs when it is replaced.
+		json g = change(
+			[&](config &c) {
+				r = changes_json(c, next);
+				c = next;
+			},
+			field_names::by_position);
+		r["generation"] = g["generation"];
+	}
+	r["applied"] = !dry_run && !r["changes"].empty();
+	r["dry_run"] = dry_run;
 	r["vips"] = next.vips.size();
+	return r;
+}
+
+json service::verb_diff(const json &args)
+{
+	config next = whole_config_arg(args);
+	json r = changes_json(current_config(), next);
+	r["generation"] = pub_.generation();
 	return r;
 }
 

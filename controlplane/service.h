@@ -136,7 +136,10 @@ private:
 #include "verbs.def"
 #undef SLUICE_VERB
 	static const std::array<json (service::*)(const json &), verb_count> handlers_;
-	json change(const std::function<void(config &)> &edit);
+	// Validates, persists and publishes the configuration `edit` makes of
+	// the running one. names: how a refusal names the field (the verbs
+	// name the sluicectl option, a whole file its place).
+	json change(const std::function<void(config &)> &edit, field_names names = field_names::by_option);
 	void publish_locked();
 	void update_health_targets_locked();
 	// The monitor's verdict on backend `id`: kept in the state file, then

@@ -8,16 +8,21 @@
 #include "api_socket.h"
 #include "config_io.h"
 #include "error.h"
+#include "sluice_version.h"
 #include "verbs.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <vector>
 
@@ -33,8 +38,16 @@ struct usage_error : std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
 
+// Not the command line's fault (a file that cannot be read): exit 1, and no
+// "see --help".
+struct failure : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
+constexpr const char *default_socket = "/run/sluice/sluiced.sock";
+
 struct globals {
-	std::string socket = "/run/sluice/sluiced.sock";
+	std::string socket = default_socket;
 	bool json_out = false;
 	uint32_t timeout_ms = 10000;
 };
@@ -113,7 +126,12 @@ std::vector<std::string> backend_row(const json &b, bool with_vip)
 	r.push_back(check_text(b));
 	std::string hop = b.value("next_hop_mac", "");
 	r.push_back(hop.empty() ? "-" : hop);
-	r.push_back(b.value("last_error", "") + b.value("next_hop_error", ""));
+	// Both can hold at once (a failing check to an unresolved neighbour):
+	// each its own clause, never run together.
+	std::string err = b.value("last_error", "");
+	if (std::string hop_err = b.value("next_hop_error", ""); !hop_err.empty())
+		err += (err.empty() ? "" : "; ") + hop_err;
+	r.push_back(err.empty() ? "-" : err);
 	return r;
 }
 
@@ -210,20 +228,26 @@ void vip_options(po::options_description &d)
 
 void backend_options(po::options_description &d, bool for_set)
 {
-	d.add_options()("weight", po::value<std::string>(), "relative weight (default 100; 0 drains)");
+	// `backend set` changes only what it is given: its help says so rather
+	// than `add`'s defaults, which would read as what set falls back to.
+	auto dflt = [for_set](const char *what, const char *add_default) {
+		return fmt::format("{} ({})", what, for_set ? "default: unchanged" : add_default);
+	};
+	d.add_options()("weight", po::value<std::string>(), dflt("relative weight; 0 drains", "default 100").c_str());
 	if (for_set)
 		d.add_options()("drain", "weight 0: keep existing flows, take no new ones");
-	d.add_options()("check", po::value<std::string>(), "health check: none, tcp, http, udp")(
-		"check-port", po::value<std::string>(), "port to check (default: the VIP's)")(
-		"interval-ms", po::value<std::string>(), "between checks (default 1000)")(
-		"timeout-ms", po::value<std::string>(), "per check (default 500)")(
-		"rise", po::value<std::string>(), "successes to come up (default 2)")(
-		"fall", po::value<std::string>(), "failures to go down (default 3)")(
-		"path", po::value<std::string>(), "http: path to GET (default /)")(
-		"expect-status", po::value<std::string>(), "http: status meaning healthy (default 200)")(
-		"send", po::value<std::string>(), "udp: payload to send")(
-		"expect", po::value<std::string>(), "udp: text the reply must contain")(
-		"mac", po::value<std::string>(), "backend MAC for l2dsr (default: resolved)");
+	d.add_options()("check", po::value<std::string>(),
+			dflt("health check: none, tcp, http, udp", "default none").c_str())(
+		"check-port", po::value<std::string>(), dflt("port to check", "default: the VIP's").c_str())(
+		"interval-ms", po::value<std::string>(), dflt("between checks", "default 1000").c_str())(
+		"timeout-ms", po::value<std::string>(), dflt("per check", "default 500").c_str())(
+		"rise", po::value<std::string>(), dflt("successes to come up", "default 2").c_str())(
+		"fall", po::value<std::string>(), dflt("failures to go down", "default 3").c_str())(
+		"path", po::value<std::string>(), dflt("http: path to GET", "default /").c_str())(
+		"expect-status", po::value<std::string>(), dflt("http: status meaning healthy", "default 200").c_str())(
+		"send", po::value<std::string>(), dflt("udp: payload to send", "required for udp").c_str())(
+		"expect", po::value<std::string>(), dflt("udp: text the reply must contain", "default: any reply").c_str())(
+		"mac", po::value<std::string>(), dflt("backend MAC for l2dsr", "default: resolved").c_str());
 }
 
 json backend_request(const po::variables_map &vm)
@@ -312,26 +336,67 @@ cli_verb cli_status() { return {{}, no_options, no_args, print_status}; }
 
 cli_verb cli_stats() { return {{}, no_options, no_args, print_stats}; }
 
+// apply's and diff's file: -f FILE, or - for standard input.
+json file_request(const po::variables_map &vm, const char *verb)
+{
+	// "file-given-bare": a file named without -f (`apply x.yaml`), caught
+	// to say how, instead of "too many positional options".
+	if (vm.count("file-given-bare"))
+		throw usage_error(fmt::format("give the file with -f: `sluicectl {} -f {}`", verb,
+					      vm["file-given-bare"].as<std::string>()));
+	std::string path = need(vm, "file");
+	std::stringstream ss;
+	if (path == "-") {
+		ss << std::cin.rdbuf();
+	} else {
+		std::ifstream in(path);
+		if (!in)
+			throw failure(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
+		ss << in.rdbuf();
+	}
+	return json{{"yaml", ss.str()}};
+}
+
+void file_option(po::options_description &d)
+{
+	d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+}
+
+// The lines of what changes ("+ VIP ...", "~ backend ...: weight 50 -> 100"),
+// then one line saying what became of them.
+void print_changes(const json &r, const char *outcome)
+{
+	for (const auto &l : r["changes"])
+		std::puts(l.get<std::string>().c_str());
+	std::printf("%s: %s (generation %s)\n", r["summary"].get<std::string>().c_str(), outcome,
+		    num(r["generation"]).c_str());
+}
+
 cli_verb cli_apply()
 {
-	return {{},
+	return {{"file-given-bare"},
 		[](po::options_description &d) {
-			d.add_options()("file,f", po::value<std::string>(), "YAML configuration (- for stdin)");
+			file_option(d);
+			d.add_options()("dry-run", "validate and show what would change; change nothing");
 		},
 		[](const po::variables_map &vm) {
-			std::string path = need(vm, "file");
-			std::stringstream ss;
-			if (path == "-") {
-				ss << std::cin.rdbuf();
-			} else {
-				std::ifstream in(path);
-				if (!in)
-					throw usage_error(fmt::format("cannot read {}", path));
-				ss << in.rdbuf();
-			}
-			return json{{"yaml", ss.str()}};
+			json a = file_request(vm, "apply");
+			if (vm.count("dry-run"))
+				a["dry_run"] = true;
+			return a;
 		},
-		nullptr};
+		[](const json &r) {
+			print_changes(r, r.value("dry_run", false) ? "dry run, nothing applied"
+					 : r.value("applied", false) ? "applied"
+								     : "nothing to publish");
+		}};
+}
+
+cli_verb cli_diff()
+{
+	return {{"file-given-bare"}, file_option,
+		[](const po::variables_map &vm) { return file_request(vm, "diff"); },
+		[](const json &r) { print_changes(r, "against the running configuration"); }};
 }
 
 cli_verb cli_dump()
@@ -357,6 +422,83 @@ std::string synopsis(const sluice::verb_def &v)
 	return s;
 }
 
+// Global options and the long options of a command line (cli_verb), as
+// completion offers them.
+const char *const global_options = "--socket --json --wait-ms --version --help";
+
+std::string long_options(const cli_verb &cli)
+{
+	po::options_description d;
+	cli.options(d);
+	std::string out;
+	for (const auto &o : d.options())
+		out += (out.empty() ? "--" : " --") + o->long_name();
+	return out; // --help is among the global options
+}
+
+// `sluicectl completion bash`: the script bash-completion loads, made from
+// the verb table and each command's own options, so a verb or option added
+// there completes without anyone editing a script. meson generates it at
+// build time into share/bash-completion/completions/sluicectl.
+void print_bash_completion()
+{
+	std::map<std::string, std::vector<const sluice::verb_def *>> by_noun;
+	std::vector<std::string> nouns;
+	for (const auto &v : sluice::verb_table) {
+		std::string noun(v.noun);
+		if (!by_noun.count(noun))
+			nouns.push_back(noun);
+		by_noun[noun].push_back(&v);
+	}
+	std::string noun_words;
+	for (const auto &n : nouns)
+		noun_words += n + " ";
+	std::string cases;
+	for (const auto &n : nouns) {
+		const auto &vs = by_noun[n];
+		if (vs.size() == 1 && vs[0]->word.empty()) {
+			cases += fmt::format("\t{}) words=\"{}\" ;;\n", n,
+					     long_options(cli_verbs[static_cast<size_t>(vs[0]->id)]()));
+			continue;
+		}
+		std::string verbs, per_verb;
+		for (const auto *v : vs) {
+			verbs += std::string(v->word) + " ";
+			per_verb += fmt::format("\t\t{}) words=\"{}\" ;;\n", v->word,
+						long_options(cli_verbs[static_cast<size_t>(v->id)]()));
+		}
+		cases += fmt::format("\t{}) case \"$verb\" in\n\t\t\"\") words=\"{}\" ;;\n{}\t\tesac ;;\n", n,
+				     verbs.substr(0, verbs.size() - 1), per_verb);
+	}
+	std::printf(R"(# bash completion for sluicectl, generated by `sluicectl completion bash` (sluice %s)
+_sluicectl() {
+	local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
+	local noun="" verb="" words="" i w
+	# The noun and verb typed so far: the first words that are not options
+	# (nor the value of one that takes a value).
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		w="${COMP_WORDS[i]}"
+		case "$w" in
+		--socket|--wait-ms|-f|--file) ((i++)); continue ;;
+		-*) continue ;;
+		esac
+		if [[ -z $noun ]]; then noun=$w; elif [[ -z $verb ]]; then verb=$w; fi
+	done
+	case "$prev" in
+	--socket|-f|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--wait-ms) return ;;
+	esac
+	case "$noun" in
+	"") words="%scompletion" ;;
+	completion) words="bash" ;;
+%s	esac
+	COMPREPLY=($(compgen -W "$words %s" -- "$cur"))
+}
+complete -F _sluicectl sluicectl
+)",
+		    SLUICE_VERSION, noun_words.c_str(), cases.c_str(), global_options);
+}
+
 void print_usage(const char *noun)
 {
 	std::printf("Usage: sluicectl [--socket PATH] [--json] %s\n\nCommands:\n",
@@ -366,21 +508,29 @@ void print_usage(const char *noun)
 			continue;
 		std::printf("  %s%s\n", pad(synopsis(v), 34).c_str(), std::string(v.help).c_str());
 	}
-	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default /run/sluice/sluiced.sock)\n"
+	std::puts("\nGlobal options:\n  --socket PATH   sluiced's API socket (default $SLUICE_SOCKET, else "
+		  "/run/sluice/sluiced.sock)\n"
 		  "  --json          machine-readable output of read verbs\n"
 		  "  --wait-ms N     how long to wait for sluiced (default 10000)\n"
+		  "  --version       print the version and exit\n"
 		  "  --help          help for any level, e.g. `sluicectl backend add --help`\n\n"
-		  "Exit status: 0 done, 1 refused by sluiced, 2 usage or connection error.");
+		  "Shell completion: `sluicectl completion bash` prints the script (installed by meson\n"
+		  "into share/bash-completion/completions).\n\n"
+		  "Exit status: 0 done, 1 refused or failed, 2 usage or connection error.");
 }
 
 int run(int argc, char **argv)
 {
 	globals g;
-	bool help = false;
+	// --socket beats $SLUICE_SOCKET beats the default: a shell (or
+	// scripts/topology) points every command at one sluiced once.
+	if (const char *env = std::getenv("SLUICE_SOCKET"); env && *env)
+		g.socket = env;
+	bool help = false, version = false;
 	po::options_description global;
 	global.add_options()("socket", po::value(&g.socket))("json", po::bool_switch(&g.json_out))(
 		"wait-ms", po::value(&g.timeout_ms))("help,h", po::bool_switch(&help))(
-		"args", po::value<std::vector<std::string>>());
+		"version", po::bool_switch(&version))("args", po::value<std::vector<std::string>>());
 	po::positional_options_description pos;
 	pos.add("args", -1);
 	// Global options are taken anywhere on the line; the rest (noun, verb,
@@ -395,6 +545,22 @@ int run(int argc, char **argv)
 	po::notify(gvm);
 	std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
 
+	if (version) {
+		std::printf("sluicectl %s\n", SLUICE_VERSION);
+		return 0;
+	}
+	// Not one of sluiced's verbs: answered here, without a socket.
+	if (!rest.empty() && rest[0] == "completion") {
+		if (help) {
+			std::puts("Usage: sluicectl completion bash\nprint the bash completion script for sluicectl\n\n"
+				  "Options:\n  --help");
+			return 0;
+		}
+		if (rest.size() != 2 || rest[1] != "bash")
+			throw usage_error("completion: give the shell: `sluicectl completion bash`");
+		print_bash_completion();
+		return 0;
+	}
 	if (rest.empty()) {
 		print_usage(nullptr);
 		return help ? 0 : exit_usage;
@@ -478,6 +644,9 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
 	} catch (const po::error &e) {
 		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
+	} catch (const failure &e) {
+		std::fprintf(stderr, "sluicectl: %s\n", e.what());
+		return exit_refused;
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "sluicectl: %s\n", e.what());
 	}

@@ -10,6 +10,7 @@
 #include "service.h"
 #include "ownership.h"
 #include "shm_segment.h"
+#include "sluice_version.h"
 
 #include <boost/program_options.hpp>
 #include <httplib.h>
@@ -22,7 +23,16 @@
 #include <memory>
 #include <thread>
 #include <atomic>
+#include <charconv>
+#include <cstring>
+#include <tuple>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 namespace po = boost::program_options;
 
@@ -34,31 +44,95 @@ struct options {
 	std::string socket_path = "/run/sluice/sluiced.sock";
 	std::string state_dir = "/var/lib/sluice";
 	std::string metrics;
-	uint32_t worker_timeout_ms = 1000;
+	std::string worker_timeout = "1000";
 	std::string log_level = "info";
+
+	// Parsed from the text above by check_options().
+	uint32_t worker_timeout_ms = 0;
+	spdlog::level::level_enum level = spdlog::level::info;
+	std::string metrics_host;
+	int metrics_port = 0;
 };
 
-std::pair<std::string, int> split_host_port(const std::string &s)
+// --metrics HOST:PORT, strictly: a port alone or an empty host would listen
+// on every address (the metrics are for localhost), a name may resolve to
+// several, and an IPv6 address without brackets cannot be told from its port.
+std::pair<std::string, int> parse_metrics(const std::string &s)
 {
-	// HOST:PORT, [IPv6]:PORT
+	const std::string example = "e.g. --metrics 127.0.0.1:9300 or [::1]:9300";
 	auto colon = s.rfind(':');
-	if (colon == std::string::npos || colon + 1 == s.size())
-		throw sluice::error("--metrics: '{}' is not HOST:PORT", s);
+	if (colon == std::string::npos || colon == 0)
+		throw sluice::error("--metrics: '{}' has no host: give HOST:PORT, {}", s, example);
 	std::string host = s.substr(0, colon);
-	if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+	const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+	if (bracketed)
 		host = host.substr(1, host.size() - 2);
-	int port = 0;
-	try {
-		size_t used = 0;
-		port = std::stoi(s.substr(colon + 1), &used);
-		if (used != s.size() - colon - 1)
-			port = -1;
-	} catch (...) {
-		port = -1;
+	else if (host.find(':') != std::string::npos)
+		throw sluice::error("--metrics: '{}': put an IPv6 address in brackets, {}", s, example);
+	auto addr = sluice::ip_address::parse(host);
+	if (!addr || addr->is_v6() != bracketed)
+		throw sluice::error("--metrics: '{}' is not an IP address: give one, {}", host, example);
+	const std::string port_text = s.substr(colon + 1);
+	unsigned port = 0;
+	auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+	if (ec != std::errc() || end != port_text.data() + port_text.size() || port_text.empty() ||
+	    port_text[0] == '0' || port == 0 || port > 65535)
+		throw sluice::error("--metrics: '{}' has no valid port (1-65535), {}", s, example);
+	return {host, static_cast<int>(port)};
+}
+
+// spdlog's own parser turns any word it does not know into "off": a typo
+// would silence every log line.
+spdlog::level::level_enum parse_log_level(const std::string &s)
+{
+	for (auto [name, level] : {std::pair{"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+				   {"info", spdlog::level::info}, {"warn", spdlog::level::warn},
+				   {"error", spdlog::level::err}})
+		if (s == name)
+			return level;
+	throw sluice::error("--log-level: '{}' is not one of trace, debug, info, warn, error", s);
+}
+
+uint32_t parse_worker_timeout(const std::string &s)
+{
+	uint32_t ms = 0;
+	auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
+	if (ec != std::errc() || end != s.data() + s.size() || s.empty() || ms == 0 || s[0] == '0')
+		throw sluice::error("--worker-timeout-ms: '{}' is not a number of milliseconds from 1 to {}", s,
+				    UINT32_MAX);
+	return ms;
+}
+
+// Why nobody can listen on host:port, for the line sluiced exits with
+// (httplib only says that it failed).
+std::string listen_error(const std::string &host, int port)
+{
+	auto a = sluice::ip_address::parse(host);
+	int fd = ::socket(a && a->is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return std::strerror(errno);
+	int yes = 1;
+	::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+	sockaddr_storage ss{};
+	socklen_t len;
+	if (a && a->is_v6()) {
+		auto *s6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(static_cast<uint16_t>(port));
+		::inet_pton(AF_INET6, host.c_str(), &s6->sin6_addr);
+		len = sizeof(*s6);
+	} else {
+		auto *s4 = reinterpret_cast<sockaddr_in *>(&ss);
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(static_cast<uint16_t>(port));
+		::inet_pton(AF_INET, host.c_str(), &s4->sin_addr);
+		len = sizeof(*s4);
 	}
-	if (port <= 0 || port > 65535)
-		throw sluice::error("--metrics: '{}' has no valid port", s);
-	return {host, port};
+	std::string why = "cannot listen there";
+	if (::bind(fd, reinterpret_cast<sockaddr *>(&ss), len) != 0 || ::listen(fd, 1) != 0)
+		why = errno == EADDRINUSE ? "in use (another sluiced? `ss -ltnp` names it)" : std::strerror(errno);
+	::close(fd);
+	return why;
 }
 
 // httplib's thread pool with a bound on the connections it holds. Past the
@@ -107,12 +181,52 @@ void raise_nofile_limit()
 	}
 }
 
+// Every option, before anything is created: a typo must not leave a
+// segment published, a socket bound or a state directory made behind it.
+void check_options(options &o)
+{
+	o.level = parse_log_level(o.log_level);
+	o.worker_timeout_ms = parse_worker_timeout(o.worker_timeout);
+	if (!o.metrics.empty())
+		std::tie(o.metrics_host, o.metrics_port) = parse_metrics(o.metrics);
+	sluice::shm_segment::check_name(o.shm_name);
+	if (sockaddr_un a; o.socket_path.empty() || o.socket_path.size() >= sizeof(a.sun_path))
+		throw sluice::error("--socket: '{}' must be a path of 1 to {} bytes", o.socket_path,
+				    sizeof(a.sun_path) - 1);
+	if (o.state_dir.empty())
+		throw sluice::error("--state-dir: give a directory");
+}
+
 int run(const options &o)
 {
 	raise_nofile_limit();
 	sluice::config initial;
 	if (!o.config_path.empty())
 		initial = sluice::load_config_file(o.config_path);
+
+	// /metrics is bound before anything is created, so a port another
+	// process holds (a second sluiced) stops this one with nothing
+	// published. No SO_REUSEPORT (httplib sets it by default): two sluiced
+	// would share the port, and each scrape would read one at random.
+	std::unique_ptr<httplib::Server> http;
+	sluice::service *svc_for_metrics = nullptr;
+	if (!o.metrics.empty()) {
+		http = std::make_unique<httplib::Server>();
+		http->set_socket_options([](socket_t sock) {
+			int yes = 1;
+			::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+		});
+		http->new_task_queue = [] { return new bounded_task_queue(metrics_threads, metrics_max_held); };
+		http->set_read_timeout(metrics_timeout);
+		http->set_write_timeout(metrics_timeout);
+		http->set_keep_alive_timeout(metrics_timeout.count());
+		http->Get("/metrics", [&svc_for_metrics](const httplib::Request &, httplib::Response &res) {
+			res.set_content(sluice::render_metrics(svc_for_metrics->stats()),
+					"text/plain; version=0.0.4");
+		});
+		if (!http->bind_to_port(o.metrics_host, o.metrics_port))
+			throw sluice::error("--metrics {}: {}", o.metrics, listen_error(o.metrics_host, o.metrics_port));
+	}
 
 	std::error_code ec;
 	std::filesystem::create_directories(o.state_dir, ec);
@@ -165,20 +279,9 @@ int run(const options &o)
 	});
 	spdlog::info("API on {}", o.socket_path);
 
-	std::unique_ptr<httplib::Server> http;
 	std::thread http_thread;
-	if (!o.metrics.empty()) {
-		auto [host, port] = split_host_port(o.metrics);
-		http = std::make_unique<httplib::Server>();
-		http->new_task_queue = [] { return new bounded_task_queue(metrics_threads, metrics_max_held); };
-		http->set_read_timeout(metrics_timeout);
-		http->set_write_timeout(metrics_timeout);
-		http->set_keep_alive_timeout(metrics_timeout.count());
-		http->Get("/metrics", [&](const httplib::Request &, httplib::Response &res) {
-			res.set_content(sluice::render_metrics(svc.stats()), "text/plain; version=0.0.4");
-		});
-		if (!http->bind_to_port(host, port))
-			throw sluice::error("--metrics {}: cannot listen there", o.metrics);
+	if (http) {
+		svc_for_metrics = &svc;
 		http_thread = std::thread([&] { http->listen_after_bind(); });
 		spdlog::info("metrics on http://{}/metrics", o.metrics);
 	}
@@ -212,13 +315,15 @@ int main(int argc, char **argv)
 	po::options_description desc("Usage: sluiced [options]\n\nOptions");
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print the version and exit")
 		("config", po::value(&o.config_path), "YAML configuration to start with (ignored once --state-dir holds a saved state)")
 		("shm", po::value(&o.shm_name)->default_value(o.shm_name), "shared-memory segment name (/dev/shm/NAME)")
 		("socket", po::value(&o.socket_path)->default_value(o.socket_path), "API socket for sluicectl")
 		("state-dir", po::value(&o.state_dir)->default_value(o.state_dir), "where the acknowledged configuration is kept")
 		("metrics", po::value(&o.metrics), "serve Prometheus /metrics on HOST:PORT")
-		("worker-timeout-ms", po::value(&o.worker_timeout_ms)->default_value(o.worker_timeout_ms), "a dataplane worker silent this long is dead and holds no snapshot")
-		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
+		("worker-timeout-ms", po::value(&o.worker_timeout)->default_value(o.worker_timeout), "a dataplane worker silent this long is dead and holds no snapshot")
+		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error")
+		("check-config", po::value<std::string>(), "validate a YAML configuration FILE and exit (0: valid; else its one-line error)");
 	try {
 		po::variables_map vm;
 		po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
@@ -227,11 +332,32 @@ int main(int argc, char **argv)
 			std::cout << desc << "\n";
 			return 0;
 		}
+		if (vm.count("version")) {
+			std::printf("sluiced %s\n", SLUICE_VERSION);
+			return 0;
+		}
+		// For packaging and CI: the file as sluiced would load it, and
+		// nothing else looked at or created.
+		if (vm.count("check-config")) {
+			const std::string path = vm["check-config"].as<std::string>();
+			try {
+				sluice::config c = sluice::load_config_file(path);
+				size_t backends = 0;
+				for (const auto &v : c.vips)
+					backends += v.backends.size();
+				std::printf("%s: valid (%zu VIPs, %zu backends)\n", path.c_str(), c.vips.size(), backends);
+				return 0;
+			} catch (const std::exception &e) {
+				std::fprintf(stderr, "sluiced: %s\n", e.what());
+				return 1;
+			}
+		}
+		check_options(o);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "sluiced: %s (see --help)\n", e.what());
 		return 2;
 	}
-	spdlog::set_level(spdlog::level::from_str(o.log_level));
+	spdlog::set_level(o.level);
 	spdlog::set_pattern("sluiced: %^%l%$: %v");
 	try {
 		return run(o);

@@ -15,6 +15,7 @@ usage: controlplane_e2e.py BUILD_DIR SOURCE_DIR
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import socket
@@ -105,6 +106,31 @@ class ControlPlane(unittest.TestCase):
         self.assertEqual(len(self.d.json("vip", "list")), 2)
         self.assertEqual(self.d.json("dump")["config"]["vips"][0]["backends"][1]["weight"], 50)
 
+    def test_diff_dry_run_and_apply_say_what_changes(self):
+        path = os.path.join(self.tmp, "next.yaml")
+        with open(path, "w") as f:
+            f.write(self.table["base_yaml"].replace("        weight: 50\n", "        weight: 80\n")
+                    .replace("      - address: 10.0.0.21\n", "      - address: 10.0.0.22\n"))
+        gen = self.d.generation()
+        lines = ["~ backend 10.0.0.12 of VIP 10.200.1.1:80/tcp: weight 50 -> 80",
+                 "- backend 10.0.0.21 of VIP 10.200.1.2:53/udp",
+                 "+ backend 10.0.0.22 of VIP 10.200.1.2:53/udp: weight 100"]
+        summary = "1 added, 1 removed, 1 changed"
+        self.assertEqual(self.d.ok("diff", "-f", path).splitlines(),
+                         lines + [f"{summary}: against the running configuration (generation {gen})"])
+        self.assertEqual(self.d.ok("apply", "-f", path, "--dry-run").splitlines(),
+                         lines + [f"{summary}: dry run, nothing applied (generation {gen})"])
+        self.assertEqual(self.d.generation(), gen)
+        self.assertEqual(self.d.ok("apply", "-f", path).splitlines(),
+                         lines + [f"{summary}: applied (generation {gen + 1})"])
+        # The same file again: nothing to publish, the generation stays.
+        self.assertEqual(self.d.ok("apply", "-f", path).splitlines(),
+                         [f"no changes: nothing to publish (generation {gen + 1})"])
+        self.assertEqual(self.d.generation(), gen + 1)
+        self.assertEqual(self.d.json("diff", "-f", path)["changes"], [])
+        rc, out, err = self.d.ctl("diff", path)
+        self.assertEqual((rc, err), (2, f"sluicectl: give the file with -f: `sluicectl diff -f {path}` (see --help)\n"))
+
     def test_sigkill_and_restart_restore_the_last_acknowledged_configuration(self):
         self.d.ok("backend", "add", "10.200.1.1:80/tcp", "10.0.0.14", "--weight", "7")
         self.d.ok("vip", "add", "10.200.1.3:0/udp", "--mode", "gue", "--gue-port", "7000")
@@ -132,6 +158,84 @@ class ControlPlane(unittest.TestCase):
                              f"sluiced: another sluiced is serving {self.d.sock}")
         finally:
             subprocess.run(["rm", "-f", f"/dev/shm/{self.d.shm}-other"])
+
+    def sluiced_alone(self, name, *args, timeout=10):
+        """A second sluiced with its own segment, socket and state dir:
+        (CompletedProcess, what it left behind: the paths of those that exist)."""
+        shm = f"sluice-{name}-{os.getpid()}"
+        sock = os.path.join(self.tmp, f"{name}.sock")
+        state = os.path.join(self.tmp, f"{name}-state")
+        try:
+            own = [] if "--shm" in args else ["--shm", shm]
+            p = subprocess.run([os.path.join(BUILD, "controlplane/sluiced/sluiced"), *own,
+                                "--socket", sock, "--state-dir", state, *args],
+                               capture_output=True, text=True, timeout=timeout)
+        finally:
+            left = [x for x in (f"/dev/shm/{shm}", sock, state) if os.path.exists(x)]
+            subprocess.run(["rm", "-rf", f"/dev/shm/{shm}", sock, state])
+        return p, left
+
+    def test_bad_options_are_refused_before_anything_is_created(self):
+        # Each was silence (an unknown log level is spdlog's "off") or an
+        # error only after the segment was published and the socket bound.
+        ex = "e.g. --metrics 127.0.0.1:9300 or [::1]:9300"
+        cases = {
+            ("--log-level", "WARN"): "--log-level: 'WARN' is not one of trace, debug, info, warn, error",
+            ("--log-level", "verbose"): "--log-level: 'verbose' is not one of trace, debug, info, warn, error",
+            ("--metrics", "9301"): f"--metrics: '9301' has no host: give HOST:PORT, {ex}",
+            ("--metrics", ":9301"): f"--metrics: ':9301' has no host: give HOST:PORT, {ex}",
+            ("--metrics", "::1:9301"): f"--metrics: '::1:9301': put an IPv6 address in brackets, {ex}",
+            ("--metrics", "localhost:9301"): f"--metrics: 'localhost' is not an IP address: give one, {ex}",
+            ("--metrics", "127.0.0.1:http"): f"--metrics: '127.0.0.1:http' has no valid port (1-65535), {ex}",
+            ("--worker-timeout-ms", "-1"): f"--worker-timeout-ms: '-1' is not a number of milliseconds from 1 to 4294967295",
+            ("--shm", "a/b"): 'shm segment name "a/b": must be one file name under /dev/shm',
+        }
+        for args, line in cases.items():
+            with self.subTest(args=args):
+                p, left = self.sluiced_alone("badopt", *args)
+                self.assertEqual((p.returncode, p.stderr), (2, f"sluiced: {line} (see --help)\n"))
+                self.assertEqual(left, [], "created before the options were checked")
+
+    def test_check_config_validates_and_touches_nothing(self):
+        p, left = self.sluiced_alone("check", "--check-config", self.base)
+        self.assertEqual((p.returncode, p.stdout, p.stderr), (0, f"{self.base}: valid (2 VIPs, 3 backends)\n", ""))
+        self.assertEqual(left, [])
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write(self.table["base_yaml"].replace("weight: 50", "weight: '50'"))
+        p, left = self.sluiced_alone("check", "--check-config", bad)
+        self.assertEqual((p.returncode, p.stdout, p.stderr),
+                         (1, "", f"sluiced: {bad}: vips[0].backends[1].weight: '50' is quoted: write the number "
+                                 "without quotes\n"))
+        self.assertEqual(left, [])
+
+    def test_second_sluiced_on_the_same_metrics_port_is_refused(self):
+        # With SO_REUSEPORT both would listen, and each scrape would reach
+        # one of them at random.
+        addr = f"127.0.0.1:{self.d.metrics_port}"
+        p, left = self.sluiced_alone("twin", "--metrics", addr)
+        self.assertEqual((p.returncode, p.stderr),
+                         (1, f"sluiced: --metrics {addr}: in use (another sluiced? `ss -ltnp` names it)\n"))
+        self.assertEqual(left, [], "created before the port was bound")
+        self.assertIn("sluice_snapshot_generation", self.d.metrics())
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run sluicectl as another user")
+    def test_permission_denied_names_the_group_to_join(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        os.chmod(self.tmp, 0o711)  # the socket's directory: searchable, as /run/sluice is
+        os.chmod(self.d.sock, 0o660)
+
+        def become_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(nobody)
+        p = subprocess.run([os.path.join(BUILD, "controlplane/sluicectl/sluicectl"), "--socket", self.d.sock,
+                            "status"], capture_output=True, text=True, timeout=30, preexec_fn=become_nobody)
+        self.assertEqual((p.returncode, p.stderr),
+                         (2, f"sluicectl: permission denied on {self.d.sock}: it is for group root (mode 660): "
+                             "run as root, or add yourself to the group (`usermod -aG root $USER`, then log in "
+                             "again)\n"))
 
     def test_health_check_marks_down_and_up(self):
         # The verdicts are checked in the monitor's own probe counts, not in
@@ -352,12 +456,69 @@ class ControlPlane(unittest.TestCase):
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
             subprocess.run(["ip", "netns", "del", peer], stderr=subprocess.DEVNULL)
 
+    def test_version_and_build_info(self):
+        version = re.search(r"version : '([^']+)'", open(os.path.join(SOURCE, "meson.build")).read()).group(1)
+        for exe, name in (("controlplane/sluiced/sluiced", "sluiced"), ("controlplane/sluicectl/sluicectl", "sluicectl")):
+            p = subprocess.run([os.path.join(BUILD, exe), "--version"], capture_output=True, text=True, timeout=30)
+            self.assertEqual((p.returncode, p.stdout), (0, f"{name} {version}\n"))
+        self.assertIn(f'sluice_build_info{{version="{version}"}} 1\n', self.d.metrics())
+
+    def test_sluice_socket_from_the_environment_and_the_flag_beats_it(self):
+        ctl = os.path.join(BUILD, "controlplane/sluicectl/sluicectl")
+        run = lambda *a, env: subprocess.run([ctl, *a], capture_output=True, text=True, timeout=30,
+                                             env={**os.environ, **env})
+        p = run("vip", "list", env={"SLUICE_SOCKET": self.d.sock})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("10.200.1.1:80/tcp", p.stdout)
+        p = run("--socket", self.d.sock, "vip", "list", env={"SLUICE_SOCKET": "/nonexistent/other.sock"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = run("vip", "list", env={"SLUICE_SOCKET": "/nonexistent/other.sock"})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("no sluiced listens on /nonexistent/other.sock", p.stderr)
+
+    def test_bash_completion_offers_every_verb_and_its_options(self):
+        ctl = os.path.join(BUILD, "controlplane/sluicectl/sluicectl")
+        script = os.path.join(self.tmp, "completion.bash")
+        with open(script, "w") as f:
+            f.write(subprocess.run([ctl, "completion", "bash"], capture_output=True, text=True, check=True).stdout)
+
+        def complete(*typed):
+            """What bash offers after `sluicectl TYPED...` (the last word being completed)."""
+            words = " ".join(f"'{w}'" for w in ("sluicectl",) + typed)
+            p = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({words}); COMP_CWORD={len(typed)}; "
+                                "_sluicectl; printf '%s\\n' \"${COMPREPLY[@]}\""],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return set(p.stdout.split())
+
+        # Every command --help lists, with the options its own --help lists.
+        helptext = subprocess.run([ctl, "--help"], capture_output=True, text=True).stdout
+        commands = helptext.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+        verbs = [[w for w in line[:36].split() if re.fullmatch(r"[a-z]+", w)] for line in commands]
+        self.assertGreaterEqual(len(verbs), 12)
+        for words in verbs:
+            with self.subTest(verb=" ".join(words)):
+                self.assertIn(words[0], complete(""))
+                self.assertIn(words[0], complete(words[0][:2]))
+                if len(words) > 1:
+                    self.assertIn(words[1], complete(words[0], ""))
+                vhelp = subprocess.run([ctl, *words, "--help"], capture_output=True, text=True).stdout
+                options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", vhelp.split("Options:")[-1]))
+                offered = complete(*words, "--")
+                self.assertEqual(options - offered, set(), "options --help lists that completion does not offer")
+                self.assertTrue({"--socket", "--json"} <= offered)
+        self.assertEqual(complete("backend", "set", "10.200.1.1:80/tcp", "10.0.0.11", "--dr"), {"--drain"})
+
     def test_help_at_every_level(self):
         for args in (["--help"], ["vip", "--help"], ["backend", "add", "--help"], ["status", "--help"]):
             rc, out, err = self.d.ctl(*args)
             self.assertEqual(rc, 0, args)
             self.assertIn("sluicectl", out)
-        self.assertIn("--drain", self.d.ctl("backend", "set", "--help")[1])
+        set_help = self.d.ctl("backend", "set", "--help")[1]
+        self.assertIn("--drain", set_help)
+        # set changes only what it is given: no option claims add's default.
+        self.assertNotIn("(default 100)", set_help)
+        self.assertEqual(set_help.count("(default: unchanged)"), 12, set_help)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,23 @@ TEST(Config, CheckOptionsItsTypeDoesNotUseAreRefused)
 	EXPECT_EQ(config_from_yaml(config_to_yaml(ok)), ok);
 }
 
+// Numbers are plain and unquoted in a file (bad_inputs.json has the
+// refusals); text that happens to be digits stays text where text goes.
+TEST(Config, NumbersArePlainDecimalAndDigitsAreTextWhereTextGoes)
+{
+	const std::string head = "node: {source_ipv4: 10.0.0.2}\nvips:\n  - address: 10.200.1.2\n    port: 53\n"
+				 "    protocol: udp\n    backends:\n      - address: 10.0.0.11\n";
+	const config c = config_from_yaml(head + "        weight: 0\n        check: { type: udp, send: 123, expect: '007' }\n");
+	EXPECT_EQ(c.vips[0].backends[0].weight, 0u);
+	EXPECT_EQ(c.vips[0].backends[0].check.send, "123");
+	EXPECT_EQ(c.vips[0].backends[0].check.expect, "007");
+	EXPECT_EQ(config_from_yaml(config_to_yaml(c)), c);
+	EXPECT_EQ(error_of([] { config_from_json(json::parse(R"({"vips": [{"address": "10.200.1.1", "port": "80"}]})")); }),
+		  "vips[0].port: '80' is quoted: write the number without quotes");
+	EXPECT_EQ(error_of([&] { config_from_yaml(head + "        weight: 99999999999999999999999\n"); }),
+		  "vips[0].backends[0].weight: '99999999999999999999999' is not a non-negative integer");
+}
+
 TEST(Config, EmptyFileIsAnEmptyConfiguration)
 {
 	EXPECT_TRUE(config_from_yaml("").vips.empty());
@@ -175,6 +192,15 @@ protected:
 	}
 
 	config base() { return config_from_yaml(bad_inputs()["base_yaml"].get<std::string>()); }
+
+	// base_yaml with `what` replaced by `with`.
+	std::string edit_base(const std::string &what, const std::string &with)
+	{
+		std::string y = bad_inputs()["base_yaml"];
+		auto at = y.find(what);
+		EXPECT_NE(at, std::string::npos) << what;
+		return at == std::string::npos ? y : y.replace(at, what.size(), with);
+	}
 
 	fs::path dir;
 };
@@ -219,7 +245,7 @@ TEST_F(ServiceTest, RefusedChangeLeavesEverythingAsItWas)
 
 	json r = call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.50"}, {"weight", "-1"}});
 	EXPECT_FALSE(r["ok"]);
-	EXPECT_EQ(r["error"], "backend.weight: '-1' is not a non-negative integer");
+	EXPECT_EQ(r["error"], "--weight: '-1' is not a non-negative integer");
 	r = call(s, "apply", {{"yaml", "vips: [{address: 10.200.1.1, port: 80, ring_size: 100}]"}});
 	EXPECT_FALSE(r["ok"]);
 	r = call(s, "nonsense");
@@ -244,6 +270,48 @@ TEST_F(ServiceTest, ApplyReplacesTheWholeConfiguration)
 	// dump gives back YAML that applies to the same configuration
 	std::string yaml = call(s, "dump")["result"]["yaml"];
 	EXPECT_EQ(config_from_yaml(yaml), c);
+}
+
+TEST_F(ServiceTest, DryRunAndDiffChangeNothingAndTheSameFilePublishesNothing)
+{
+	memory_publisher pub;
+	service s(pub, dir, base());
+	const uint64_t gen = pub.generation();
+	const std::string state_before = read_file(dir / "state.json");
+	const std::string heavier = edit_base("        weight: 50\n", "        weight: 80\n");
+	const json want = json::array({"~ backend 10.0.0.12 of VIP 10.200.1.1:80/tcp: weight 50 -> 80"});
+
+	for (const char *verb : {"diff", "apply"}) {
+		json args{{"yaml", heavier}};
+		if (std::string(verb) == "apply")
+			args["dry_run"] = true;
+		json r = call(s, verb, args);
+		ASSERT_TRUE(r["ok"]) << r.dump();
+		EXPECT_EQ(r["result"]["changes"], want) << verb;
+		EXPECT_EQ(r["result"]["summary"], "0 added, 0 removed, 1 changed") << verb;
+		EXPECT_EQ(pub.generation(), gen) << verb;
+		EXPECT_EQ(s.current_config(), base()) << verb;
+		EXPECT_EQ(read_file(dir / "state.json"), state_before) << verb;
+	}
+	// A dry run validates: a bad file is refused as apply refuses it.
+	json r = call(s, "apply", {{"yaml", "vips: [{address: 10.200.1.1, port: 080}]"}, {"dry_run", true}});
+	EXPECT_EQ(r["error"], "vips[0].port: '080' has a leading zero: write 80 (numbers are plain decimal)");
+
+	// The running configuration again: nothing published, nothing saved.
+	r = call(s, "apply", {{"yaml", bad_inputs()["base_yaml"]}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	EXPECT_EQ(r["result"]["changes"], json::array());
+	EXPECT_EQ(r["result"]["applied"], false);
+	EXPECT_EQ(pub.generation(), gen);
+	EXPECT_EQ(read_file(dir / "state.json"), state_before);
+
+	// A real change says what it changed and publishes once.
+	r = call(s, "apply", {{"yaml", heavier}});
+	ASSERT_TRUE(r["ok"]) << r.dump();
+	EXPECT_EQ(r["result"]["changes"], want);
+	EXPECT_EQ(r["result"]["generation"], gen + 1);
+	EXPECT_EQ(pub.generation(), gen + 1);
+	EXPECT_EQ(s.current_config().vips[0].backends[1].weight, 80u);
 }
 
 TEST_F(ServiceTest, RestartRestoresTheLastAcknowledgedStateAndIds)

@@ -91,9 +91,10 @@ TEST_F(VerbsTest, TheServiceAnswersEveryVerbAndRefusesOthersInOneLine)
 	service s(pub, dir, config_from_yaml(base_yaml));
 	for (const auto &v : verb_table) {
 		json r = s.handle(json{{"verb", v.api_name()}, {"args", json::object()}});
-		// Without arguments a change is refused for the one it misses; a
-		// read answers. Neither is "unknown".
-		if (v.access == verb_access::change) {
+		// Without arguments a verb that takes one (a change, or diff's
+		// file) is refused for the one it misses; any other read answers.
+		// Neither is "unknown".
+		if (v.access == verb_access::change || (!v.args.empty() && v.args.front() != '[')) {
 			ASSERT_FALSE(r["ok"]) << v.api_name();
 			EXPECT_EQ(r["error"].get<std::string>().rfind("missing argument '", 0), 0u)
 				<< v.api_name() << ": " << r.dump();
@@ -134,6 +135,7 @@ TEST_F(VerbsTest, SluicectlReachesEveryVerbUnderItsName)
 		{"status", "status"},
 		{"stats", "stats"},
 		{"apply", "apply -f " + file.string()},
+		{"diff", "diff -f " + file.string()},
 		{"dump", "dump"},
 	};
 	std::set<std::string> covered;
