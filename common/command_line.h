@@ -7,6 +7,7 @@
 #pragma once
 
 #include "error.h"
+#include "sluice_version.h"
 
 #include <boost/program_options.hpp>
 
@@ -16,11 +17,13 @@ namespace sluice {
 
 // Parses argv[0..argc) against `parsed` into vm. Returns false when --help
 // was given, after printing `shown` (the options a user may use; `parsed`
-// can hold hidden ones too). Throws sluice::error.
+// can hold hidden ones too), or --version (if `parsed` has it), after
+// printing "NAME VERSION" (`name`: argv[0]'s base name when null). Throws
+// sluice::error.
 inline bool parse_command_line(int argc, char **argv,
 			       const boost::program_options::options_description &parsed,
 			       const boost::program_options::options_description &shown,
-			       boost::program_options::variables_map &vm)
+			       boost::program_options::variables_map &vm, const char *name = nullptr)
 {
 	namespace po = boost::program_options;
 	try {
@@ -33,14 +36,21 @@ inline bool parse_command_line(int argc, char **argv,
 		std::cout << shown << "\n";
 		return false;
 	}
+	if (vm.count("version")) {
+		std::string n = name ? name : (argc > 0 ? argv[0] : "sluice");
+		if (!name && n.find('/') != std::string::npos)
+			n = n.substr(n.rfind('/') + 1);
+		std::cout << n << " " << SLUICE_VERSION << "\n";
+		return false;
+	}
 	return true;
 }
 
 inline bool parse_command_line(int argc, char **argv,
 			       const boost::program_options::options_description &desc,
-			       boost::program_options::variables_map &vm)
+			       boost::program_options::variables_map &vm, const char *name = nullptr)
 {
-	return parse_command_line(argc, argv, desc, desc, vm);
+	return parse_command_line(argc, argv, desc, desc, vm, name);
 }
 
 } // namespace sluice

@@ -20,13 +20,12 @@ inline spdlog::level::level_enum log_level_from_name(const std::string &name)
 	} levels[] = {
 		{"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
 		{"info", spdlog::level::info},   {"warn", spdlog::level::warn},
-		{"error", spdlog::level::err},   {"critical", spdlog::level::critical},
-		{"off", spdlog::level::off},
+		{"error", spdlog::level::err},
 	};
 	for (const auto &l : levels)
 		if (name == l.name)
 			return l.level;
-	throw error("--log-level '{}': one of trace, debug, info, warn, error, critical, off", name);
+	throw error("--log-level: '{}' is not one of trace, debug, info, warn, error", name);
 }
 
 } // namespace sluice

@@ -124,6 +124,7 @@ options parse_options(int argc, char **argv)
 		"port and hands kernel-bound traffic to a TAP (--tap).\n\nOptions");
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print the version and exit")
 		("shm", po::value(&o.shm_name)->default_value(o.shm_name), "shared-memory segment of sluiced (/dev/shm/NAME)")
 		("pcap", po::value(&pcap), "IN.pcap:OUT.pcap: forward IN once, in order, to OUT; kernel-bound packets to OUT.exception.pcap; print the counters and exit")
 		("iface", po::value(&o.iface), "IFNAME: run on a kernel interface through af_packet (the kernel keeps seeing every frame)")
@@ -138,7 +139,7 @@ options parse_options(int argc, char **argv)
 	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
 		       "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)");
 	po::variables_map vm;
-	if (!parse_command_line(ours, argv, desc, vm))
+	if (!parse_command_line(ours, argv, desc, vm, "sluice-dpdk"))
 		std::exit(0);
 
 	if (vm.count("pcap") && vm.count("iface"))

@@ -67,6 +67,7 @@ bool parse(int argc, char **argv, const char *name, decap_options &o)
 		name));
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print the version and exit")
 		("iface", po::value(&o.iface), "interface the tunnels arrive on")
 		("mode", po::value(&o.mode), "native or generic (default: native, generic if the driver refuses)")
 		("gue-port", po::value(&o.gue_port)->default_value(o.gue_port), "UDP port of GUE (0: GUE is not opened)")
@@ -75,7 +76,7 @@ bool parse(int argc, char **argv, const char *name, decap_options &o)
 		("verbose", po::bool_switch(&o.verbose), "print libbpf's messages (the verifier log on a refusal)")
 		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
 	po::variables_map vm;
-	if (!parse_command_line(argc, argv, desc, vm))
+	if (!parse_command_line(argc, argv, desc, vm, name))
 		return false;
 	if (o.iface.empty())
 		throw error("--iface is required");

@@ -46,6 +46,7 @@ bool parse_options(int argc, char **argv, options &o)
 		"mirror the snapshots sluiced publishes in shared memory.\n\nOptions");
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print the version and exit")
 		("iface", po::value(&o.iface), "interface to attach to")
 		("shm", po::value(&o.shm_name)->default_value(o.shm_name), "shared-memory segment of sluiced (/dev/shm/NAME)")
 		("mode", po::value(&mode), "native or generic (default: native, generic if the driver refuses)")
@@ -74,7 +75,7 @@ bool parse_options(int argc, char **argv, options &o)
 	po::options_description all;
 	all.add(desc).add(hidden);
 	po::variables_map vm;
-	if (!parse_command_line(argc, argv, all, desc, vm))
+	if (!parse_command_line(argc, argv, all, desc, vm, "sluice-xdp"))
 		return false;
 	for (const char *flag : {"gue-port", "vip", "from"})
 		if (vm.count(flag))

@@ -5,6 +5,7 @@
 #include "api_socket.h"
 #include "config_io.h"
 #include "error.h"
+#include "log_level.h"
 #include "metrics.h"
 #include "publishers.h"
 #include "service.h"
@@ -79,18 +80,6 @@ std::pair<std::string, int> parse_metrics(const std::string &s)
 	    port_text[0] == '0' || port == 0 || port > 65535)
 		throw sluice::error("--metrics: '{}' has no valid port (1-65535), {}", s, example);
 	return {host, static_cast<int>(port)};
-}
-
-// spdlog's own parser turns any word it does not know into "off": a typo
-// would silence every log line.
-spdlog::level::level_enum parse_log_level(const std::string &s)
-{
-	for (auto [name, level] : {std::pair{"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
-				   {"info", spdlog::level::info}, {"warn", spdlog::level::warn},
-				   {"error", spdlog::level::err}})
-		if (s == name)
-			return level;
-	throw sluice::error("--log-level: '{}' is not one of trace, debug, info, warn, error", s);
 }
 
 uint32_t parse_worker_timeout(const std::string &s)
@@ -185,7 +174,7 @@ void raise_nofile_limit()
 // segment published, a socket bound or a state directory made behind it.
 void check_options(options &o)
 {
-	o.level = parse_log_level(o.log_level);
+	o.level = sluice::log_level_from_name(o.log_level);
 	o.worker_timeout_ms = parse_worker_timeout(o.worker_timeout);
 	if (!o.metrics.empty())
 		std::tie(o.metrics_host, o.metrics_port) = parse_metrics(o.metrics);

@@ -140,6 +140,14 @@ def program(title):
 
 
 class Cli(unittest.TestCase):
+    def test_every_program_prints_the_project_version(self):
+        want = re.search(r"version\s*:\s*'([^']+)'", open(os.path.join(SOURCE, "meson.build")).read()).group(1)
+        for name in ("sluiced", "sluicectl", "sluice-dpdk", "sluice-xdp", "sluice-decap"):
+            with self.subTest(program=name):
+                p = subprocess.run([*program(f"`{name}`"), "--version"], capture_output=True, text=True,
+                                   timeout=30)
+                self.assertEqual((p.returncode, p.stdout), (0, f"{name} {want}\n"), p.stderr)
+
     def test_every_section_matches_its_help(self):
         secs = sections(open(doc_path("cli.md")).read())
         progs = [t for t in secs if t.startswith("`")]

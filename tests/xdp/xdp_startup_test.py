@@ -73,8 +73,8 @@ class Startup(unittest.TestCase):
         self.one_line(xdp(), 2, "--iface")
         self.one_line(xdp("--decap", "--iface", "lo", "--unpin"), 2)
         # spdlog turns a level it does not know into "off": silence.
-        self.one_line(xdp("--iface", "lo", "--log-level", "WARN"), 2, "--log-level 'WARN'")
-        self.one_line(xdp("--decap", "--iface", "lo", "--log-level", "verbose"), 2, "--log-level 'verbose'")
+        self.one_line(xdp("--iface", "lo", "--log-level", "WARN"), 2, "--log-level: 'WARN' is not one of")
+        self.one_line(xdp("--decap", "--iface", "lo", "--log-level", "verbose"), 2, "--log-level: 'verbose' is not one of")
         self.one_line(decap("--iface", "lo", "--log-level", "verbose"), 2, "sluice-decap:", "--log-level")
         self.one_line(decap(), 2, "sluice-decap:", "--iface is required")
         self.one_line(xdp("--iface", "lo", "--vip", "10.0.0.1"), 2, "--vip is for", "sluice-decap")
