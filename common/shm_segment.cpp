@@ -610,6 +610,20 @@ void worker_handle::applied(uint64_t generation, uint32_t refused)
 	__atomic_store_n(&rec_->info.refused, refused, __ATOMIC_RELAXED);
 }
 
+void worker_handle::adopted(uint64_t generation)
+{
+	__atomic_store_n(&rec_->info.generation_seen, generation, __ATOMIC_RELEASE);
+	__atomic_store_n(&rec_->info.generation_applied, generation, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec_->info.refused, SLUICE_REFUSED_NONE, __ATOMIC_RELAXED);
+	seen_ = generation;
+}
+
+void worker_handle::seen(uint64_t generation)
+{
+	__atomic_store_n(&rec_->info.generation_seen, generation, __ATOMIC_RELEASE);
+	seen_ = generation;
+}
+
 void worker_handle::heartbeat()
 {
 	__atomic_store_n(&rec_->info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);

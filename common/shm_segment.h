@@ -169,6 +169,12 @@ public:
 	// forwards by, and why not the one it has seen.
 	void report_applied_separately() { applies_what_it_sees_ = false; }
 	void applied(uint64_t generation, uint32_t refused);
+	// For a reader that never reads the slots itself but forwards by a
+	// checked copy (sluice-dpdk's workers, dataplane/snapshot_keeper.h):
+	// the generation of the copy it now uses, seen and applied at once.
+	void adopted(uint64_t generation);
+	// ... and the newer generation it saw and refused (with applied()).
+	void seen(uint64_t generation);
 	sluice_worker &record() { return *rec_; }
 	uint32_t index() const { return index_; } // in shm->workers
 	bool owned() const { return rec_ != nullptr; }

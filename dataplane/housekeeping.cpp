@@ -14,7 +14,8 @@ namespace sluice {
 
 pcap_progress keep_house(const options &o, runtime &rt, uint64_t expected)
 {
-	// The workers heartbeat and acquire on their own.
+	// The workers heartbeat on their own; the snapshots they forward by are
+	// the keeper's copies, checked here.
 	const uint64_t hz = rte_get_tsc_hz();
 	uint64_t last_progress = rte_rdtsc();
 	uint64_t last_seen = 0;
@@ -27,6 +28,7 @@ pcap_progress keep_house(const options &o, runtime &rt, uint64_t expected)
 			print_progress(rt, double(rte_rdtsc() - launched_at) / double(hz));
 			next_stats += stats_ticks;
 		}
+		rt.keeper->poll();
 		const uint32_t moved = rt.relay ? rt.relay->poll() : 0;
 		if (o.mode == port_mode::pcap) {
 			end.done = __atomic_load_n(&rt.workers[0]->rx_done, __ATOMIC_ACQUIRE);

@@ -59,9 +59,15 @@ int worker_main(void *arg)
 	burst_result res;
 
 	while (!stop_requested.load(std::memory_order_relaxed)) {
-		// Every poll, empty ones too: the writer may reuse what we no
-		// longer name (shm_segment.h, worker_handle::acquire).
-		const sluice_snapshot *snap = w.handle.acquire();
+		// Every poll, empty ones too: the keeper reuses the other bank
+		// only once every worker has taken the current one.
+		const snapshot_keeper::bank *bank = w.keeper->current();
+		if (unlikely(bank != w.bank && bank)) {
+			w.bank = bank;
+			w.handle.adopted(bank->generation);
+			__atomic_store_n(&w.taken, bank->generation, __ATOMIC_RELEASE);
+		}
+		const sluice_snapshot *snap = bank ? bank->snap : nullptr;
 		const uint16_t got = rte_eth_rx_burst(w.port, w.queue, pkts, burst_size);
 		const uint64_t tsc = rte_rdtsc();
 		if (tsc >= next_heartbeat) {

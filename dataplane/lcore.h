@@ -5,6 +5,7 @@
 #pragma once
 
 #include "shm_segment.h"
+#include "snapshot_keeper.h"
 #include "worker.h"
 
 #include <rte_common.h>
@@ -22,7 +23,9 @@ extern std::atomic<bool> stop_requested;
 // One worker lcore's everything, on its own cache lines.
 struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	worker_state state;
-	worker_handle handle;       // its record in the segment
+	worker_handle handle;       // its record in the segment: heartbeat, counters, generation
+	const snapshot_keeper *keeper = nullptr; // the checked copies it forwards by
+	const snapshot_keeper::bank *bank = nullptr; // the one it uses (worker only)
 	uint16_t port = 0;          // data port; RX and TX queue `queue`
 	uint16_t tx_port = 0;       // where forwarded traffic goes (TX queue `queue`): port, or --tx-port
 	uint16_t queue = 0;
@@ -38,6 +41,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	// or freed): the main lcore's measure of the end of a pcap. Written by
 	// the worker only, read by the main lcore.
 	alignas(RTE_CACHE_LINE_SIZE) uint64_t rx_done = 0;
+	// The generation of the bank it took: the keeper reuses the other bank
+	// once every worker has taken the current one. Written by the worker
+	// (release) when it changes banks, read by the main lcore.
+	uint64_t taken = 0;
 	uint64_t baseline[SLUICE_CNT__COUNT] = {}; // the record's counters at claim
 };
 

@@ -65,6 +65,8 @@ int run(const options &o)
 	create_workers(eff, data, segment, rt);
 	if (o.mode == port_mode::pcap)
 		wait_first_snapshot(o, rt);
+	else
+		rt.keeper->poll(); // what sluiced has published already, from the first packet on
 	launch_workers(data, rt);
 
 	const pcap_progress end = keep_house(o, rt, expected);

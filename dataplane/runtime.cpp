@@ -129,13 +129,18 @@ void create_workers(const options &o, const data_port &data, shm_segment &segmen
 		w->replay = o.mode == port_mode::pcap;
 		rt.workers.push_back(std::move(w));
 	}
+	rt.keeper = std::make_unique<snapshot_keeper>(segment.get());
+	std::vector<worker_lcore *> all;
 	for (uint32_t q = 0; q < workers; q++) {
 		worker_lcore &w = *rt.workers[q];
 		w.handle = worker_handle::claim(segment.get(), SLUICE_WORKER_KIND_DPDK, q,
 						fmt::format("dpdk {} q{}", rt.ports.data_name, q));
 		w.state.stats = &w.handle.record();
 		std::memcpy(w.baseline, w.state.stats->counters, sizeof(w.baseline));
+		w.keeper = rt.keeper.get();
+		all.push_back(&w);
 	}
+	rt.keeper->set_workers(std::move(all));
 	note("{} worker{} on /dev/shm/{}, {} connection-table entries each", workers,
 	     workers > 1 ? "s" : "", o.shm_name, sluice_ct_table_entries(rt.workers[0]->state.ct));
 }
@@ -144,14 +149,11 @@ void wait_first_snapshot(const options &o, runtime &rt)
 {
 	const uint64_t deadline = monotonic_ns() + uint64_t(o.wait_shm_ms) * 1000000;
 	for (;;) {
-		bool have = false;
-		// Acquire and heartbeat as a worker would, so the writer neither
-		// takes our records for dead nor frees what they may read.
-		for (auto &w : rt.workers) {
-			have = w->handle.acquire() != nullptr;
+		// Heartbeat as the workers will, so the writer does not take
+		// their records for dead meanwhile.
+		for (auto &w : rt.workers)
 			w->handle.heartbeat();
-		}
-		if (have)
+		if (rt.keeper->poll())
 			return;
 		if (stop_requested.load())
 			throw error("interrupted while waiting for the first snapshot");

@@ -27,6 +27,7 @@ struct runtime {
 	std::vector<rte_mempool *> pools;
 	std::vector<rte_ring *> rings;
 	std::unique_ptr<exception_relay> relay; // with a TAP
+	std::unique_ptr<snapshot_keeper> keeper; // the workers' checked copies of the snapshots
 
 	runtime() = default;
 	runtime(const runtime &) = delete;

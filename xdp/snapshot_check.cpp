@@ -8,28 +8,12 @@ namespace sluice::xdp {
 uint32_t check_header(const sluice_snapshot_header &hd, uint32_t ring_entries, uint64_t last,
 		      std::string *why)
 {
-	const uint64_t gen = hd.generation;
-	// The program's per-CPU VIP memo (maps.h) takes the same `active` word
-	// for the same snapshot: a segment never reuses a generation, and a
-	// number seen again here would be another segment's.
-	if (gen <= last) {
-		*why = fmt::format("snapshot generation {}: not after generation {}, already mirrored "
-				   "(another segment? restart sluice-xdp)",
-				   gen, last);
-		return SLUICE_REFUSED_GENERATION;
-	}
-	if (hd.vip_count > SLUICE_MAX_VIPS || hd.backend_count > SLUICE_MAX_BACKENDS ||
-	    hd.ring_used > SLUICE_RING_POOL) {
-		*why = fmt::format("snapshot generation {}: {} VIPs, {} backends, {} ring entries: the "
-				   "segment holds at most {}, {}, {} (a corrupt segment?)",
-				   gen, hd.vip_count, hd.backend_count, hd.ring_used, SLUICE_MAX_VIPS,
-				   SLUICE_MAX_BACKENDS, SLUICE_RING_POOL);
-		return SLUICE_REFUSED_CORRUPT;
-	}
+	if (uint32_t r = check_snapshot_header(hd, last, why); r != SLUICE_REFUSED_NONE)
+		return r;
 	if (hd.ring_used > ring_entries) {
 		*why = fmt::format("snapshot generation {}: its Maglev tables hold {} entries, more than "
 				   "the {} of --ring-entries",
-				   gen, hd.ring_used, ring_entries);
+				   hd.generation, hd.ring_used, ring_entries);
 		return SLUICE_REFUSED_RING_ENTRIES;
 	}
 	return SLUICE_REFUSED_NONE;
@@ -38,34 +22,9 @@ uint32_t check_header(const sluice_snapshot_header &hd, uint32_t ring_entries, u
 uint32_t check_bank(const sluice_snapshot_header &hd, const sluice_xdp_bank &b, const uint32_t *rings,
 		    std::string *why)
 {
-	const uint64_t gen = hd.generation;
-	if (hd.checksum != sluice_snapshot_checksum_parts(&hd, &b.node, rings)) {
-		*why = fmt::format("snapshot generation {}: checksum mismatch (a torn or foreign write?)", gen);
-		return SLUICE_REFUSED_CHECKSUM;
-	}
-	// The lookups below read only hdr.vip_seed, vip_hash and vips, which a
-	// bank lays out at the snapshot's offsets (static-asserted in maps.h).
-	const sluice_snapshot &c = *reinterpret_cast<const sluice_snapshot *>(&b);
-	for (uint32_t slot = 0; slot < SLUICE_VIP_HASH_SIZE; slot++) {
-		uint16_t e = b.vip_hash[slot];
-		if (e == 0)
-			continue;
-		uint32_t id = (e - 1u) & (SLUICE_MAX_VIPS - 1);
-		const sluice_vip &v = b.vips[id];
-		if ((uint64_t)v.ring_offset + v.ring_size > hd.ring_used) {
-			*why = fmt::format("snapshot generation {}: VIP id {}'s Maglev table ends past ring_used", gen, id);
-			return SLUICE_REFUSED_CORRUPT;
-		}
-		// The program looks up a port-0 service only for a VIP address
-		// (sluice.bpf.c vip_find): each must have its address entry.
-		if (v.port_be == 0 && v.proto != 0 &&
-		    sluice_vip_find_exact(&c, v.addr, v.family, 0, v.proto) == id &&
-		    sluice_vip_find_address(&c, v.addr, v.family) == SLUICE_MAX_VIPS) {
-			*why = fmt::format("snapshot generation {}: port-0 VIP id {} has no address entry", gen, id);
-			return SLUICE_REFUSED_CORRUPT;
-		}
-	}
-	return SLUICE_REFUSED_NONE;
+	// A bank lays out the snapshot's fields at the snapshot's offsets, up to
+	// rings[] (static-asserted in maps.h).
+	return check_snapshot_copy(hd, *reinterpret_cast<const sluice_snapshot *>(&b), rings, why);
 }
 
 } // namespace sluice::xdp

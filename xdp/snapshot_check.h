@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// What sluice-xdp checks of a snapshot before its maps take it: the segment
-// is shared memory another process writes, and the XDP program indexes its
-// maps with what the snapshot says. Pure functions over bytes (no maps, no
-// segment), so fuzz/fuzz_snapshot runs them on arbitrary input.
+// What sluice-xdp checks of a snapshot before its maps take it: the checks
+// both dataplanes make (common/snapshot_check.h), and that the tables fit the
+// maps. Pure functions over bytes (no maps, no segment), so
+// fuzz/fuzz_snapshot runs them on arbitrary input.
 #pragma once
 
 #include "maps.h"
+#include "snapshot_verify.h"
 
 #include <sluice/shm.h>
 

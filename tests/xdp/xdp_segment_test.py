@@ -14,8 +14,6 @@ snapshot fits.
 
 usage: xdp_segment_test.py BUILD_DIR SOURCE_DIR
 """
-import json
-import mmap
 import os
 import random
 import shutil
@@ -47,62 +45,6 @@ vips:
       - address: 10.0.0.11
       - address: 10.0.0.12
 """
-
-REFUSED = {"corrupt": 1, "checksum": 2, "ring_entries": 3, "generation": 4}
-ACTIVE_OFF = 64                       # ctl.active
-SLOT_GEN_OFF = 64 + 24                # ctl.slot_generation[4]
-WORKERS_OFF = 128
-HDR_RING_USED = 32                    # snapshot header: generation, checksum, published_ns, vip_count, backend_count, ring_used
-
-
-class Segment:
-    """The segment, mapped read-write, written the way sluiced would."""
-
-    def __init__(self, name):
-        fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
-        try:
-            self.m = mmap.mmap(fd, 0)
-        finally:
-            os.close(fd)
-
-    def close(self):
-        self.m.close()
-
-    def active(self):
-        a = struct.unpack_from("<Q", self.m, ACTIVE_OFF)[0]
-        return a >> 8, a & 0xFF
-
-    def slot_off(self, slot):
-        return S.SLOTS_OFF + slot * S.SNAPSHOT_SIZE
-
-    def publish_copy(self, slot, edit):
-        """Copies the good snapshot in `slot` (up to its used rings) into
-        another slot, lets edit(offset) break it, and makes it active with
-        the next generation. Returns that generation."""
-        _, active = self.active()
-        gens = struct.unpack_from("<4Q", self.m, SLOT_GEN_OFF)
-        free = min((s for s in range(S.SLOTS) if s not in (slot, active)), key=lambda s: gens[s])
-        src, dst = self.slot_off(slot), self.slot_off(free)
-        used = struct.unpack_from("<I", self.m, src + HDR_RING_USED)[0]
-        n = S.RINGS_OFF + 4 * used
-        self.m[dst:dst + n] = self.m[src:src + n]
-        new = max(gens) + 1
-        struct.pack_into("<Q", self.m, dst, new)  # hdr.generation (the checksum is left as it was)
-        edit(dst)
-        struct.pack_into("<Q", self.m, SLOT_GEN_OFF + 8 * free, new)
-        struct.pack_into("<Q", self.m, ACTIVE_OFF, new << 8 | free)
-        return new
-
-    def worker(self, name):
-        """(generation_seen, generation_applied, refused) of the record named `name`."""
-        for i in range(S.MAX_WORKERS):
-            w = WORKERS_OFF + i * S.WORKER_SIZE
-            if self.m[w + 32:w + 64].split(b"\0")[0].decode() == name:
-                seen, = struct.unpack_from("<Q", self.m, w)
-                applied, refused = struct.unpack_from("<QI", self.m, w + 64)
-                return seen, applied, refused
-        return None
-
 
 @unittest.skipUnless(U.is_root(), "needs root (BPF, namespaces)")
 class CorruptSegment(unittest.TestCase):
@@ -136,39 +78,20 @@ class CorruptSegment(unittest.TestCase):
         p = self.xdp()
         wait_for(lambda: "attached in" in p.text() or not p.alive(), 30, "sluice-xdp to attach")
         self.assertTrue(p.alive(), p.text())
-        seg = Segment(self.sluiced.shm)
+        seg = S.Segment(self.sluiced.shm)
         try:
             good, good_slot = seg.active()
             wait_for(lambda: seg.worker("xdp lo") == (good, good, 0), 10, "the mirror to apply the first")
             self.sluiced.kill()  # the segment stays; this test is the writer now
-            rng = random.Random(7)
-
-            def field(off, fmt, value):
-                return lambda d: struct.pack_into(fmt, seg.m, d + off, value)
-
-            def random_bytes(d):
-                for _ in range(64):
-                    o = rng.randrange(64, S.RINGS_OFF + 4096)
-                    seg.m[d + o:d + o + 8] = rng.randbytes(8)
-
-            def table_past_rings(d):
-                # VIP 0's table (its ring_offset at vips + 28) moved past ring_used.
-                used = struct.unpack_from("<I", seg.m, d + HDR_RING_USED)[0]
-                struct.pack_into("<I", seg.m, d + S.VIPS_OFF + 28, used)
-
-            cases = [
-                ("vip_count", field(24, "<I", 0xFFFFFFFF), "corrupt"),
-                ("backend_count", field(28, "<I", 1 << 20), "corrupt"),
-                ("ring_used past the pool", field(HDR_RING_USED, "<I", 0xFFFFFFF0), "corrupt"),
-                ("ring_used past the maps", field(HDR_RING_USED, "<I", S.RING_POOL), "ring_entries"),
-                ("random bytes", random_bytes, "checksum"),
-                ("a table past the rings", table_past_rings, "checksum"),
-            ]
+            # The defects both dataplanes refuse, and one of the maps' own.
+            cases = S.broken_snapshots(seg, random.Random(7)) + [
+                ("ring_used past the maps", lambda d: struct.pack_into("<I", seg.m, d + S.HDR_RING_USED,
+                                                                      S.RING_POOL), "ring_entries")]
             for name, edit, why in cases:
                 with self.subTest(defect=name):
                     gen = seg.publish_copy(good_slot, edit)
                     wait_for(lambda: seg.worker("xdp lo")[0] == gen, 10, f"the mirror to see {gen}")
-                    wait_for(lambda: seg.worker("xdp lo") == (gen, good, REFUSED[why]), 10,
+                    wait_for(lambda: seg.worker("xdp lo") == (gen, good, S.REFUSED[why]), 10,
                              f"the mirror to refuse {gen} for {why}: {seg.worker('xdp lo')}")
                     self.assertTrue(p.alive(), p.text())
                     self.assertIn(f"still forwarding by generation {good}", p.text())
