@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <set>
+#include <utility>
 
 namespace sluice {
 
@@ -184,7 +185,7 @@ static service_hop kernel_hop(const ip_address &backend);
 service::service(publisher &pub, const std::string &state_dir, const config &initial,
 		 bool resolve_next_hops, hop_resolver resolver)
 	: pub_(pub), store_(state_dir), resolve_next_hops_(resolve_next_hops),
-	  resolver_(resolver ? std::move(resolver) : hop_resolver(kernel_hop))
+	  resolver_(resolver ? std::move(resolver) : hop_resolver(kernel_hop)), instance_ns_(realtime_ns())
 {
 	if (auto restored = store_.load()) {
 		state_ = std::move(*restored);
@@ -247,12 +248,33 @@ void service::health_changed(uint32_t id, bool healthy)
 {
 	std::lock_guard lk(mu_);
 	// A verdict on a backend a change just removed: nothing to keep.
-	bool present = false;
-	for (const auto &[ref, bid] : state_.ids.backends)
-		present = present || bid == id;
-	if (present)
+	const backend_ref *ref = nullptr;
+	for (const auto &[r, bid] : state_.ids.backends)
+		if (bid == id)
+			ref = &r;
+	if (ref)
 		state_.health[id] = healthy;
 	health_dirty_ = true;
+	if (!ref)
+		return;
+	// The transition as the checker saw it: what failed, and after how
+	// many probes in a row (fall or rise; 1 for a backend's first pass).
+	event_fields e("health");
+	e.add("vip", ref->first.str()).add("address", ref->second.str()).add("state", healthy ? "up" : "down");
+	const vip_config *v = std::as_const(state_.cfg).find_vip(ref->first);
+	const backend_config *b = v ? v->find_backend(ref->second) : nullptr;
+	if (v && b) {
+		const health_check_spec spec = make_check_spec(*v, *b);
+		e.add("check", to_string(spec.type));
+		if (spec.type != check_type::none)
+			e.add("port", std::to_string(spec.port));
+	}
+	if (auto s = health_->status(id)) {
+		e.add("probes", std::to_string(healthy ? s->successes_in_row : s->failures_in_row));
+		if (!healthy)
+			e.add("reason", s->last_error);
+	}
+	record(e);
 }
 
 void service::health_settled()
@@ -453,40 +475,141 @@ json service::change(const std::function<void(config &)> &edit, field_names name
 	return json{{"generation", pub_.generation()}};
 }
 
-json service::handle(const json &request, bool may_change)
+namespace {
+
+// A request's arguments as event fields: the objects it names first (vip,
+// address), then what it sets, nested options dotted (check.rise=5). A
+// whole configuration (apply's yaml) is summed up elsewhere, not copied.
+void add_args(event_fields &e, const json &args)
 {
+	if (!args.is_object())
+		return;
+	auto text = [](const json &v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+	for (const char *k : {"vip", "address"})
+		if (args.contains(k) && !args[k].is_null())
+			e.add(k, text(args[k]));
+	for (auto it = args.begin(); it != args.end(); ++it) {
+		if (it.key() == "vip" || it.key() == "address" || it.key() == "yaml" || it.key() == "config" ||
+		    it.value().is_null())
+			continue;
+		if (it.value().is_object()) {
+			for (auto in = it.value().begin(); in != it.value().end(); ++in)
+				e.add(it.key() + "." + in.key(), text(in.value()));
+		} else {
+			e.add(it.key(), text(it.value()));
+		}
+	}
+}
+
+void add_caller(event_fields &e, const api_caller &c)
+{
+	if (c.uid) {
+		e.add("uid", std::to_string(*c.uid));
+		e.add("pid", std::to_string(c.pid));
+	}
+}
+
+} // namespace
+
+uint64_t service::record(const event_fields &e)
+{
+	const std::string line = e.line();
+	const uint64_t seq = events_.push(e, realtime_ns());
+	// What an operator should look at is a warning in the journal; the
+	// rest is information. seq ties the journal to `sluicectl events`.
+	const auto &f = e.fields();
+	auto has = [&](const char *k, const char *v) {
+		return std::any_of(f.begin(), f.end(), [&](const auto &p) { return p.first == k && p.second == v; });
+	};
+	const bool warn = has("state", "down") ||
+			  (e.kind() == "worker" && (has("action", "dead") || has("action", "stale")));
+	spdlog::log(warn ? spdlog::level::warn : spdlog::level::info, "{} seq={}", line, seq);
+	return seq;
+}
+
+json service::handle(const json &request, const api_caller &caller)
+{
+	std::string verb = "-";
+	json args = json::object();
 	try {
 		if (!request.is_object() || !request.contains("verb") || !request["verb"].is_string())
 			throw error("request must be an object with a string 'verb'");
-		json args = request.value("args", json::object());
+		verb = request["verb"].get<std::string>();
+		args = request.value("args", json::object());
 		if (!args.is_object())
 			throw error("'args' must be an object");
-		std::string verb = request["verb"].get<std::string>();
 		const verb_def *v = find_verb(verb);
 		if (!v)
 			throw error("unknown verb '{}'", verb);
-		if (v->access == verb_access::change && !may_change)
-			throw error("permission denied: {} changes the configuration, which only root and "
-				    "sluiced's own user may do; its group may read (status, stats, dump, "
-				    "list)",
-				    verb);
-		json result = (this->*handlers_[static_cast<size_t>(v->id)])(args);
+		auto handler = handlers_[static_cast<size_t>(v->id)];
+		// Reading is not an event (`events --follow` polls), nor is a
+		// read that fails (no such VIP to list).
+		if (v->access == verb_access::read) {
+			try {
+				return json{{"ok", true}, {"result", (this->*handler)(args)}};
+			} catch (const std::exception &e) {
+				return json{{"ok", false}, {"error", e.what()}};
+			}
+		}
+		std::lock_guard order(change_order_mu_);
+		json result;
+		try {
+			if (!caller.may_change)
+				throw error("permission denied: {} changes the configuration, which only root and "
+					    "sluiced's own user may do; its group may read (status, stats, dump, "
+					    "list)",
+					    verb);
+			result = (this->*handler)(args);
+		} catch (const std::exception &e) {
+			event_fields ev("refusal");
+			ev.add("verb", verb);
+			add_caller(ev, caller);
+			add_args(ev, args);
+			ev.add("error", e.what());
+			record(ev);
+			return json{{"ok", false}, {"error", e.what()}};
+		}
+		// An apply that changed nothing (or a dry run) published nothing.
+		if (!result.is_object() || result.value("applied", true)) {
+			event_fields ev("change");
+			ev.add("verb", verb);
+			add_caller(ev, caller);
+			if (result.is_object() && result.contains("generation"))
+				ev.add("generation", result["generation"].dump());
+			add_args(ev, args);
+			if (result.is_object() && result.contains("summary"))
+				ev.add("summary", result["summary"].get<std::string>());
+			record(ev);
+		}
 		return json{{"ok", true}, {"result", result}};
 	} catch (const std::exception &e) {
+		// Not a request for any verb: refused, and recorded as such.
+		event_fields ev("refusal");
+		ev.add("verb", verb);
+		add_caller(ev, caller);
+		ev.add("error", e.what());
+		record(ev);
 		return json{{"ok", false}, {"error", e.what()}};
 	}
 }
 
-std::string service::handle_line(std::string_view line, bool may_change)
+std::string service::handle_line(std::string_view line, const api_caller &caller)
 {
 	json req;
 	try {
 		req = json::parse(line);
 	} catch (const std::exception &) {
-		return json{{"ok", false}, {"error", "request is not valid JSON"}}.dump();
+		req = json(); // not an object: handle() refuses it and records that
+		const std::string why = "request is not valid JSON";
+		event_fields ev("refusal");
+		ev.add("verb", "-");
+		add_caller(ev, caller);
+		ev.add("error", why);
+		record(ev);
+		return json{{"ok", false}, {"error", why}}.dump();
 	}
 	// replace: a reply must never throw, whatever bytes an error quotes.
-	return handle(req, may_change).dump(-1, ' ', false, json::error_handler_t::replace);
+	return handle(req, caller).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // Every verb's handler, in verbs.def's order: a verb added there without a
@@ -748,6 +871,13 @@ stats_view service::stats_locked() const
 		}
 		sv.vips.push_back(vv);
 	}
+	sv.workers = read_workers(&sv.counters);
+	return sv;
+}
+
+std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__COUNT> *sum) const
+{
+	std::vector<worker_view> out;
 	if (const sluice_shm *shm = pub_.segment()) {
 		uint64_t now = monotonic_ns();
 		uint64_t timeout_ns = static_cast<uint64_t>(pub_.worker_timeout().count()) * 1000000;
@@ -770,7 +900,8 @@ stats_view service::stats_locked() const
 			worker_view wv;
 			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++) {
 				wv.counters[i] = __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);
-				sv.counters[i] += wv.counters[i];
+				if (sum)
+					(*sum)[i] += wv.counters[i];
 			}
 			wv.index = w;
 			wv.name = std::string(rec.info.name, strnlen(rec.info.name, sizeof(rec.info.name)));
@@ -798,10 +929,118 @@ stats_view service::stats_locked() const
 						       "a replay that reads no snapshot)",
 						       active_gen, out_for_s);
 			}
-			sv.workers.push_back(wv);
+			out.push_back(wv);
 		}
 	}
-	return sv;
+	return out;
+}
+
+namespace {
+
+event_fields worker_event(const char *action, const worker_view &w)
+{
+	event_fields e("worker");
+	e.add("action", action)
+		.add("worker", w.name)
+		.add("kind", w.kind)
+		.add("pid", std::to_string(w.pid))
+		.add("index", std::to_string(w.index))
+		.add("queue", std::to_string(w.queue));
+	return e;
+}
+
+} // namespace
+
+std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
+					 const std::vector<worker_view> &after)
+{
+	std::vector<event_fields> out;
+	auto find = [](const std::vector<worker_view> &ws, const worker_view &w) -> const worker_view * {
+		for (const auto &x : ws)
+			if (x.index == w.index && x.pid == w.pid)
+				return &x;
+		return nullptr;
+	};
+	if (before) {
+		// Gone: the record was freed or taken by another process. One that
+		// had stopped was reported when it stopped.
+		for (const auto &w : *before)
+			if (!find(after, w) && w.state != "stopped")
+				out.push_back(worker_event("detach", w).add("reason", "its record was taken over or freed"));
+	}
+	for (const auto &w : after) {
+		const worker_view *was = before ? find(*before, w) : nullptr;
+		if (!was) {
+			// At sluiced's start every record is news: "found", not
+			// "attach", since it may have attached long before.
+			if (w.state == "stopped")
+				continue;
+			out.push_back(worker_event(before ? "attach" : "found", w)
+					      .add("state", w.state)
+					      .add("generation", std::to_string(w.generation_seen)));
+			if (!w.refused.empty())
+				out.push_back(worker_event("stale", w).add("refused", w.refused).add("reason", w.stale));
+			continue;
+		}
+		if (was->state != w.state) {
+			if (w.state == "stopped")
+				out.push_back(worker_event("detach", w).add("reason", "stopped"));
+			else if (w.state == "dead")
+				out.push_back(worker_event("dead", w).add(
+					"heartbeat_age", fmt::format("{:.1f}s", w.heartbeat_age_s)));
+			else if (w.state == "live")
+				out.push_back(worker_event("alive", w).add("was", was->state));
+		}
+		// By the short name: the text of `not_taken` counts the seconds.
+		if (was->refused != w.refused) {
+			if (w.refused.empty())
+				out.push_back(worker_event("fresh", w).add("generation",
+									   std::to_string(w.generation_applied)));
+			else
+				out.push_back(worker_event("stale", w).add("refused", w.refused).add("reason", w.stale));
+		}
+	}
+	return out;
+}
+
+void service::watch_workers()
+{
+	std::lock_guard lk(watch_mu_);
+	std::vector<worker_view> now = read_workers(nullptr);
+	for (const auto &e : worker_changes(last_workers_ ? &*last_workers_ : nullptr, now))
+		record(e);
+	last_workers_ = std::move(now);
+}
+
+json service::verb_events(const json &args)
+{
+	uint64_t since = 0;
+	if (args.contains("since") && !args["since"].is_null()) {
+		const json &v = args["since"];
+		if (v.is_number_unsigned())
+			since = v.get<uint64_t>();
+		else if (v.is_string() && !v.get<std::string>().empty() &&
+			 v.get<std::string>().find_first_not_of("0123456789") == std::string::npos &&
+			 v.get<std::string>().size() <= 19)
+			since = std::stoull(v.get<std::string>());
+		else
+			throw error("--since: '{}' is not an event sequence number (0 or more)",
+				    v.is_string() ? v.get<std::string>() : v.dump());
+	}
+	event_ring::slice sl = events_.since(since);
+	json events = json::array();
+	for (const auto &e : sl.events) {
+		json fields = json::object();
+		for (const auto &[k, v] : e.fields.fields())
+			fields[k] = v;
+		events.push_back(json{{"seq", e.seq}, {"time_ns", e.time_ns}, {"line", e.fields.line()},
+				      {"fields", std::move(fields)}});
+	}
+	return json{{"events", std::move(events)},
+		    {"last_seq", sl.last_seq},
+		    {"lost", sl.lost},
+		    {"capacity", events_.capacity()},
+		    {"instance", instance_ns_}};
 }
 
 } // namespace sluice

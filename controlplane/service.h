@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "config_io.h"
+#include "events.h"
 #include "health.h"
 #include "snapshot_builder.h"
 #include "state.h"
@@ -22,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sluice {
 
@@ -81,6 +83,22 @@ struct stats_view {
 	std::vector<worker_view> workers;
 };
 
+// What became of the dataplane workers between two readings of their
+// records (nullptr: the first reading, when sluiced starts): attached,
+// detached, dead (heartbeat stopped), alive again, stale (refusing or not
+// taking the active snapshot) and fresh again. A worker is its record and
+// its pid: a record taken over by another process is a detach and an attach.
+std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
+					 const std::vector<worker_view> &after);
+
+// Who sent a request: what it may do, and its credentials for the event
+// log (SO_PEERCRED; unknown for in-process callers).
+struct api_caller {
+	bool may_change = true;
+	std::optional<uint32_t> uid;
+	int32_t pid = 0;
+};
+
 // A backend's next hop as sluiced last resolved it.
 struct service_hop {
 	std::optional<mac_address> mac;
@@ -115,8 +133,18 @@ public:
 	// Never throws.
 	// may_change: the caller may change the configuration (root or
 	// sluiced's own user); otherwise only reading verbs are served.
-	json handle(const json &request, bool may_change = true);
-	std::string handle_line(std::string_view line, bool may_change = true);
+	// Every change and every refused change or request is recorded in
+	// events() (and logged), with the caller's credentials.
+	json handle(const json &request, const api_caller &caller);
+	json handle(const json &request, bool may_change = true)
+	{
+		return handle(request, api_caller{may_change, std::nullopt, 0});
+	}
+	std::string handle_line(std::string_view line, const api_caller &caller);
+	std::string handle_line(std::string_view line, bool may_change = true)
+	{
+		return handle_line(line, api_caller{may_change, std::nullopt, 0});
+	}
 
 	config current_config() const;
 	stats_view stats() const;
@@ -124,6 +152,15 @@ public:
 
 	// Publishes the same configuration again (health changed, or a timer).
 	void republish();
+
+	// What sluiced did and saw (`sluicectl events`).
+	const event_ring &events() const { return events_; }
+	// Logs an event and keeps it in events(); its sequence number.
+	uint64_t record(const event_fields &e);
+
+	// Reads the worker records and records what changed since the last
+	// call (worker_changes); sluiced calls it a few times a second.
+	void watch_workers();
 
 	// Looks every backend's next-hop MAC up again (route, then neighbour
 	// table; unresolved ones are probed) and republishes if any changed.
@@ -149,6 +186,9 @@ private:
 	bool health_dirty_ = false; // under mu_
 	sluice_obj_counters read_counters(object_ids::kind k, uint32_t id) const;
 	stats_view stats_locked() const;
+	// The worker records only (no VIP or backend counters); adds their
+	// counters into `sum` when given.
+	std::vector<worker_view> read_workers(std::array<uint64_t, SLUICE_CNT__COUNT> *sum) const;
 
 	publisher &pub_;
 	state_store store_;
@@ -160,6 +200,15 @@ private:
 	hop_resolver resolver_;
 	uint64_t hop_seq_ = 0; // under mu_
 	std::map<uint32_t, struct service_hop> hops_; // by backend id
+	event_ring events_;
+	// Which sluiced answers `events`: a follower that sees it change knows
+	// the sequence numbers started again.
+	const uint64_t instance_ns_;
+	// Held across a change verb and its event, so the events of changes
+	// are in the order of their generations.
+	std::mutex change_order_mu_;
+	std::mutex watch_mu_;
+	std::optional<std::vector<worker_view>> last_workers_; // under watch_mu_
 	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
 };
 

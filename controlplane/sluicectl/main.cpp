@@ -8,6 +8,7 @@
 #include "api_socket.h"
 #include "config_io.h"
 #include "error.h"
+#include "rates.h"
 #include "sluice_version.h"
 #include "verbs.h"
 
@@ -15,7 +16,11 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <charconv>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +30,8 @@
 #include <map>
 #include <sstream>
 #include <vector>
+
+#include <unistd.h>
 
 namespace po = boost::program_options;
 using sluice::json;
@@ -44,6 +51,11 @@ struct failure : std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
 
+// sluiced answered {"ok": false}: exit 1 with its line.
+struct refused : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
 constexpr const char *default_socket = "/run/sluice/sluiced.sock";
 
 struct globals {
@@ -51,6 +63,10 @@ struct globals {
 	bool json_out = false;
 	uint32_t timeout_ms = 10000;
 };
+
+// One request to sluiced for the verb being run: its result; throws
+// sluice::error when sluiced cannot be reached, `refused` when it says no.
+using call_fn = std::function<json(const json &args)>;
 
 // What the command line adds to a verb of the table (verbs.h): its
 // positional arguments, options, how they become the request, and how a
@@ -62,7 +78,44 @@ struct cli_verb {
 	std::function<json(const po::variables_map &)> request;
 	// Prints a successful result for people (read verbs); nullptr: "ok".
 	std::function<void(const json &)> print;
+	// Set for commands that ask more than once (--follow, --watch): runs
+	// the whole command instead of one request and print; its exit status.
+	std::function<int(const po::variables_map &, const globals &, const call_fn &)> loop = nullptr;
 };
+
+// SIGINT or SIGTERM during --follow or --watch: finish the line, exit 0.
+volatile std::sig_atomic_t interrupted = 0;
+
+void on_interrupt(int) { interrupted = 1; }
+
+void catch_interrupts()
+{
+	struct sigaction sa{};
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, nullptr);
+	sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Sleeps `seconds` unless interrupted (a signal cuts nanosleep short).
+void pause_for(double seconds)
+{
+	if (interrupted)
+		return;
+	timespec ts{static_cast<time_t>(seconds), static_cast<long>((seconds - static_cast<time_t>(seconds)) * 1e9)};
+	nanosleep(&ts, nullptr);
+}
+
+// Wall-clock nanoseconds as UTC ISO 8601 with milliseconds.
+std::string utc_time(uint64_t ns)
+{
+	time_t secs = static_cast<time_t>(ns / 1000000000);
+	tm t{};
+	gmtime_r(&secs, &t);
+	char buf[32];
+	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &t);
+	return fmt::format("{}.{:03d}Z", buf, static_cast<int>(ns / 1000000 % 1000));
+}
 
 // ------------------------------------------------------------ printing
 
@@ -334,7 +387,162 @@ cli_verb cli_backend_list()
 
 cli_verb cli_status() { return {{}, no_options, no_args, print_status}; }
 
-cli_verb cli_stats() { return {{}, no_options, no_args, print_stats}; }
+// A rate as the live view shows it: "-" when unknown, else three figures
+// with a k/M/G suffix past a thousand.
+std::string rate_text(const json &r)
+{
+	if (!r.is_number())
+		return "-";
+	double v = r.get<double>();
+	const char *suffix = "";
+	for (const char *s : {"k", "M", "G", "T"}) {
+		if (v < 1000)
+			break;
+		v /= 1000;
+		suffix = s;
+	}
+	return v < 10 && *suffix ? fmt::format("{:.2f}{}", v, suffix) : fmt::format("{:.1f}{}", v, suffix);
+}
+
+// One frame of `stats --watch`: per VIP and backend, per drop reason that
+// is not zero, per worker.
+std::vector<std::string> watch_frame(const json &stats, const json &rates, double every)
+{
+	std::vector<std::string> out;
+	out.push_back(fmt::format("sluice  generation {}  {}  every {:g} s{}", num(stats["generation"]),
+				  utc_time(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+					  std::chrono::system_clock::now().time_since_epoch()).count())),
+				  every, rates["interval_s"].is_null() ? "  (rates after the next reading)" : ""));
+	out.push_back("");
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &v : rates["vips"]) {
+		rows.push_back({v["vip"], "", "", rate_text(v["packets_per_s"]), rate_text(v["bits_per_s"]),
+				rate_text(v["new_flows_per_s"])});
+		for (const auto &b : v["backends"])
+			rows.push_back({"", b["address"], b["state"], rate_text(b["packets_per_s"]),
+					rate_text(b["bits_per_s"]), rate_text(b["new_flows_per_s"])});
+	}
+	auto table = [&out](const std::vector<std::string> &head, const std::vector<std::vector<std::string>> &rs) {
+		std::vector<size_t> w(head.size());
+		for (size_t i = 0; i < head.size(); i++)
+			w[i] = head[i].size();
+		for (const auto &r : rs)
+			for (size_t i = 0; i < r.size(); i++)
+				w[i] = std::max(w[i], r[i].size());
+		auto line = [&](const std::vector<std::string> &r) {
+			std::string l;
+			for (size_t i = 0; i < r.size(); i++)
+				l += i + 1 == r.size() ? r[i] : pad(r[i], w[i] + 2);
+			out.push_back(l);
+		};
+		line(head);
+		for (const auto &r : rs)
+			line(r);
+	};
+	if (rows.empty())
+		out.push_back("no VIPs");
+	else
+		table({"VIP", "BACKEND", "STATE", "PKT/S", "BIT/S", "NEW-FLOWS/S"}, rows);
+	out.push_back("");
+	std::vector<std::vector<std::string>> drows;
+	for (auto it = rates["drops_per_s"].begin(); it != rates["drops_per_s"].end(); ++it)
+		if (it.value().is_number() && it.value().get<double>() > 0)
+			drows.push_back({it.key(), rate_text(it.value())});
+	if (drows.empty())
+		out.push_back(rates["interval_s"].is_null() ? "drops/s: -" : "drops/s: none");
+	else
+		table({"DROP-REASON", "DROPS/S"}, drows);
+	out.push_back("");
+	std::vector<std::vector<std::string>> wrows;
+	for (const auto &w : rates["workers"])
+		wrows.push_back({w["name"], w["kind"], w["state"], rate_text(w["rx_packets_per_s"]),
+				 rate_text(w["tx_packets_per_s"]),
+				 fmt::format("{:.1f}s", w["heartbeat_age_s"].get<double>())});
+	if (wrows.empty())
+		out.push_back("dataplanes: none attached");
+	else
+		table({"WORKER", "KIND", "STATE", "RX-PKT/S", "TX-PKT/S", "HEARTBEAT"}, wrows);
+	return out;
+}
+
+// --watch SECONDS: 0.1 to 3600.
+double watch_interval(const std::string &text)
+{
+	double s = 0;
+	auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), s);
+	if (ec != std::errc() || end != text.data() + text.size() || !(s >= 0.1 && s <= 3600))
+		throw usage_error(fmt::format("--watch: '{}' is not a number of seconds from 0.1 to 3600", text));
+	return s;
+}
+
+// `stats --watch`: reads stats every interval and shows the rates between
+// consecutive readings. On a terminal the frame is redrawn in place (like
+// top); otherwise each frame is a block of lines after a blank one, and with
+// --json each reading after the first is one line: the stats with "rates".
+int watch_stats(const po::variables_map &vm, const globals &g, const call_fn &call)
+{
+	if (vm.count("seconds") && !vm.count("watch"))
+		throw usage_error(fmt::format("'{}': give the interval with --watch, as in `sluicectl stats --watch "
+					      "{}`",
+					      vm["seconds"].as<std::string>(), vm["seconds"].as<std::string>()));
+	if (!vm.count("watch")) {
+		json r = call(json::object());
+		if (g.json_out)
+			std::puts(r.dump(2).c_str());
+		else
+			print_stats(r);
+		return 0;
+	}
+	const double every = watch_interval(vm.count("seconds") ? vm["seconds"].as<std::string>()
+							      : vm["watch"].as<std::string>());
+	const bool tty = ::isatty(STDOUT_FILENO) && !g.json_out;
+	catch_interrupts();
+	json before;
+	auto before_at = std::chrono::steady_clock::now();
+	bool first = true;
+	while (!interrupted) {
+		json now = call(json::object());
+		const auto now_at = std::chrono::steady_clock::now();
+		const double seconds = std::chrono::duration<double>(now_at - before_at).count();
+		json rates = sluice::stats_rates(before, now, seconds);
+		if (g.json_out) {
+			if (!before.is_null()) {
+				json line = now;
+				line["rates"] = rates;
+				std::puts(line.dump().c_str());
+			}
+		} else if (tty) {
+			// Home, each line cleared to its end, the rest of the screen
+			// cleared: redrawn in place without flicker.
+			std::string frame = "\033[H";
+			for (const auto &l : watch_frame(now, rates, every))
+				frame += l + "\033[K\n";
+			std::fputs((frame + "\033[J").c_str(), stdout);
+		} else {
+			if (!first)
+				std::puts("");
+			for (const auto &l : watch_frame(now, rates, every))
+				std::puts(l.c_str());
+		}
+		std::fflush(stdout);
+		first = false;
+		before = std::move(now);
+		before_at = now_at;
+		pause_for(every);
+	}
+	return 0;
+}
+
+cli_verb cli_stats()
+{
+	return {{"seconds"},
+		[](po::options_description &d) {
+			d.add_options()("watch", po::value<std::string>()->implicit_value("1"),
+					"refresh every SECONDS (default 1): packets/s, bits/s and new flows/s per VIP "
+					"and backend, drops/s by reason, per worker; until interrupted");
+		},
+		no_args, print_stats, watch_stats};
+}
 
 // apply's and diff's file: -f FILE, or - for standard input.
 json file_request(const po::variables_map &vm, const char *verb)
@@ -397,6 +605,81 @@ cli_verb cli_diff()
 	return {{"file-given-bare"}, file_option,
 		[](const po::variables_map &vm) { return file_request(vm, "diff"); },
 		[](const json &r) { print_changes(r, "against the running configuration"); }};
+}
+
+// One event as `sluicectl events` prints it: its time (UTC), its sequence
+// number, then its key=value fields, so every line greps like the journal's.
+void print_event(const json &e, bool as_json)
+{
+	if (as_json)
+		std::puts(e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+	else
+		std::printf("%s seq=%s %s\n", utc_time(e["time_ns"].get<uint64_t>()).c_str(), num(e["seq"]).c_str(),
+			    e["line"].get<std::string>().c_str());
+}
+
+void print_events(const json &r, bool as_json)
+{
+	if (r.value("lost", 0) > 0)
+		std::fprintf(stderr, "sluicectl: %s earlier events were overwritten (sluiced keeps the last %s)\n",
+			     num(r["lost"]).c_str(), num(r["capacity"]).c_str());
+	for (const auto &e : r["events"])
+		print_event(e, as_json);
+	std::fflush(stdout);
+}
+
+// `events [--since N] [--follow]`: what sluiced recorded, oldest first; with
+// --follow, asks again every half second for what came since. Once it has
+// answered, a sluiced that goes away is waited for (said once), and one that
+// restarted is read from its first event.
+int run_events(const po::variables_map &vm, const globals &g, const call_fn &call)
+{
+	json args = json::object();
+	if (vm.count("since"))
+		args["since"] = vm["since"].as<std::string>();
+	json r = call(args);
+	print_events(r, g.json_out);
+	if (!vm.count("follow"))
+		return 0;
+	catch_interrupts();
+	json instance = r["instance"];
+	uint64_t since = r["last_seq"].get<uint64_t>();
+	bool waiting = false;
+	while (!interrupted) {
+		pause_for(0.5);
+		if (interrupted)
+			break;
+		try {
+			r = call(json{{"since", since}});
+		} catch (const sluice::error &e) {
+			if (!waiting)
+				std::fprintf(stderr, "sluicectl: %s: waiting for it to come back\n", e.what());
+			waiting = true;
+			continue;
+		}
+		if (r["instance"] != instance) {
+			std::fprintf(stderr, "sluicectl: sluiced restarted: its events start again\n");
+			instance = r["instance"];
+			r = call(json{{"since", 0}});
+		} else if (waiting) {
+			std::fprintf(stderr, "sluicectl: sluiced answers again\n");
+		}
+		waiting = false;
+		print_events(r, g.json_out);
+		since = r["last_seq"].get<uint64_t>();
+	}
+	return 0;
+}
+
+cli_verb cli_events()
+{
+	return {{},
+		[](po::options_description &d) {
+			d.add_options()("since", po::value<std::string>(),
+					"only events after sequence number N (the seq= of the last one seen)")(
+				"follow", "keep printing new events as they come (every 0.5 s), until interrupted");
+		},
+		no_args, nullptr, run_events};
 }
 
 cli_verb cli_dump()
@@ -604,6 +887,28 @@ int run(int argc, char **argv)
 	po::store(po::command_line_parser(rest).options(all).positional(cpos).run(), vm);
 	po::notify(vm);
 
+	if (cli.loop) {
+		const std::string name = cmd->api_name();
+		call_fn call = [&](const json &args) {
+			json req{{"verb", name}, {"args", args}};
+			std::string line = sluice::api_call(
+				g.socket, req.dump(-1, ' ', false, json::error_handler_t::replace),
+				std::chrono::milliseconds(g.timeout_ms));
+			json resp = json::parse(line, nullptr, false);
+			if (resp.is_discarded() || !resp.is_object())
+				throw sluice::error("sluiced sent a malformed answer");
+			if (!resp.value("ok", false))
+				throw refused(resp.value("error", std::string("refused")));
+			return resp["result"];
+		};
+		try {
+			return cli.loop(vm, g, call);
+		} catch (const sluice::error &e) {
+			std::fprintf(stderr, "sluicectl: %s\n", e.what());
+			return exit_usage;
+		}
+	}
+
 	json req{{"verb", cmd->api_name()}, {"args", cli.request(vm)}};
 	std::string line;
 	try {
@@ -645,6 +950,9 @@ int main(int argc, char **argv)
 	} catch (const po::error &e) {
 		std::fprintf(stderr, "sluicectl: %s (see --help)\n", e.what());
 	} catch (const failure &e) {
+		std::fprintf(stderr, "sluicectl: %s\n", e.what());
+		return exit_refused;
+	} catch (const refused &e) {
 		std::fprintf(stderr, "sluicectl: %s\n", e.what());
 		return exit_refused;
 	} catch (const std::exception &e) {

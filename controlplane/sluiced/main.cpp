@@ -262,9 +262,10 @@ int run(const options &o)
 	spdlog::info("published generation {}", pub.generation());
 
 	// SO_PEERCRED: the socket's mode lets root, sluiced's user and its
-	// group in; of those, the group may only read.
+	// group in; of those, the group may only read. The credentials also go
+	// into the event of every change and refusal.
 	sluice::api_server api(o.socket_path, [&](std::string_view line, const sluice::api_peer &peer) {
-		return svc.handle_line(line, sluice::api_peer_privileged(peer));
+		return svc.handle_line(line, sluice::api_caller{sluice::api_peer_privileged(peer), peer.uid, peer.pid});
 	});
 	spdlog::info("API on {}", o.socket_path);
 
@@ -276,8 +277,11 @@ int run(const options &o)
 	}
 
 	// Housekeeping: the writer's heartbeat, so dataplanes can tell a live
-	// control plane from a dead one.
-	// and every second the backends' next-hop MACs (neighbours change).
+	// control plane from a dead one; every 300 ms the worker records, for
+	// the events of dataplanes attaching, stopping, dying or going stale
+	// (the first reading names those already there); and every second the
+	// backends' next-hop MACs (neighbours change).
+	svc.watch_workers();
 	timespec tick{0, 100 * 1000 * 1000};
 	for (unsigned n = 1;; n++) {
 		int sig = sigtimedwait(&sigs, nullptr, &tick);
@@ -286,6 +290,8 @@ int run(const options &o)
 			break;
 		}
 		pub.writer().heartbeat();
+		if (n % 3 == 0)
+			svc.watch_workers();
 		if (n % 10 == 0)
 			svc.refresh_next_hops();
 	}

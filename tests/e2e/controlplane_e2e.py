@@ -456,6 +456,77 @@ class ControlPlane(unittest.TestCase):
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
             subprocess.run(["ip", "netns", "del", peer], stderr=subprocess.DEVNULL)
 
+    def test_events_follow_a_health_transition_a_change_and_a_refusal(self):
+        # What an operator watching `sluicectl events --follow` sees: a
+        # backend going down when its listener closes, a change with the
+        # caller's uid and pid, and a refused change with its line.
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        V = "10.200.5.1:80/tcp"
+        d = Sluiced(BUILD, self.tmp, "events", config_text=(
+            "node: {source_ipv4: 10.0.0.2}\nvips:\n  - address: 10.200.5.1\n    port: 80\n    backends:\n"
+            f"      - address: 127.0.0.1\n        check: {{type: tcp, port: {port}, interval_ms: 100, "
+            "timeout_ms: 100, rise: 2, fall: 3}\n"))
+        ctl = os.path.join(BUILD, "controlplane/sluicectl/sluicectl")
+        follower = subprocess.Popen([ctl, "--socket", d.sock, "events", "--follow"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")))
+        reader.start()
+
+        def line_with(*parts):
+            return wait_for(lambda: next((l for l in list(lines) if all(p in l for p in parts)), None), 30,
+                            f"an event with {parts}; got:\n{''.join(lines)}")
+        try:
+            # Never judged, it joins on its first pass.
+            line_with("event=health", f"vip={V}", "address=127.0.0.1", "state=up")
+            listener.close()
+            down = line_with("event=health", "state=down")
+            self.assertIn(f"vip={V} address=127.0.0.1 state=down check=tcp port={port} probes=3 reason=", down)
+            self.assertIn("refused", down.split("reason=")[1])
+            self.assertRegex(down, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z seq=\d+ event=health ")
+
+            add = subprocess.Popen([ctl, "--socket", d.sock, "backend", "add", V, "10.0.0.13", "--weight", "20"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = add.communicate(timeout=30)
+            self.assertEqual(add.returncode, 0, err)
+            gen = re.search(r"generation (\d+)", out).group(1)
+            line_with("event=change verb=backend.add", f"uid={os.getuid()} pid={add.pid} generation={gen} "
+                      f"vip={V} address=10.0.0.13 weight=20")
+
+            again = subprocess.Popen([ctl, "--socket", d.sock, "backend", "add", V, "10.0.0.13"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = again.communicate(timeout=30)
+            self.assertEqual(again.returncode, 1)
+            message = err.strip().removeprefix("sluicectl: ")
+            self.assertEqual(message, f"backend 10.0.0.13 already in VIP {V}")
+            refusal = line_with("event=refusal verb=backend.add", f"pid={again.pid}")
+            self.assertTrue(refusal.endswith(f'uid={os.getuid()} pid={again.pid} vip={V} address=10.0.0.13 '
+                                             f'error="{message}"\n'), refusal)
+            # Reads are not events.
+            self.assertFalse([l for l in lines if "verb=status" in l or "verb=events" in l], lines)
+        finally:
+            follower.terminate()
+            try:
+                follower.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                follower.kill()
+                follower.wait(timeout=10)
+            reader.join(timeout=10)
+            follower.stdout.close()
+            follower.stderr.close()
+            listener.close()
+            d.stop()
+        self.assertEqual(follower.returncode, 0, "--follow ends cleanly on SIGTERM")
+        # The same lines reach sluiced's log (the journal under systemd).
+        log = d.log_text()
+        self.assertIn(f"warning: event=health vip={V} address=127.0.0.1 state=down check=tcp", log)
+        self.assertIn(f"info: event=change verb=backend.add uid={os.getuid()} pid={add.pid} generation={gen}", log)
+        self.assertIn(f'error="backend 10.0.0.13 already in VIP {V}" seq=', log)
+
     def test_version_and_build_info(self):
         version = re.search(r"version : '([^']+)'", open(os.path.join(SOURCE, "meson.build")).read()).group(1)
         for exe, name in (("controlplane/sluiced/sluiced", "sluiced"), ("controlplane/sluicectl/sluicectl", "sluicectl")):

@@ -137,6 +137,7 @@ TEST_F(VerbsTest, SluicectlReachesEveryVerbUnderItsName)
 		{"apply", "apply -f " + file.string()},
 		{"diff", "diff -f " + file.string()},
 		{"dump", "dump"},
+		{"events", "events --since 0"},
 	};
 	std::set<std::string> covered;
 	for (const auto &[name, line] : lines)
