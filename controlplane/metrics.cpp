@@ -129,6 +129,26 @@ std::string render_metrics(const stats_view &sv)
 		out += fmt::format("sluice_worker_packets_total{{worker=\"{}\",kind=\"{}\",direction=\"tx\"}} {}\n",
 				   esc(w.name), w.kind, w.counters[SLUICE_CNT_tx_packets]);
 	}
+	family(out, "sluice_worker_bytes_total", "counter",
+	       "Bytes the worker received (rx) and sent towards backends (tx, after encapsulation).");
+	for (const auto &w : sv.workers) {
+		out += fmt::format("sluice_worker_bytes_total{{worker=\"{}\",kind=\"{}\",direction=\"rx\"}} {}\n",
+				   esc(w.name), w.kind, w.counters[SLUICE_CNT_rx_bytes]);
+		out += fmt::format("sluice_worker_bytes_total{{worker=\"{}\",kind=\"{}\",direction=\"tx\"}} {}\n",
+				   esc(w.name), w.kind, w.counters[SLUICE_CNT_tx_bytes]);
+	}
+	// Per worker, all reasons together (sluice_drops_total has them by
+	// reason for the node): one worker dropping while the others do not is
+	// a queue or a core, not the configuration.
+	family(out, "sluice_worker_drops_total", "counter", "Packets the worker dropped, all reasons.");
+	for (const auto &w : sv.workers) {
+		uint64_t drops = 0;
+		for (size_t i = 0; i < SLUICE_CNT__COUNT; i++)
+			if (std::strcmp(counter_table[i].kind, "drop") == 0)
+				drops += w.counters[i];
+		out += fmt::format("sluice_worker_drops_total{{worker=\"{}\",kind=\"{}\"}} {}\n", esc(w.name), w.kind,
+				   drops);
+	}
 	return out;
 }
 

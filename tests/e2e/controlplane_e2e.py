@@ -412,6 +412,9 @@ class ControlPlane(unittest.TestCase):
                              (1000, 990))
             self.assertIn('sluice_worker_packets_total{worker="e2e-q0",kind="test",direction="rx"} 1000', text)
             self.assertIn('sluice_worker_packets_total{worker="e2e-q0",kind="test",direction="tx"} 990', text)
+            self.assertIn('sluice_worker_bytes_total{worker="e2e-q0",kind="test",direction="rx"} 64000', text)
+            self.assertIn('sluice_worker_bytes_total{worker="e2e-q0",kind="test",direction="tx"} 70000', text)
+            self.assertIn('sluice_worker_drops_total{worker="e2e-q0",kind="test"} 0', text)
             self.assertIn("e2e-q0", self.d.ok("status"))
             # A silent worker is reported dead after the timeout (500 ms here).
             wait_for(lambda: self.d.json("status")["workers"][0]["state"] == "dead", 10, "worker to die")

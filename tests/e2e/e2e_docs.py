@@ -13,7 +13,8 @@
   ones controlplane/config_json.cpp reads; the complete example in that page,
   dist/sluice.yaml and examples/sluice.yaml load too;
 - dist/: the units name the binaries meson installs and the options they
-  pass exist.
+  pass exist; the Grafana dashboard and the Prometheus alert rules use only
+  metrics a live sluiced serves.
 
 No root needed.
 
@@ -305,6 +306,54 @@ class Configuration(unittest.TestCase):
             if d:
                 d.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def metric_names(text):
+    """The sluice_* metric names in a PromQL expression or dashboard text
+    (label names and values left out)."""
+    text = re.sub(r'\{[^{}]*\}', "{}", text)  # label matchers may quote anything
+    return set(re.findall(r"\b(sluice_[a-z0-9_]+)\b", text))
+
+
+class Monitoring(unittest.TestCase):
+    """dist/grafana/sluice.json and dist/prometheus/sluice-alerts.yml use
+    only metrics a live sluiced serves: a renamed metric would leave a
+    blank panel or an alert that never fires, silently."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="sluice-docs-metrics-")
+        cls.d = Sluiced(BUILD, cls.tmp, "metrics", metrics=True)
+        # Every family is announced with # TYPE, with or without series
+        # (no dataplane is attached here).
+        cls.served = set(re.findall(r"^# TYPE (\S+) ", cls.d.metrics(), re.M))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_dashboard_uses_served_metrics(self):
+        dash = json.load(open(os.path.join(SOURCE, "dist/grafana/sluice.json")))
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        self.assertGreaterEqual(len(exprs), 10)
+        for p in dash["panels"]:
+            self.assertTrue(p.get("targets"), f"panel {p['title']!r} has no query")
+        used = set().union(*map(metric_names, exprs), metric_names(json.dumps(dash["templating"])))
+        self.assertEqual(sorted(used - self.served), [], "dist/grafana/sluice.json: metrics sluiced does not serve")
+
+    def test_alert_rules_use_served_metrics(self):
+        import yaml
+        rules = yaml.safe_load(open(os.path.join(SOURCE, "dist/prometheus/sluice-alerts.yml")))
+        alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+        self.assertEqual(sorted(alerts), ["SluiceBackendDown", "SluiceDataplaneHeartbeatStale", "SluiceDropsRising",
+                                          "SluiceVipWithoutHealthyBackends", "SluiceWorkerRefusesSnapshot"])
+        for name, r in alerts.items():
+            with self.subTest(alert=name):
+                used = metric_names(r["expr"])
+                self.assertTrue(used, f"{name}: no sluice metric in {r['expr']!r}")
+                self.assertEqual(sorted(used - self.served), [], f"{name}: metrics sluiced does not serve")
+                self.assertIn("summary", r["annotations"])
 
 
 class Dist(unittest.TestCase):
