@@ -366,9 +366,12 @@ TEST_F(ServiceTest, FreedIdsSurviveARestartInBothStateForms)
 		{
 			memory_publisher pub;
 			service s(pub, dir, base());
-			for (const auto &b : call(s, "backend.list")["result"])
+			// Held by name: a range-for over a member of a temporary reads freed memory.
+			json listed = call(s, "backend.list");
+			for (const auto &b : listed["result"])
 				if (b["address"] == "10.0.0.11")
 					freed = b["id"];
+			ASSERT_NE(freed, UINT32_MAX) << listed.dump();
 			ASSERT_TRUE(call(s, "backend.del", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.11"}})["ok"]);
 		}
 		if (old_form) {
@@ -384,7 +387,8 @@ TEST_F(ServiceTest, FreedIdsSurviveARestartInBothStateForms)
 		service s(pub, dir, config{});
 		ASSERT_TRUE(s.restored_from_state());
 		ASSERT_TRUE(call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.77"}})["ok"]);
-		for (const auto &b : call(s, "backend.list")["result"])
+		json listed = call(s, "backend.list");
+		for (const auto &b : listed["result"])
 			if (b["address"] == "10.0.0.77")
 				EXPECT_NE(b["id"], freed) << (old_form ? "old form" : "array form");
 	}
