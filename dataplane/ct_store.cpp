@@ -194,6 +194,14 @@ ct_file ct_file::open(const ct_place &place, uint32_t q, uint64_t secret, int so
 		throw error("{}: {}", f.path_, errno_text(errno));
 	if (!S_ISREG(st.st_mode))
 		throw error("{}: not a regular file", f.path_);
+	// /dev/shm is anyone's to write in: a file another user made (or may
+	// still write) is never mapped, whatever it holds, since it carries
+	// its own hash key and would steer flows as its writer pleases.
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		throw error("{}: owned by uid {} with mode {:o}, not this process's (uid {}) and private: "
+			    "refusing it (remove it, or give --ct-dir a directory only sluice-dpdk's user "
+			    "writes)",
+			    f.path_, st.st_uid, st.st_mode & 07777, geteuid());
 	const uint64_t size = static_cast<uint64_t>(st.st_size);
 
 	ct_file_header old{};

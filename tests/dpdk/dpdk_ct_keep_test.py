@@ -15,8 +15,9 @@ keeps its tables only where --ct-dir is given; a live port always does):
   the untouched entries keep their backends), a truncated file, a wrong
   magic, another layout version, another worker count (each: one line
   saying why, a new table, every packet forwarded), another --ct-entries
-  (rehashed, every flow kept), a table locked by another process (refused
-  in one line), and --ct-fresh (thrown away).
+  (rehashed, every flow kept), a table locked by another process or owned
+  by another user or writable by others (refused in one line), and
+  --ct-fresh (thrown away).
 No root, no hugepages (the files go where --ct-dir says).
 
 usage: dpdk_ct_keep_test.py BUILD_DIR SOURCE_DIR
@@ -236,6 +237,21 @@ class CtKeep(unittest.TestCase):
         last = err.strip().splitlines()[-1]
         self.assertRegex(last, r"^sluice-dpdk: .*sluice-ct\..*: locked by another process: "
                                r"one dataplane per segment and port$")
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root: a file of another user")
+    def test_a_table_another_user_owns_or_may_write_is_refused(self):
+        # /dev/shm is world-writable: a local user may plant a table (with
+        # its own hash key) where sluice-dpdk looks for one.
+        for uid, mode in ((65534, 0o600), (0, 0o666)):
+            with self.subTest(uid=uid, mode=oct(mode)):
+                ct, _ = self.opened()
+                path = self.table_file(ct)
+                os.chown(path, uid, uid)
+                os.chmod(path, mode)
+                _, err, _ = self.run_dp(self.ack, ct, status=1)
+                last = err.strip().splitlines()[-1]
+                self.assertRegex(last, rf"^sluice-dpdk: .*sluice-ct\..*: owned by uid {uid} with mode {mode:o}, "
+                                       r"not this process's \(uid 0\) and private: refusing it")
 
     def test_bad_options_are_one_line(self):
         for args, text in [(["--ct-dir", os.path.join(self.tmp, "none")], "not a directory"),
