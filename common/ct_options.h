@@ -40,4 +40,26 @@ inline void check_ct_options(const boost::program_options::variables_map &vm, ui
 		entries = default_entries;
 }
 
+// --conn-sweep-s: how long one sweep of the connection tables that counts
+// live connections per backend (common/conn_sweep.h) is paced to take; 0:
+// no counting. 2 s by default: sluiced's counts and the drain-done event
+// lag by at most two periods, and a sweep reads each table once per period.
+inline constexpr double default_conn_sweep_s = 2.0;
+
+inline void add_conn_sweep_option(boost::program_options::options_description &desc, double &seconds)
+{
+	namespace po = boost::program_options;
+	desc.add_options()
+		("conn-sweep-s", po::value(&seconds)->default_value(seconds),
+		 "seconds one sweep of the connection tables takes, counting live connections per backend for sluiced (0: no counting)");
+}
+
+inline void check_conn_sweep_option(double seconds)
+{
+	// Below 0.1 s a sweep reads every table ten times a second for counts
+	// nobody reads that often; above an hour a drain would never look done.
+	if (!(seconds == 0 || (seconds >= 0.1 && seconds <= 3600)))
+		throw error("--conn-sweep-s {}: give 0 (no counting) or 0.1 to 3600 seconds", seconds);
+}
+
 } // namespace sluice

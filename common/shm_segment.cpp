@@ -565,6 +565,10 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 			__atomic_store_n(&info.generation_seen, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&info.generation_applied, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&info.refused, SLUICE_REFUSED_NONE, __ATOMIC_RELAXED);
+			// The last owner's connection counts were of its tables:
+			// this record counts nothing until our first sweep is done.
+			__atomic_store_n(&info.conn_seq, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&info.conn_sweep_ms, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);
 			info.kind = kind;
 			info.queue = queue;

@@ -95,6 +95,26 @@ std::string render_metrics(const stats_view &sv)
 		for (const auto &b : v.backends)
 			out += fmt::format("sluice_backend_weight{{vip=\"{}\",backend=\"{}\"}} {}\n",
 					   esc(v.cfg.key.str()), esc(b.cfg.address.str()), b.cfg.weight);
+	// Absent, not 0, while no live dataplane counts: an unknown count must
+	// not read as an empty backend.
+	family(out, "sluice_backend_connections", "gauge",
+	       "Live connections to the backend in the dataplanes' connection tables, as of their last sweep: "
+	       "active (SYN, established, UDP) and inactive (FIN).");
+	for (const auto &v : sv.vips)
+		for (const auto &b : v.backends)
+			if (b.conns) {
+				out += fmt::format("sluice_backend_connections{{vip=\"{}\",backend=\"{}\",state=\"active\"}} {}\n",
+						   esc(v.cfg.key.str()), esc(b.cfg.address.str()), b.conns->active);
+				out += fmt::format("sluice_backend_connections{{vip=\"{}\",backend=\"{}\",state=\"inactive\"}} {}\n",
+						   esc(v.cfg.key.str()), esc(b.cfg.address.str()), b.conns->inactive);
+			}
+	family(out, "sluice_backend_drain_done", "gauge",
+	       "Backends at weight 0 only: 1 once no counting dataplane holds a connection to it (safe to take down).");
+	for (const auto &v : sv.vips)
+		for (const auto &b : v.backends)
+			if (!b.drain.empty())
+				out += fmt::format("sluice_backend_drain_done{{vip=\"{}\",backend=\"{}\"}} {}\n",
+						   esc(v.cfg.key.str()), esc(b.cfg.address.str()), b.drain == "done" ? 1 : 0);
 	family(out, "sluice_vip_backends_in_table", "gauge",
 	       "Backends in the VIP's Maglev table (healthy, weight > 0).");
 	for (const auto &v : sv.vips)

@@ -118,6 +118,14 @@ std::string worker_kind(uint32_t k)
 	return "unknown";
 }
 
+// {"active": N, "inactive": M}, or null while no live dataplane counts.
+json conns_json(const std::optional<sluice_conn_count> &c)
+{
+	if (!c)
+		return nullptr;
+	return json{{"active", c->active}, {"inactive", c->inactive}};
+}
+
 json backend_json(const vip_view &v, const backend_view &b)
 {
 	json j = backend_to_json(b.cfg);
@@ -125,6 +133,9 @@ json backend_json(const vip_view &v, const backend_view &b)
 	j["id"] = b.id;
 	j["state"] = b.state;
 	j["healthy"] = b.healthy;
+	j["conns"] = conns_json(b.conns);
+	if (!b.drain.empty())
+		j["drain"] = b.drain;
 	j["next_hop_mac"] = b.next_hop_mac ? b.next_hop_mac->str() : "";
 	if (!b.next_hop_error.empty())
 		j["next_hop_error"] = b.next_hop_error;
@@ -150,8 +161,16 @@ json vip_json(const vip_view &v)
 	j["id"] = v.id;
 	j["backends"] = v.backends.size();
 	j["in_table"] = v.in_table;
+	j["conns"] = conns_json(v.conns);
 	j["digest"] = v.digest;
 	return j;
+}
+
+// Whose connection counts are summed: a reader tells "0 connections"
+// from "no dataplane counts" (counting 0) and "not all counted yet".
+json conns_workers_json(const stats_view &sv)
+{
+	return json{{"counting", sv.conns_counting}, {"pending", sv.conns_pending}};
 }
 
 json workers_json(const stats_view &sv)
@@ -800,7 +819,7 @@ json service::verb_status(const json &)
 		vips.push_back(j);
 	}
 	return json{{"generation", sv.generation}, {"drained", sv.drained}, {"vips", vips},
-		    {"workers", workers_json(sv)}};
+		    {"conns_workers", conns_workers_json(sv)}, {"workers", workers_json(sv)}};
 }
 
 json service::verb_stats(const json &)
@@ -813,16 +832,21 @@ json service::verb_stats(const json &)
 	for (const auto &v : sv.vips) {
 		json j{{"vip", v.cfg.key.str()}};
 		j.update(counters_json(v.counters));
+		j["conns"] = conns_json(v.conns);
 		j["backends"] = json::array();
 		for (const auto &b : v.backends) {
 			json bj{{"address", b.cfg.address.str()}, {"state", b.state}};
 			bj.update(counters_json(b.counters));
+			bj["conns"] = conns_json(b.conns);
+			if (!b.drain.empty())
+				bj["drain"] = b.drain;
 			j["backends"].push_back(bj);
 		}
 		vips.push_back(j);
 	}
 	return json{{"generation", sv.generation},
 		    {"counters", counters},
+		    {"conns_workers", conns_workers_json(sv)},
 		    {"vips", vips},
 		    {"workers", workers_json(sv)}};
 }
@@ -876,6 +900,26 @@ stats_view service::stats_locked() const
 		sv.vips.push_back(vv);
 	}
 	sv.workers = read_workers(&sv.counters);
+	const conn_totals ct = read_conns(sv.workers);
+	sv.conns_counting = ct.counting;
+	sv.conns_pending = ct.pending;
+	for (auto &vv : sv.vips) {
+		for (auto &bv : vv.backends) {
+			if (ct.known()) {
+				bv.conns = ct.of(bv.id);
+				sluice_conn_count &sum = vv.conns.emplace(vv.conns.value_or(sluice_conn_count{}));
+				sum.active += bv.conns->active;
+				sum.inactive += bv.conns->inactive;
+			}
+			if (bv.cfg.weight == 0) {
+				auto d = drains_.find(bv.id);
+				bv.drain = drain_progress_name(
+					drain_state(ct, bv.id, d != drains_.end() ? d->second.generation : pub_.generation()));
+			}
+		}
+		if (ct.known() && !vv.conns)
+			vv.conns = sluice_conn_count{};
+	}
 	sv.drained = state_.drained;
 	const std::vector<bgp_decision> decisions = bgp_decide(bgp_inputs_locked(sv.workers));
 	for (size_t i = 0; i < decisions.size() && i < sv.vips.size(); i++) {
@@ -1143,11 +1187,55 @@ std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
 	return out;
 }
 
+conn_totals service::read_conns(const std::vector<worker_view> &workers) const
+{
+	std::vector<const sluice_worker *> live;
+	if (const sluice_shm *shm = pub_.segment())
+		for (const auto &w : workers)
+			if (w.state == "live")
+				live.push_back(&shm->workers[w.index % SLUICE_MAX_WORKERS]);
+	return sum_conns(live);
+}
+
 void service::watch_workers()
 {
 	std::lock_guard lk(watch_mu_);
 	std::vector<worker_view> now = read_workers(nullptr);
 	for (const auto &e : worker_changes(last_workers_ ? &*last_workers_ : nullptr, now))
+		record(e);
+	// Drains: each backend at weight 0 is watched from the generation
+	// sluiced first sees it so (one published after the drain, or the drain's
+	// own), and its event recorded the first time no counting dataplane
+	// holds a connection to it.
+	std::vector<event_fields> done;
+	{
+		std::lock_guard g(mu_);
+		const conn_totals ct = read_conns(now);
+		const uint64_t gen = pub_.generation();
+		std::map<uint32_t, drain_note> next;
+		for (const auto &v : state_.cfg.vips)
+			for (const auto &b : v.backends) {
+				if (b.weight != 0)
+					continue;
+				const uint32_t id = state_.ids.backend_id(v.key, b.address);
+				auto it = drains_.find(id);
+				drain_note n = it != drains_.end() ? it->second : drain_note{gen, false};
+				if (!n.reported && drain_state(ct, id, n.generation) == drain_progress::done) {
+					n.reported = true;
+					event_fields e("backend");
+					e.add("vip", v.key.str())
+						.add("address", b.address.str())
+						.add("state", "drained")
+						.add("reason", fmt::format("backend {} of VIP {} drained: no connections left",
+									   b.address.str(), v.key.str()))
+						.add("generation", std::to_string(n.generation));
+					done.push_back(std::move(e));
+				}
+				next[id] = n;
+			}
+		drains_ = std::move(next);
+	}
+	for (const auto &e : done)
 		record(e);
 	last_workers_ = std::move(now);
 }

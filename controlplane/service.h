@@ -9,6 +9,7 @@
 #include "bird.h"
 #include "config.h"
 #include "config_io.h"
+#include "conns.h"
 #include "events.h"
 #include "health.h"
 #include "snapshot_builder.h"
@@ -68,6 +69,11 @@ struct backend_view {
 	std::string state; // up, down, draining (weight 0), down+draining
 	std::optional<health_status> health;
 	sluice_obj_counters counters{};
+	// Live connections over the dataplanes that count them (conns.h);
+	// none while no live dataplane has completed a sweep.
+	std::optional<sluice_conn_count> conns;
+	// Weight 0 only: unknown, waiting or done (conns.h drain_state).
+	std::string drain;
 };
 
 struct vip_view {
@@ -75,6 +81,7 @@ struct vip_view {
 	uint32_t id = 0;
 	uint32_t in_table = 0; // backends in the Maglev table
 	sluice_obj_counters counters{};
+	std::optional<sluice_conn_count> conns; // its backends' summed
 	std::vector<backend_view> backends;
 	// The table digest (snapshot_builder.h's table_digest): equal on two
 	// nodes when they send every flow of the VIP to the same backend.
@@ -89,6 +96,8 @@ struct stats_view {
 	std::vector<vip_view> vips;
 	std::array<uint64_t, SLUICE_CNT__COUNT> counters{};
 	std::vector<worker_view> workers;
+	uint32_t conns_counting = 0; // live worker records whose counts are summed
+	uint32_t conns_pending = 0;  // live ones that count but have no sweep done yet
 	bool drained = false; // `sluicectl node drain`
 	bird_announcer::status bird; // what BIRD was told, and whether it answers
 	// BIRD holds exactly the prefixes the decision wants (always false
@@ -229,6 +238,16 @@ private:
 	std::mutex change_order_mu_;
 	std::mutex watch_mu_;
 	std::optional<std::vector<worker_view>> last_workers_; // under watch_mu_
+	// The live workers' connection counts, summed (conns.h).
+	conn_totals read_conns(const std::vector<worker_view> &workers) const;
+	// Draining backends by id (under mu_): the generation sluiced first saw
+	// them at weight 0, and whether their "drained" event was recorded (once
+	// per drain; weight above 0 again ends the drain).
+	struct drain_note {
+		uint64_t generation = 0;
+		bool reported = false;
+	};
+	std::map<uint32_t, drain_note> drains_;
 	bird_announcer bird_;
 	std::mutex bgp_mu_; // one sync_bgp at a time
 	std::map<vip_key, bool> last_announce_; // under bgp_mu_: for the events of a change

@@ -1,16 +1,68 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "housekeeping.h"
 
+#include "conn_sweep.h"
 #include "note.h"
 #include "report.h"
+#include "sys.h"
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace sluice {
+
+namespace {
+
+// A step per pass counts at most this many buckets (256 KiB of table): a
+// pass stays short for the TAP relay beside it, and at the default 2 s a
+// 2^20-entry table needs ~13 buckets per 100 us pass.
+constexpr uint64_t sweep_step_buckets = 1024;
+
+// One worker's table, counted for sluiced into that worker's record.
+struct table_sweep {
+	worker_lcore *w;
+	conn_sweep sweep;
+};
+
+std::vector<table_sweep> plan_sweeps(const options &o, runtime &rt)
+{
+	std::vector<table_sweep> out;
+	// A replay's clock is frozen and its worker short-lived: nothing to count.
+	if (o.mode == port_mode::pcap || o.conn_sweep_s <= 0)
+		return out;
+	const auto period_ns = static_cast<uint64_t>(o.conn_sweep_s * 1e9);
+	for (auto &w : rt.workers) {
+		out.push_back({w.get(), conn_sweep(w->state.ct->n_buckets, period_ns, sweep_step_buckets)});
+		out.back().sweep.announce(w->handle.record());
+	}
+	return out;
+}
+
+// The workers write their tables meanwhile; conn_sweep reads each field
+// with one relaxed load. Clock: CLOCK_MONOTONIC seconds, the workers' own
+// (lcore.h ct_clock_offset).
+void sweep_step(std::vector<table_sweep> &sweeps)
+{
+	const uint64_t now_ns = monotonic_ns();
+	const auto now_s = static_cast<uint32_t>(now_ns / 1000000000u);
+	for (table_sweep &ts : sweeps) {
+		const conn_sweep::step st = ts.sweep.due(now_ns);
+		sluice_worker &rec = ts.w->handle.record();
+		if (ts.sweep.sweep_begun())
+			ts.sweep.set_begin_generation(__atomic_load_n(&rec.info.generation_applied, __ATOMIC_RELAXED));
+		if (st.count == 0)
+			continue;
+		const sluice_ct_table *t = ts.w->state.ct;
+		if (ts.sweep.counted(&t->buckets[st.first], st.count, now_s, t->to))
+			ts.sweep.publish(rec, now_ns);
+	}
+}
+
+} // namespace
 
 pcap_progress keep_house(const options &o, runtime &rt, uint64_t expected)
 {
@@ -23,6 +75,7 @@ pcap_progress keep_house(const options &o, runtime &rt, uint64_t expected)
 	const uint64_t launched_at = rte_rdtsc();
 	const uint64_t stats_ticks = uint64_t(o.stats_period_s) * hz;
 	uint64_t next_stats = o.stats_period_s ? launched_at + stats_ticks : UINT64_MAX;
+	std::vector<table_sweep> sweeps = plan_sweeps(o, rt);
 	while (!stop_requested.load(std::memory_order_relaxed)) {
 		if (rte_rdtsc() >= next_stats) {
 			print_progress(rt, double(rte_rdtsc() - launched_at) / double(hz));
@@ -30,6 +83,8 @@ pcap_progress keep_house(const options &o, runtime &rt, uint64_t expected)
 		}
 		rt.keeper->poll();
 		const uint32_t moved = rt.relay ? rt.relay->poll() : 0;
+		if (!sweeps.empty())
+			sweep_step(sweeps);
 		if (o.mode == port_mode::pcap) {
 			end.done = __atomic_load_n(&rt.workers[0]->rx_done, __ATOMIC_ACQUIRE);
 			if (end.done >= expected)

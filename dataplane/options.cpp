@@ -139,6 +139,7 @@ options parse_options(int argc, char **argv)
 
 	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
 		       "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)");
+	add_conn_sweep_option(desc, o.conn_sweep_s);
 	desc.add_options()
 		("ct-dir", po::value(&o.ct_dir), "DIR: keep each worker's connection table in a file here, so a restart goes on with every flow (default: a hugetlbfs mount with free pages, else /dev/shm; with --pcap: not kept unless given)")
 		("ct-fresh", "start with empty connection tables, throwing away the kept ones")
@@ -184,6 +185,11 @@ options parse_options(int argc, char **argv)
 	if (vm.count("stats-period") && o.stats_period_s == 0)
 		throw error("--stats-period 0: give a period in seconds");
 	check_ct_options(vm, o.ct_entries, o.mode == port_mode::eal ? default_ct_entries : default_ct_entries_shortcut);
+	check_conn_sweep_option(o.conn_sweep_s);
+	// A replay's clock is frozen and its one worker lives seconds: nothing
+	// to count for sluiced (docs/dpdk.md).
+	if (o.mode == port_mode::pcap && !vm["conn-sweep-s"].defaulted())
+		throw error("--conn-sweep-s: a --pcap replay counts no connections: drop it");
 	o.ct_fresh = vm.count("ct-fresh") > 0;
 	o.ct_persist = vm.count("no-ct-persist") == 0 && (o.mode != port_mode::pcap || vm.count("ct-dir"));
 	if (vm.count("no-ct-persist") && (vm.count("ct-dir") || o.ct_fresh))

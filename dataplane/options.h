@@ -35,6 +35,9 @@ struct options {
 	bool ct_persist = true;
 	std::string ct_dir;     // --ct-dir; empty: default_ct_dir()
 	bool ct_fresh = false;  // --ct-fresh: throw the kept tables away
+	// The main lcore counts each worker's live connections per backend
+	// over this period (housekeeping.cpp); 0: not at all. --pcap: never.
+	double conn_sweep_s = 2.0;
 	uint32_t wait_shm_ms = 10000;
 	// Benchmarking (scripts/bench): an RX-only source and a sink, as testpmd's two ports.
 	std::string tx_port;          // EAL mode: transmit forwarded traffic on this ethdev (by name)

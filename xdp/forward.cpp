@@ -3,6 +3,7 @@
 // keep the maps in step with the segment until stopped.
 #include "modes.h"
 
+#include "ct_counter.h"
 #include "mirror.h"
 #include "program.h"
 #include "shm_segment.h"
@@ -64,6 +65,7 @@ int run_forwarder(const options &o)
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp " + o.iface);
 	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
+	ct_counter conns(prog, o.ct_timeouts, o.conn_sweep_s, h.record());
 
 	// The program goes on the interface only once it has a snapshot: before
 	// that it would drop every IP packet (drop_no_snapshot, as the DPDK
@@ -105,6 +107,7 @@ int run_forwarder(const options &o)
 			counters.copy();
 			next_counters = now + counters_interval;
 		}
+		conns.poll(m.generation());
 		housekeeping_sleep();
 	}
 	spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "

@@ -64,6 +64,7 @@ bool parse_options(int argc, char **argv, options &o)
 		("log-level", po::value(&o.log_level)->default_value(o.log_level), "trace, debug, info, warn, error");
 	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
 		       "connection-table entries per CPU (default 262144; 65536 with --pcap)");
+	add_conn_sweep_option(desc, o.conn_sweep_s);
 	// The decap program's options, on sluice-xdp without --decap: say where
 	// they belong rather than "unrecognised option".
 	std::vector<std::string> decap_only;
@@ -88,6 +89,9 @@ bool parse_options(int argc, char **argv, options &o)
 	if (!o.pcap.empty() && o.unpin)
 		throw error("--pcap runs the forwarding program: not with --unpin");
 	check_ct_options(vm, o.ct_entries, o.pcap.empty() ? SLUICE_XDP_DEFAULT_CT_ENTRIES : (1u << 16));
+	check_conn_sweep_option(o.conn_sweep_s);
+	if (!o.pcap.empty() && !vm["conn-sweep-s"].defaulted())
+		throw error("--conn-sweep-s: a --pcap replay counts no connections: drop it");
 	if (o.pin_dir.empty() && !o.iface.empty())
 		o.pin_dir = default_pin_dir(o.iface);
 	return true;

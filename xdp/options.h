@@ -29,6 +29,7 @@ struct options {
 	uint32_t ct_entries = 0;
 	uint32_t ring_entries = SLUICE_XDP_DEFAULT_RING_ENTRIES;
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
+	double conn_sweep_s = 2.0; // ct_counter.h; 0: no counting
 	uint32_t wait_shm_ms = 10000;
 	bool verbose = false;
 	std::string log_level = "info";

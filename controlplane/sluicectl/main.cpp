@@ -168,6 +168,26 @@ void print_vips(const json &r)
 	print_table({"VIP", "MODE", "RING", "IN-TABLE/BACKENDS"}, rows);
 }
 
+// "-" while no live dataplane counts connections (conns is null).
+std::string conns_part(const json &b, const char *which)
+{
+	const json c = b.value("conns", json());
+	return c.is_object() ? num(c[which]) : "-";
+}
+
+// A draining backend whose connections are all gone reads "drained"
+// (its drain is done: safe to take down).
+std::string state_text(const json &b)
+{
+	std::string st = b["state"];
+	if (b.value("drain", "") == "done") {
+		const auto at = st.find("draining");
+		if (at != std::string::npos)
+			st.replace(at, 8, "drained");
+	}
+	return st;
+}
+
 std::vector<std::string> backend_row(const json &b, bool with_vip)
 {
 	std::vector<std::string> r;
@@ -175,7 +195,8 @@ std::vector<std::string> backend_row(const json &b, bool with_vip)
 		r.push_back(b["vip"]);
 	r.push_back(b["address"]);
 	r.push_back(num(b["weight"]));
-	r.push_back(b["state"]);
+	r.push_back(state_text(b));
+	r.push_back(conns_part(b, "active") + "/" + conns_part(b, "inactive"));
 	r.push_back(check_text(b));
 	std::string hop = b.value("next_hop_mac", "");
 	r.push_back(hop.empty() ? "-" : hop);
@@ -193,7 +214,7 @@ void print_backends(const json &r)
 	std::vector<std::vector<std::string>> rows;
 	for (const auto &b : r)
 		rows.push_back(backend_row(b, true));
-	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CHECK", "NEXT-HOP", "ERROR"}, rows);
+	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "NEXT-HOP", "ERROR"}, rows);
 }
 
 void print_workers(const json &ws)
@@ -222,7 +243,7 @@ void print_status(const json &r)
 		for (const auto &b : v["backends"])
 			rows.push_back(backend_row(b, false));
 		if (!rows.empty())
-			print_table({"  BACKEND", "WEIGHT", "STATE", "CHECK", "NEXT-HOP", "ERROR"}, [&] {
+			print_table({"  BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "NEXT-HOP", "ERROR"}, [&] {
 				for (auto &row : rows)
 					row[0] = "  " + row[0];
 				return rows;
@@ -239,12 +260,15 @@ void print_stats(const json &r)
 	std::printf("generation %s\n\n", num(r["generation"]).c_str());
 	std::vector<std::vector<std::string>> rows;
 	for (const auto &v : r["vips"]) {
-		rows.push_back({v["vip"], "", num(v["packets"]), num(v["bytes"]), num(v["new_flows"])});
+		rows.push_back({v["vip"], "", "", num(v["packets"]), num(v["bytes"]), num(v["new_flows"]),
+				conns_part(v, "active"), conns_part(v, "inactive")});
 		for (const auto &b : v["backends"])
-			rows.push_back({"", b["address"], num(b["packets"]), num(b["bytes"]),
-					num(b["new_flows"])});
+			rows.push_back({"", b["address"], state_text(b), num(b["packets"]), num(b["bytes"]),
+					num(b["new_flows"]), conns_part(b, "active"), conns_part(b, "inactive")});
 	}
-	print_table({"VIP", "BACKEND", "PACKETS", "BYTES", "NEW-FLOWS"}, rows);
+	// ACTIVE/INACTIVE: ipvsadm's ActiveConn/InActConn, from the dataplanes'
+	// last sweeps of their connection tables.
+	print_table({"VIP", "BACKEND", "STATE", "PACKETS", "BYTES", "NEW-FLOWS", "ACTIVE", "INACTIVE"}, rows);
 	std::puts("");
 	std::vector<std::vector<std::string>> crows;
 	for (auto it = r["counters"].begin(); it != r["counters"].end(); ++it)

@@ -39,8 +39,9 @@
 
 #define SLUICE_SHM_MAGIC 0x4D53454349554C53ULL /* "SLUICESM" read little endian */
 /* 2: worker records say which generation they forward by; 4,096 VIPs,
- * found through a seeded VIP hash. */
-#define SLUICE_ABI_VERSION 2u
+ * found through a seeded VIP hash. 3: worker records carry live connections
+ * per backend (conns[], the conn_* fields of the info). */
+#define SLUICE_ABI_VERSION 3u
 
 #define SLUICE_MAX_VIPS 4096u
 #define SLUICE_MAX_BACKENDS 4096u /* over all VIPs; also the backend id space */
@@ -221,11 +222,38 @@ struct sluice_worker_info {
 	 * hot line the writer scans. */
 	uint64_t generation_applied; /* what it forwards by; below generation_seen: refused */
 	uint32_t refused;            /* SLUICE_REFUSED_* of generation_seen, while not applied */
-	uint8_t pad[52];
+	/* The connection counts (conns[] of the record), published by the
+	 * dataplane's non-worker thread once per completed sweep of the
+	 * worker's connection table, under a sequence lock: odd while conns[]
+	 * and the three fields below are written, so a reader that sees the
+	 * same even value before and after its copy has one sweep's counts.
+	 * conn_seq / 2 is the number of completed sweeps; 0: this dataplane
+	 * does not count (yet, or --conn-sweep-s 0, or a replay). */
+	uint32_t conn_seq;
+	uint64_t conn_sweep_generation; /* generation_applied when that sweep began */
+	uint64_t conn_sweep_begun_ns;   /* CLOCK_MONOTONIC when it began */
+	uint64_t conn_sweep_done_ns;    /* CLOCK_MONOTONIC when it completed */
+	uint32_t conn_sweep_ms;         /* how long a sweep is paced to take; set at
+					 * start, before the first sweep: 0, no counting */
+	uint8_t pad[20];
 };
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, generation_applied) == 64,
 		     "generation_applied on the second line");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_seq) == 76, "info.conn_seq at 76");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_sweep_generation) == 80,
+		     "info.conn_sweep_generation at 80");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_sweep_ms) == 104,
+		     "info.conn_sweep_ms at 104");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker_info) == 128, "worker info is two lines");
+
+/* Live entries of one backend in one worker's connection table, as IPVS
+ * counts a real server's: active are SYN, EST and UDP entries, inactive FIN
+ * ones (conntrack.h states); FRAG entries are no connections. */
+struct sluice_conn_count {
+	uint32_t active;
+	uint32_t inactive;
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_conn_count) == 8, "conn count is two words");
 
 /* A worker's record: its own cache lines, so counting needs no atomics. */
 struct sluice_worker {
@@ -233,9 +261,13 @@ struct sluice_worker {
 	uint64_t counters[SLUICE_COUNTER_SLOTS];                  /* enum sluice_counter */
 	struct sluice_obj_counters vip[SLUICE_MAX_VIPS];          /* by VIP id */
 	struct sluice_obj_counters backend[SLUICE_MAX_BACKENDS];  /* by backend id */
+	/* By backend id, as of the last completed sweep (info.conn_seq).
+	 * Written by the dataplane's housekeeping, never by the packet path. */
+	struct sluice_conn_count conns[SLUICE_MAX_BACKENDS];
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) ==
-			     128 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS),
+			     128 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS) +
+				     8 * SLUICE_MAX_BACKENDS,
 		     "worker record size");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) % SLUICE_CACHE_LINE == 0, "worker records line up");
 

@@ -115,7 +115,7 @@ class Startup(unittest.TestCase):
             f.write(hdr)
             f.truncate(os.path.getsize(f"/dev/shm/{self.sluiced.shm}"))
         try:
-            self.one_line(xdp("--iface", "lo", "--shm", name), 1, "ABI version 999", "speaks 2")
+            self.one_line(xdp("--iface", "lo", "--shm", name), 1, "ABI version 999", "speaks 3")
             self.one_line(xdp("--pcap", f"{self.tmp}/x.pcap:{self.tmp}/y.pcap", "--shm", name), 1)
         finally:
             os.unlink(path)

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// Live connections per backend, counted off a connection table by a
+// dataplane's non-worker thread and published in a worker record
+// (include/sluice/shm.h: conns[], info.conn_*), then summed by sluiced.
+//
+// The sweep reads a table its worker writes at the same time: each field it
+// uses is one relaxed atomic load, so a torn entry (a way being rewritten
+// under the read) miscounts that one entry for one sweep, never more. It
+// counts into a private array and publishes the whole array once a sweep of
+// the table is complete, so a reader never sees half a sweep.
+//
+// Pacing: a sweep of B buckets is spread over the period P, by time: at
+// each step it counts up to the share of B that the time since the sweep
+// began gives (bounded per step, so one step never holds the thread long).
+// What a sweep costs is its memory traffic: B x 256 bytes (4 ways x 64) per
+// P per table, read once.
+#pragma once
+
+#include <sluice/conntrack.h>
+#include <sluice/shm.h>
+
+#include <cstdint>
+#include <memory>
+
+namespace sluice {
+
+// The counts of one table as one sweep saw them, by backend id.
+struct conn_tally {
+	sluice_conn_count by_backend[SLUICE_MAX_BACKENDS];
+};
+
+// Adds the live entries of buckets b[0..n) to `t`: active (SYN, EST, UDP)
+// and inactive (FIN), by conntrack.h's sluice_ct_expired() at now_s with
+// timeouts `to`. FRAG entries and entries naming no backend id in range are
+// not connections. Reads each field with one relaxed atomic load.
+void conn_count_buckets(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+			conn_tally &t);
+
+// One table's sweep, paced over `period_ns`.
+class conn_sweep {
+public:
+	// buckets: the table's (all CPUs' for sluice-xdp); period_ns > 0.
+	conn_sweep(uint64_t buckets, uint64_t period_ns, uint64_t max_step = 4096);
+
+	// The next bucket to count and how many to count now (0: none due).
+	// The first call starts the first sweep. A step is at most max_step
+	// buckets and never crosses the table's end.
+	struct step {
+		uint64_t first = 0;
+		uint64_t count = 0;
+	};
+	step due(uint64_t now_ns);
+
+	// Says in the record, before the first sweep completes, that this
+	// dataplane counts (info.conn_sweep_ms): sluiced then waits for its
+	// first sweep before it calls a drain done, instead of leaving its
+	// table out of the sum.
+	void announce(sluice_worker &rec) const;
+
+	// Counts what due() gave (the caller hands the buckets: in memory for
+	// sluice-dpdk, read from the map for sluice-xdp). Returns true when
+	// that completed a sweep: publish() it.
+	bool counted(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to);
+
+	// Copies the completed sweep into the record under shm.h's sequence
+	// lock, with the generation set_begin_generation() gave, then starts
+	// the next sweep's tally from zero.
+	void publish(sluice_worker &rec, uint64_t now_ns);
+
+	// Whether the last due() began a sweep: the caller then notes the
+	// generation the worker forwards by (set_begin_generation), which
+	// sluiced compares with the one that drained a backend: every flow
+	// this sweep does not see was inserted by that generation or a later
+	// one.
+	bool sweep_begun() const { return begun_now_; }
+	void set_begin_generation(uint64_t g) { begin_generation_ = g; }
+
+	uint64_t sweeps() const { return sweeps_; }
+	uint64_t buckets() const { return buckets_; }
+
+private:
+	uint64_t buckets_, period_ns_, max_step_;
+	uint64_t cursor_ = 0;   // next bucket of the sweep under way
+	uint64_t begun_ns_ = 0; // 0: no sweep begun yet
+	uint64_t begin_generation_ = 0;
+	uint64_t sweeps_ = 0;
+	bool begun_now_ = false;
+	std::unique_ptr<conn_tally> tally_;
+};
+
+// What a reader (sluiced) takes from one record: the last completed
+// sweep's counts, consistent under the sequence lock. Returns false if the
+// record has no completed sweep (meta.period_ms > 0 then says one is under
+// way) or stayed mid-write for every try.
+struct conn_reading {
+	uint32_t sweeps = 0;
+	uint64_t sweep_generation = 0;
+	uint64_t begun_ns = 0;
+	uint64_t done_ns = 0;
+	uint32_t period_ms = 0;
+};
+bool read_conns(const sluice_worker &rec, conn_reading &meta, conn_tally &out);
+
+} // namespace sluice

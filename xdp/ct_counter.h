@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+// sluice-xdp's count of live connections per backend for sluiced: its
+// housekeeping loop sweeps the pinned sl_ct map (every CPU's buckets) a
+// step per pass, paced over --conn-sweep-s, and publishes each completed
+// sweep in its worker record (common/conn_sweep.h; shm.h conns[]).
+#pragma once
+
+#include "program.h"
+
+#include "conn_sweep.h"
+
+#include <sluice/conntrack.h>
+#include <sluice/shm.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace sluice::xdp {
+
+class ct_counter {
+public:
+	// period_s 0: counts nothing (the record says so). Timeouts: the
+	// program's own (its rodata), so "live" means what it means there.
+	ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, sluice_worker &rec);
+
+	// One step of the sweep, if one is due; `generation` is what the maps
+	// forward by now (noted when a sweep begins). At most one map read of
+	// read_buckets buckets.
+	void poll(uint64_t generation);
+
+private:
+	bool read(uint32_t first, uint32_t n); // into buf_; false: the map refused
+	int fd_ = -1;
+	sluice_ct_timeouts to_;
+	sluice_worker &rec_;
+	bool on_ = false;
+	bool batch_ = true; // bpf_map_lookup_batch works here (Linux 5.6+)
+	bool read_failing_ = false; // said so once
+	conn_sweep sweep_;
+	std::vector<sluice_ct_bucket> buf_;
+	std::vector<uint32_t> keys_;
+};
+
+} // namespace sluice::xdp
