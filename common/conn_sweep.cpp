@@ -3,30 +3,125 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace sluice {
+
+namespace {
+
+// What the sweep takes of a way: each field one relaxed load, the key
+// copied (a torn key can only make one flow look like two, or two one).
+struct seen_entry {
+	sluice_flow_key key;
+	uint32_t backend_id;
+	uint32_t last_seen_s;
+	uint8_t state;
+	bool live;
+};
+
+// A connection's entry (expired or not); false for free ways, fragments'
+// entries and garbage mid-write.
+bool take(const sluice_ct_entry &e, uint32_t now_s, const sluice_ct_timeouts &to, seen_entry &out)
+{
+	// Relaxed loads: the worker writes these concurrently, and each is a
+	// naturally aligned word it stores whole.
+	out.state = __atomic_load_n(&e.state, __ATOMIC_RELAXED);
+	if (out.state != SLUICE_CT_SYN && out.state != SLUICE_CT_EST && out.state != SLUICE_CT_FIN &&
+	    out.state != SLUICE_CT_UDP)
+		return false;
+	out.backend_id = __atomic_load_n(&e.backend_id, __ATOMIC_RELAXED);
+	if (out.backend_id >= SLUICE_MAX_BACKENDS)
+		return false;
+	out.last_seen_s = __atomic_load_n(&e.last_seen_s, __ATOMIC_RELAXED);
+	// Expired entries are no connections (the worker frees them lazily),
+	// but the cross-CPU rule below still learns from an expired FIN.
+	out.live = uint32_t(now_s - out.last_seen_s) <= sluice_ct_timeout(&to, out.state);
+	std::memcpy(&out.key, &e.key, sizeof(out.key));
+	return true;
+}
+
+void tally_one(const seen_entry &e, conn_tally &t)
+{
+	if (e.state == SLUICE_CT_FIN)
+		t.by_backend[e.backend_id].inactive++;
+	else
+		t.by_backend[e.backend_id].active++;
+}
+
+bool after(uint32_t a, uint32_t b) // a later than b, modulo 2^32
+{
+	return int32_t(a - b) > 0;
+}
+
+// One flow's copies (one per table that holds it): which one, if any, is
+// the connection now. Each CPU moves its own copy by the packets it sees,
+// so after the client's FIN on one CPU the close's last ACKs can refresh
+// an EST copy on another: the latest FIN (live or expired) closes the
+// flow, and a copy counts only if it is past that close: a SYN seen after
+// it (the client reused the port), or anything seen after the FIN's
+// timeout. Without a FIN, the latest copy is the flow's state.
+const seen_entry *current(const seen_entry *c, size_t n, const sluice_ct_timeouts &to)
+{
+	const seen_entry *fin = nullptr;
+	for (size_t i = 0; i < n; i++)
+		if (c[i].state == SLUICE_CT_FIN && (!fin || after(c[i].last_seen_s, fin->last_seen_s)))
+			fin = &c[i];
+	const seen_entry *best = fin;
+	for (size_t i = 0; i < n; i++) {
+		const seen_entry &e = c[i];
+		if (e.state == SLUICE_CT_FIN)
+			continue;
+		if (fin && !(e.state == SLUICE_CT_SYN && after(e.last_seen_s, fin->last_seen_s)) &&
+		    !after(e.last_seen_s, fin->last_seen_s + to.fin_s))
+			continue; // part of the closed connection
+		if (!best || best == fin || after(e.last_seen_s, best->last_seen_s))
+			best = &e;
+	}
+	return best && best->live ? best : nullptr;
+}
+
+} // namespace
 
 void conn_count_buckets(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
 			conn_tally &t)
 {
+	seen_entry e;
+	for (uint64_t i = 0; i < n; i++)
+		for (const sluice_ct_entry &w : b[i].way)
+			if (take(w, now_s, to, e) && e.live)
+				tally_one(e, t);
+}
+
+void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stride, uint64_t n,
+		       uint32_t now_s, const sluice_ct_timeouts &to, conn_tally &t)
+{
+	if (copies <= 1) {
+		conn_count_buckets(b, n, now_s, to, t);
+		return;
+	}
+	// A flow's bucket index is the same in every copy (same key, same
+	// bucket count), so all its copies sit in group i: sorted by key, each
+	// flow's copies are one run, judged by current().
+	std::vector<seen_entry> group;
+	group.reserve(size_t(copies) * SLUICE_CT_WAYS);
+	seen_entry e;
 	for (uint64_t i = 0; i < n; i++) {
-		for (const sluice_ct_entry &e : b[i].way) {
-			// Relaxed loads: the worker writes these concurrently,
-			// and each is a naturally aligned word it stores whole.
-			const uint8_t state = __atomic_load_n(&e.state, __ATOMIC_RELAXED);
-			if (state != SLUICE_CT_SYN && state != SLUICE_CT_EST && state != SLUICE_CT_FIN &&
-			    state != SLUICE_CT_UDP)
-				continue; // free, a fragment's key, or garbage mid-write
-			const uint32_t last = __atomic_load_n(&e.last_seen_s, __ATOMIC_RELAXED);
-			if (uint32_t(now_s - last) > sluice_ct_timeout(&to, state))
-				continue; // expired: the worker frees it lazily, but it is no connection
-			const uint32_t id = __atomic_load_n(&e.backend_id, __ATOMIC_RELAXED);
-			if (id >= SLUICE_MAX_BACKENDS)
-				continue;
-			if (state == SLUICE_CT_FIN)
-				t.by_backend[id].inactive++;
-			else
-				t.by_backend[id].active++;
+		group.clear();
+		for (uint32_t c = 0; c < copies; c++)
+			for (const sluice_ct_entry &w : b[c * stride + i].way)
+				if (take(w, now_s, to, e))
+					group.push_back(e);
+		auto key_less = [](const seen_entry &x, const seen_entry &y) {
+			return std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0;
+		};
+		std::sort(group.begin(), group.end(), key_less);
+		for (size_t r = 0; r < group.size();) {
+			size_t end = r + 1;
+			while (end < group.size() && sluice_flow_key_equal(&group[r].key, &group[end].key))
+				end++;
+			if (const seen_entry *cur = current(&group[r], end - r, to))
+				tally_one(*cur, t);
+			r = end;
 		}
 	}
 }
@@ -61,9 +156,10 @@ void conn_sweep::announce(sluice_worker &rec) const
 			 __ATOMIC_RELEASE);
 }
 
-bool conn_sweep::counted(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to)
+bool conn_sweep::counted(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+			 uint32_t copies, uint64_t stride)
 {
-	conn_count_buckets(b, n, now_s, to, *tally_);
+	conn_count_across(b, copies, stride, n, now_s, to, *tally_);
 	cursor_ += n;
 	return cursor_ >= buckets_;
 }

@@ -36,10 +36,20 @@ struct conn_tally {
 void conn_count_buckets(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
 			conn_tally &t);
 
+// The same over `copies` tables of one flow space (sluice-xdp's per-CPU
+// tables: a veth, or RPS, spreads one flow's packets over CPUs, and each
+// CPU's table then holds an entry for it): bucket i of copy c is
+// b[c * stride + i]. A flow found in several copies counts once: its latest
+// FIN closes it (the close's last ACKs may refresh an EST copy on another
+// CPU), else its most recently seen copy gives its state.
+void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stride, uint64_t n,
+		       uint32_t now_s, const sluice_ct_timeouts &to, conn_tally &t);
+
 // One table's sweep, paced over `period_ns`.
 class conn_sweep {
 public:
-	// buckets: the table's (all CPUs' for sluice-xdp); period_ns > 0.
+	// buckets: the table's (one CPU's for sluice-xdp, whose steps cover
+	// every CPU's copy of those buckets); period_ns > 0.
 	conn_sweep(uint64_t buckets, uint64_t period_ns, uint64_t max_step = 4096);
 
 	// The next bucket to count and how many to count now (0: none due).
@@ -58,9 +68,11 @@ public:
 	void announce(sluice_worker &rec) const;
 
 	// Counts what due() gave (the caller hands the buckets: in memory for
-	// sluice-dpdk, read from the map for sluice-xdp). Returns true when
-	// that completed a sweep: publish() it.
-	bool counted(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to);
+	// sluice-dpdk, read from the map for sluice-xdp, `copies` of them at
+	// `stride` as conn_count_across() takes them). Returns true when that
+	// completed a sweep: publish() it.
+	bool counted(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+		     uint32_t copies = 1, uint64_t stride = 0);
 
 	// Copies the completed sweep into the record under shm.h's sequence
 	// lock, with the generation set_begin_generation() gave, then starts

@@ -7,6 +7,7 @@
 #include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -14,9 +15,10 @@ namespace sluice::xdp {
 
 namespace {
 
-// Buckets per map read: 64 KiB, one bpf_map_lookup_batch call. The map is
-// not mmap'able (the program is its only writer), so every sweep copies
-// the table through the kernel once: cpus x buckets x 256 B per period.
+// Buckets per step, over all CPUs: 64 KiB, one bpf_map_lookup_batch call
+// per CPU. The map is not mmap'able (the program is its only writer), so
+// every sweep copies the table through the kernel once: cpus x buckets x
+// 256 B per period.
 constexpr uint32_t read_buckets = 256;
 
 // The program's connection-table clock: bpf_ktime_get_coarse_ns() seconds,
@@ -31,28 +33,42 @@ uint32_t table_now_s()
 } // namespace
 
 ct_counter::ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, sluice_worker &rec)
-	: fd_(prog.map_fd(prog.skel()->maps.sl_ct)), to_(to), rec_(rec), on_(period_s > 0),
-	  sweep_(uint64_t(prog.cpus()) * prog.ct_buckets(), period_s > 0 ? uint64_t(period_s * 1e9) : 1, read_buckets)
+	: fd_(prog.map_fd(prog.skel()->maps.sl_ct)), cpus_(prog.cpus()), per_cpu_(prog.ct_buckets()),
+	  step_(std::max<uint32_t>(1, read_buckets / std::max<uint32_t>(1, prog.cpus()))), to_(to), rec_(rec),
+	  on_(period_s > 0),
+	  // A step is bucket i..i+step of every CPU's table at once: a flow
+	  // whose packets reached several CPUs has an entry in each, at the
+	  // same index, and counts once (conn_count_across).
+	  sweep_(prog.ct_buckets(), period_s > 0 ? uint64_t(period_s * 1e9) : 1, step_)
 {
 	if (!on_)
 		return;
-	buf_.resize(read_buckets);
-	keys_.resize(read_buckets);
+	buf_.resize(size_t(cpus_) * step_);
+	keys_.resize(step_);
 	sweep_.announce(rec_);
 }
 
 bool ct_counter::read(uint32_t first, uint32_t n)
 {
+	for (uint32_t c = 0; c < cpus_; c++)
+		if (!read_run(c * per_cpu_ + first, n, &buf_[size_t(c) * step_]))
+			return false;
+	return true;
+}
+
+bool ct_counter::read_run(uint32_t first, uint32_t n, sluice_ct_bucket *out)
+{
 	if (batch_) {
 		// An array map's batch starts after the key in in_batch (the
 		// previous batch's last); none: from key 0.
-		uint32_t in = first - 1, out = 0, count = n;
+		uint32_t in = first - 1, next = 0, count = n;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		const int err = bpf_map_lookup_batch(fd_, first ? &in : nullptr, &out, keys_.data(), buf_.data(),
-						     &count, &opts);
+		const int err = bpf_map_lookup_batch(fd_, first ? &in : nullptr, &next, keys_.data(), out, &count,
+						     &opts);
 		if ((err == 0 || errno == ENOENT) && count == n)
 			return true;
-		if (err != 0 && errno != ENOENT && errno != EINVAL && errno != 524 /* ENOTSUPP, kernel-internal */ && errno != EOPNOTSUPP)
+		if (err != 0 && errno != ENOENT && errno != EINVAL && errno != 524 /* ENOTSUPP, kernel-internal */ &&
+		    errno != EOPNOTSUPP)
 			return false;
 		// An older kernel without batches for arrays: one lookup per
 		// bucket from now on (a syscall per 256 B; the same bytes).
@@ -62,7 +78,7 @@ bool ct_counter::read(uint32_t first, uint32_t n)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = first + i;
-		if (bpf_map_lookup_elem(fd_, &k, &buf_[i]) != 0)
+		if (bpf_map_lookup_elem(fd_, &k, &out[i]) != 0)
 			return false;
 	}
 	return true;
@@ -91,7 +107,7 @@ void ct_counter::poll(uint64_t generation)
 		return;
 	}
 	read_failing_ = false;
-	if (sweep_.counted(buf_.data(), n, table_now_s(), to_))
+	if (sweep_.counted(buf_.data(), n, table_now_s(), to_, cpus_, step_))
 		sweep_.publish(rec_, now_ns);
 }
 

@@ -29,8 +29,12 @@ public:
 	void poll(uint64_t generation);
 
 private:
-	bool read(uint32_t first, uint32_t n); // into buf_; false: the map refused
+	// Buckets first..first+n of every CPU into buf_ (CPU c's at c * step_);
+	// false: the map refused.
+	bool read(uint32_t first, uint32_t n);
+	bool read_run(uint32_t key, uint32_t n, sluice_ct_bucket *out);
 	int fd_ = -1;
+	uint32_t cpus_, per_cpu_, step_;
 	sluice_ct_timeouts to_;
 	sluice_worker &rec_;
 	bool on_ = false;

@@ -63,6 +63,7 @@ class Topology:
         self.tap = None
         self.sluiced = None
         self.dp = None
+        self.dp_args = []     # more options for the dataplane (e.g. --ct-timeout-fin)
         self._made = []       # namespaces made
         self._mounted = False
         self._down = False
@@ -279,6 +280,7 @@ class Topology:
                     "--pin-dir", f"{self.bpf_dir}/lb"]
         else:
             args = [self.exe("dataplane/sluice-dpdk"), "--shm", self.shm, "--iface", "eth0"]
+        args += self.dp_args
         start = os.path.getsize(log) if os.path.exists(log) else 0
         self.dp = Proc(args, log, ns=self.ns["lb"])
         self._remember_pid(self.dp.pid)

@@ -121,6 +121,42 @@ TEST(conn_sweep, counts_live_entries_by_state_like_ipvs)
 	EXPECT_GE(meta.done_ns, meta.begun_ns);
 }
 
+TEST(conn_sweep, a_flow_in_several_cpus_tables_counts_once_in_its_latest_state)
+{
+	// sluice-xdp's per-CPU tables: a veth (or RPS) hands one flow's packets
+	// to several CPUs, and each CPU's table then holds the flow.
+	const uint32_t now = 2000;
+	table_ptr cpu0 = make_table(256), cpu1 = make_table(256);
+	put(cpu0.get(), key(1), 5, SLUICE_CT_EST, now - 3);
+	put(cpu1.get(), key(1), 5, SLUICE_CT_FIN, now - 1); // its last packet, a FIN, on CPU 1
+	put(cpu0.get(), key(2), 5, SLUICE_CT_EST, now);
+	put(cpu1.get(), key(2), 5, SLUICE_CT_EST, now - 2);
+	put(cpu1.get(), key(3), 6, SLUICE_CT_UDP, now);
+	// Closed: its FIN on CPU 0 has expired, the close's last ACK refreshed
+	// CPU 1's EST copy after it. No connection.
+	put(cpu0.get(), key(4), 6, SLUICE_CT_FIN, now - 121);
+	put(cpu1.get(), key(4), 6, SLUICE_CT_EST, now - 120);
+	// Closed, then the port reused: a SYN after the FIN is a new connection.
+	put(cpu0.get(), key(5), 6, SLUICE_CT_FIN, now - 10);
+	put(cpu1.get(), key(5), 6, SLUICE_CT_SYN, now - 2);
+	// The map's layout: every CPU's buckets back to back.
+	const uint32_t nb = cpu0->n_buckets;
+	std::vector<sluice_ct_bucket> both(2 * nb);
+	std::memcpy(both.data(), cpu0->buckets, nb * sizeof(sluice_ct_bucket));
+	std::memcpy(both.data() + nb, cpu1->buckets, nb * sizeof(sluice_ct_bucket));
+	auto t = std::make_unique<conn_tally>();
+	conn_count_across(both.data(), 2, nb, nb, now, cpu0->to, *t);
+	EXPECT_EQ(t->by_backend[5].active, 1u);
+	EXPECT_EQ(t->by_backend[5].inactive, 1u);
+	EXPECT_EQ(t->by_backend[6].active, 2u);
+	EXPECT_EQ(t->by_backend[6].inactive, 0u);
+	// Counted table by table, as sluice-dpdk's RSS-steered ones are, the
+	// two flows of backend 5 would have been four.
+	auto each = std::make_unique<conn_tally>();
+	conn_count_buckets(both.data(), 2 * nb, now, cpu0->to, *each);
+	EXPECT_EQ(each->by_backend[5].active + each->by_backend[5].inactive, 4u);
+}
+
 TEST(conn_sweep, paced_over_the_period_in_bounded_steps)
 {
 	conn_sweep s(1000, 2 * ns, 64);
