@@ -337,7 +337,7 @@ class ControlPlane(unittest.TestCase):
         # reads again, as a stalled dataplane would: it holds one slot, so
         # changes keep publishing, and status says what it is doing.
         WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
-        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096  # shm.h: ..., conns[]
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)
         os.close(fd)
@@ -377,7 +377,7 @@ class ControlPlane(unittest.TestCase):
         b = self.d.json("backend", "list", "10.200.1.1:80/tcp")
         bid = {x["address"]: x["id"] for x in b}["10.0.0.12"]
         WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
-        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096)
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096  # shm.h: ..., conns[]
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)
         os.close(fd)
