@@ -8,18 +8,21 @@
                     10.0.0.1          ├ n4: (started in scenario 5) xdp    10.0.0.5
                     BIRD, ECMP        └ be1..be4: sluice-decap, HTTP :80 (/ and /slow)
                                                  10.0.0.11-14, the VIPs on lo
+    IPv6 alike: the same host numbers in fd00::/64 (LAN) and fd09::/64 (clients).
 
 The router runs BIRD with an eBGP session to each node's BIRD over the
 switch, `merge paths` into its kernel table and L4 hashing
 (fib_multipath_hash_policy=1, IPv4 and IPv6): the kernel spreads client
 flows over the nodes that announce the VIP. Every node runs the same
 configuration (VIP A 10.200.1.1:80 on be1-be3, VIP B 10.200.2.1:80 on be4,
-IPIP), so Maglev gives every node the same backend for a flow; backends
+IPIP; VIP A6 fd00:200::1:80 on be1-be3's IPv6 addresses, IPv6-in-IPv6, over
+IPv6 BGP sessions), so Maglev gives every node the same backend for a flow; backends
 decapsulate with sluice-decap and answer the clients directly through the
 router. Scenarios, in order, each leaving the network as it found it:
 
   1 spread       the router's FIB holds 3 nexthops for each VIP; 300 requests
-                 from 300 flows: all answered, by be1-be3, every node forwarded
+                 from 300 flows: all answered, by be1-be3, every node forwarded;
+                 the same for 150 IPv6 flows to VIP A6
   2 node loss    100 rate-limited downloads running, n2's sluice-dpdk SIGKILLed:
                  n2 leaves the router's FIB within 1 s (sluiced withdraws: no
                  heartbeat; measured from the kill to the FIB), >= 99 % of the
@@ -28,7 +31,7 @@ router. Scenarios, in order, each leaving the network as it found it:
                  Maglev picks the same backend)
   3 health       n1's health checks to be1-be3 filtered (policy rules on n1
                  refusing its own TCP to them; the dataplane's traffic is IPIP): n1
-                 withdraws VIP A only, keeps VIP B; back when unfiltered
+                 withdraws VIP A only, keeps VIP B and A6; back when unfiltered
   4 rolling      a request loop runs while each node in turn is drained,
                  its sluiced and dataplane restarted, and undrained: no
                  request fails
@@ -62,12 +65,22 @@ from bgp_e2e import BGP_TIMERS, Bird  # noqa: E402  (one definition of a BIRD in
 from sluiced import Sluiced, wait_for  # noqa: E402
 
 ROUTER_LAN, ROUTER_CLI = "10.0.0.1", "10.9.0.1"
+ROUTER_LAN6, ROUTER_CLI6 = "fd00::1", "fd09::1"
 CLIENTS = [f"10.9.0.{100 + i}" for i in range(10)]
+CLIENTS6 = [f"fd09::{100 + i}" for i in range(10)]
 NODES = {"n1": ("10.0.0.2", "xdp"), "n2": ("10.0.0.3", "dpdk"), "n3": ("10.0.0.4", "xdp"),
          "n4": ("10.0.0.5", "xdp")}
 FIRST = ("n1", "n2", "n3")  # n4 joins in scenario 5
 BACKENDS = {f"be{i}": f"10.0.0.{10 + i}" for i in range(1, 5)}
 VIP_A, VIP_B = "10.200.1.1", "10.200.2.1"
+VIP_A6 = "fd00:200::1"  # VIP A's IPv6 twin (IPv6-in-IPv6), scenario 1
+
+
+def v6(ip4):
+    """A LAN address's IPv6 twin: 10.0.0.N -> fd00::N (hex digits alike)."""
+    return "fd00::" + ip4.rsplit(".", 1)[1]
+
+
 A_BACKENDS, B_BACKENDS = ("be1", "be2", "be3"), ("be4",)
 PORT = 80
 ROUTER_AS, NODE_AS = 65000, 65010
@@ -85,6 +98,13 @@ protocol bgp {n} {{
   {BGP_TIMERS}
   ipv4 {{ import all; export none; }};
 }}
+protocol bgp {n}_6 {{
+  local as {ROUTER_AS};
+  neighbor {v6(ip)} as {NODE_AS};
+  hold time 9;
+  {BGP_TIMERS}
+  ipv6 {{ import all; export none; }};
+}}
 """ for n, (ip, _) in NODES.items())
     # merge paths: the node's equal BGP routes become one multipath route in
     # the kernel (without it BIRD exports only its best path: no ECMP).
@@ -94,6 +114,11 @@ protocol kernel {{
   scan time 1;
   merge paths on;
   ipv4 {{ import none; export where source = RTS_BGP; }};
+}}
+protocol kernel {{
+  scan time 1;
+  merge paths on;
+  ipv6 {{ import none; export where source = RTS_BGP; }};
 }}
 {peers}"""
 
@@ -111,23 +136,32 @@ protocol bgp uplink {{
   {BGP_TIMERS}
   ipv4 {{ import none; export where proto = "sluice_vips4"; }};
 }}
+protocol bgp uplink6 {{
+  local as {NODE_AS};
+  neighbor {ROUTER_LAN6} as {ROUTER_AS};
+  hold time 9;
+  {BGP_TIMERS}
+  ipv6 {{ import none; export where proto = "sluice_vips6"; }};
+}}
 """
 
 
 def sluice_conf(node_ip, bird_sock, incdir):
     check = "{type: tcp, port: 80, interval_ms: 200, timeout_ms: 150, rise: 2, fall: 2}"
 
-    def vip(addr, bes):
+    def vip(addr, bes, fam6=False):
         return (f"  - address: {addr}\n    port: {PORT}\n    protocol: tcp\n    mode: ipip\n    backends:\n" +
-                "".join(f"      - address: {BACKENDS[b]}\n        check: {check}\n" for b in bes))
+                "".join(f"      - address: {v6(BACKENDS[b]) if fam6 else BACKENDS[b]}\n        check: {check}\n"
+                        for b in bes))
     return f"""node:
   source_ipv4: {node_ip}
+  source_ipv6: {v6(node_ip)}
   bgp:
     enabled: true
     bird_socket: {bird_sock}
     include_file: {incdir}/sluice.conf
 vips:
-{vip(VIP_A, A_BACKENDS)}{vip(VIP_B, B_BACKENDS)}"""
+{vip(VIP_A, A_BACKENDS)}{vip(VIP_B, B_BACKENDS)}{vip(VIP_A6, A_BACKENDS, True)}"""
 
 
 class Node:
@@ -201,7 +235,7 @@ class Node:
     def vip_packets(self, vip=VIP_A):
         """Packets this node's dataplanes forwarded for VIP:80/tcp (`sluicectl stats`)."""
         for v in self.sluiced.json("stats")["vips"]:
-            if v["vip"] == f"{vip}:{PORT}/tcp":
+            if v["vip"] == T.service(vip, PORT, "tcp"):
                 return v["packets"]
         raise AssertionError(f"{self.name}: no {vip} in stats")
 
@@ -252,6 +286,8 @@ class Nodes(unittest.TestCase):
         U.run("ip", "link", "add", "eth1", "netns", r, "type", "veth", "peer", "name", "eth0", "netns", ns["cli"])
         U.run("ip", "-n", r, "addr", "add", f"{ROUTER_LAN}/24", "dev", "eth0")
         U.run("ip", "-n", r, "addr", "add", f"{ROUTER_CLI}/24", "dev", "eth1")
+        U.run("ip", "-n", r, "addr", "add", f"{ROUTER_LAN6}/64", "dev", "eth0", "nodad")
+        U.run("ip", "-n", r, "addr", "add", f"{ROUTER_CLI6}/64", "dev", "eth1", "nodad")
         U.run("ip", "-n", r, "link", "set", "eth1", "up")
         # ECMP hashing on the 5-tuple (policy 1), so the flows of one client
         # address spread over the nodes; the IPv6 one alike for IPv6 VIPs.
@@ -264,24 +300,35 @@ class Nodes(unittest.TestCase):
         for a in CLIENTS:
             U.run("ip", "-n", c, "addr", "add", f"{a}/24", "dev", "eth0")
         U.run("ip", "-n", c, "link", "set", "eth0", "up")
+        for a in CLIENTS6:
+            U.run("ip", "-n", c, "addr", "add", f"{a}/64", "dev", "eth0", "nodad")
         U.run("ip", "-n", c, "route", "add", "default", "via", ROUTER_CLI, "src", CLIENTS[0])
+        U.run("ip", "-n", c, "-6", "route", "add", "default", "via", ROUTER_CLI6)
         # A veth hands on partial checksums, which the nodes' byte-forwarding
         # dataplanes would pass on to the backends (docs/testing.md).
         U.run("ethtool", "-K", "eth0", "tx", "off", ns=c)
 
         for n, (ip, _) in NODES.items():
             U.run("ip", "-n", ns[n], "addr", "add", f"{ip}/24", "dev", "eth0")
+            U.run("ip", "-n", ns[n], "addr", "add", f"{v6(ip)}/64", "dev", "eth0", "nodad")
             # The kernel beside the dataplane sees VIP packets too (af_packet,
-            # and XDP_PASS): it must neither route nor answer them.
+            # and XDP_PASS): it must neither route nor answer them (IPv6
+            # answers an unroutable packet with ICMPv6 even when not
+            # forwarding: blackhole).
             U.run("sysctl", "-qw", "net.ipv4.ip_forward=0", ns=ns[n])
+            U.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", ns=ns[n])
             U.run("ip", "-n", ns[n], "route", "add", "blackhole", "10.200.0.0/16")
+            U.run("ip", "-n", ns[n], "-6", "route", "add", "blackhole", "fd00:200::/64")
 
         for be, ip in BACKENDS.items():
             n = ns[be]
             U.run("ip", "-n", n, "addr", "add", f"{ip}/24", "dev", "eth0")
+            U.run("ip", "-n", n, "addr", "add", f"{v6(ip)}/64", "dev", "eth0", "nodad")
             U.run("ip", "-n", n, "route", "add", "default", "via", ROUTER_LAN)
+            U.run("ip", "-n", n, "-6", "route", "add", "default", "via", ROUTER_LAN6)
             for v in (VIP_A, VIP_B):
                 U.run("ip", "-n", n, "addr", "add", f"{v}/32", "dev", "lo")
+            U.run("ip", "-n", n, "addr", "add", f"{VIP_A6}/128", "dev", "lo", "nodad")
             for k in ("net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
                       "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2",
                       "net.ipv4.conf.all.rp_filter=2", "net.ipv4.conf.eth0.rp_filter=2"):
@@ -339,7 +386,8 @@ class Nodes(unittest.TestCase):
 
     def fib(self, vip=VIP_A):
         """The router kernel's nexthops for VIP: the set of node addresses."""
-        out = U.run("ip", "-j", "route", "show", f"{vip}/32", ns=self.ns["r"]).stdout
+        fam, plen = ("-6", 128) if ":" in vip else ("-4", 32)
+        out = U.run("ip", fam, "-j", "route", "show", f"{vip}/{plen}", ns=self.ns["r"]).stdout
         hops = set()
         for rt in json.loads(out or "[]"):
             if "gateway" in rt:
@@ -351,7 +399,7 @@ class Nodes(unittest.TestCase):
     def wait_fib(self, want, timeout, what, vip=VIP_A, step=0.01):
         """Polls the router's FIB until VIP's nexthops are the nodes `want`;
         the monotonic time it first was."""
-        want = {NODES[n][0] for n in want}
+        want = {v6(NODES[n][0]) if ":" in vip else NODES[n][0] for n in want}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.fib(vip) == want:
@@ -364,14 +412,14 @@ class Nodes(unittest.TestCase):
     def running(self):
         return [n for n in self.nodes.values() if n.sluiced and n.sluiced.alive()]
 
-    def settled_packets(self, names):
+    def settled_packets(self, names, vip=VIP_A):
         """Each node's VIP A packets once no counter moved for 0.5 s: the
         dataplanes' counters reach `sluicectl stats` with their heartbeats,
         and replies still in flight add a few."""
         last, since = None, time.monotonic()
         deadline = since + 10
         while time.monotonic() < deadline:
-            now = {n: self.nodes[n].vip_packets() for n in names}
+            now = {n: self.nodes[n].vip_packets(vip) for n in names}
             if now != last:
                 last, since = now, time.monotonic()
             elif time.monotonic() - since >= 0.5:
@@ -381,7 +429,8 @@ class Nodes(unittest.TestCase):
 
     def requests(self, n, vip=VIP_A):
         """n requests, each its own flow (client address, ephemeral port)."""
-        return [(CLIENTS[i % len(CLIENTS)], 0, vip, PORT, "/") for i in range(n)]
+        srcs = CLIENTS6 if ":" in vip else CLIENTS
+        return [(srcs[i % len(srcs)], 0, vip, PORT, "/") for i in range(n)]
 
     def downloads(self, n, seconds, tag):
         """n rate-limited downloads of `seconds` (1 KiB every 0.1 s) started,
@@ -402,7 +451,7 @@ class Nodes(unittest.TestCase):
     # ------------------------------------------------------------------ steps
 
     def test_1_router_learns_every_node_and_flows_reach_all(self):
-        for vip in (VIP_A, VIP_B):
+        for vip in (VIP_A, VIP_B, VIP_A6):
             self.wait_fib(FIRST, 60, f"{vip} from the three nodes", vip=vip, step=0.2)
         routes = self.router.birdc(f"show route {VIP_A}/32").stdout
         for n in FIRST:
@@ -419,6 +468,22 @@ class Nodes(unittest.TestCase):
         for n, pk in per_node.items():
             self.assertGreater(pk, 0, f"{n} forwarded nothing: {per_node}")
         Nodes.figures["spread (packets per node)"] = "/".join(str(per_node[n]) for n in FIRST)
+
+    def test_1b_ipv6_flows_reach_every_node_and_backend(self):
+        # The IPv6 twin of VIP A, over IPv6 BGP sessions, the router hashing
+        # with net.ipv6.fib_multipath_hash_policy=1, IPv6-in-IPv6 to the backends.
+        self.wait_fib(FIRST, 60, f"{VIP_A6} from the three nodes", vip=VIP_A6, step=0.2)
+        before = self.settled_packets(FIRST, VIP_A6)
+        res = self.client.http(self.requests(150, VIP_A6), timeout=5, parallel=8)
+        bad = [r for r in res if not r.get("ok")]
+        self.assertEqual(bad, [], f"{len(bad)} of 150 IPv6 requests failed")
+        after = self.settled_packets(FIRST, VIP_A6)
+        per_node = {n: after[n] - before[n] for n in FIRST}
+        print(f"\nIPv6 spread: backends {({be: sum(r['backend'] == be for r in res) for be in A_BACKENDS})}, "
+              f"packets per node {per_node}", flush=True)
+        self.assertEqual({r["backend"] for r in res}, set(A_BACKENDS))
+        for n, pk in per_node.items():
+            self.assertGreater(pk, 0, f"{n} forwarded no IPv6: {per_node}")
 
     def test_2_node_loss_withdraws_within_a_second_and_downloads_survive(self):
         self.wait_fib(FIRST, 30, "three nodes before the loss")
@@ -462,6 +527,8 @@ class Nodes(unittest.TestCase):
                 U.run("ip", "rule", "add", *rule, ns=n1.ns)
             self.wait_fib(("n2", "n3"), 15, "n1 withdrawing VIP A")
             self.assertEqual(self.fib(VIP_B), {NODES[n][0] for n in FIRST}, "VIP B must stay on every node")
+            # VIP A's IPv6 twin too: n1's checks of be1-be3 over IPv6 pass.
+            self.assertEqual(self.fib(VIP_A6), {v6(NODES[n][0]) for n in FIRST}, "VIP A6 must stay on every node")
             st = {v["vip"]: v for v in n1.sluiced.json("node", "status")["vips"]}
             self.assertIn("no healthy backend", st[f"{VIP_A}:{PORT}/tcp"]["reason"])
             self.assertTrue(st[f"{VIP_B}:{PORT}/tcp"]["announce"], st)
