@@ -523,9 +523,12 @@ class Nodes(unittest.TestCase):
         # kernel has no tc classifier or netfilter to filter with.)
         rules = [("to", BACKENDS[be], "ipproto", "tcp", "dport", PORT, "prohibit") for be in A_BACKENDS]
         try:
+            t0 = time.monotonic()
             for rule in rules:
                 U.run("ip", "rule", "add", *rule, ns=n1.ns)
-            self.wait_fib(("n2", "n3"), 15, "n1 withdrawing VIP A")
+            # Printed, not asserted: the checks' fall x interval, then the withdraw.
+            t1 = self.wait_fib(("n2", "n3"), 15, "n1 withdrawing VIP A")
+            Nodes.figures["health path filtered, VIP A withdrawn by n1 after (s)"] = f"{t1 - t0:.2f}"
             self.assertEqual(self.fib(VIP_B), {NODES[n][0] for n in FIRST}, "VIP B must stay on every node")
             # VIP A's IPv6 twin too: n1's checks of be1-be3 over IPv6 pass.
             self.assertEqual(self.fib(VIP_A6), {v6(NODES[n][0]) for n in FIRST}, "VIP A6 must stay on every node")
@@ -538,7 +541,9 @@ class Nodes(unittest.TestCase):
         finally:
             for rule in rules:
                 U.run("ip", "rule", "del", *rule, ns=n1.ns, check=False)
-        self.wait_fib(FIRST, 15, "n1 announcing VIP A again")
+        t2 = time.monotonic()
+        t3 = self.wait_fib(FIRST, 15, "n1 announcing VIP A again")
+        Nodes.figures["unfiltered, announced again after (s)"] = f"{t3 - t2:.2f}"
         self.assertEqual(self.fib(VIP_B), {NODES[n][0] for n in FIRST})
 
     def test_4_rolling_maintenance_fails_no_request(self):
