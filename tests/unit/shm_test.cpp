@@ -3,6 +3,7 @@
 // a half-written snapshot, a slot is never reused under a live reader, a dead
 // reader stops holding anything, and a segment of another kind is refused
 // with one clear line.
+#include "conn_sweep.h"
 #include "error.h"
 #include "shm_segment.h"
 
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -775,6 +777,36 @@ TEST_F(shm_test, a_restarted_worker_takes_back_its_own_record)
 	// Another name takes a free record, not the stopped one of eth1.
 	worker_handle other = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 0, "dpdk q0", fake_pid_base + 3);
 	EXPECT_NE(other.index(), b.index());
+}
+
+TEST_F(shm_test, a_new_owner_of_a_record_counts_no_connections_until_its_own_sweep)
+{
+	// The last owner's counts described its connection table: a restarted
+	// dataplane's record must not show them as its own (a drain would read
+	// the old numbers) until its first sweep of its own table is done.
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	worker_handle first = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 0, "dpdk q0", fake_pid_base);
+	conn_sweep sweep(1, 1000000000ull);
+	sweep.announce(first.record());
+	sluice_ct_bucket b{};
+	b.way[0].state = SLUICE_CT_EST;
+	b.way[0].backend_id = 12;
+	b.way[0].last_seen_s = 50;
+	b.way[0].tags[0] = 1;
+	sweep.due(1);
+	ASSERT_TRUE(sweep.counted(&b, 1, 50, sluice_ct_default_timeouts()));
+	sweep.publish(first.record(), 2);
+	conn_reading meta;
+	auto got = std::make_unique<conn_tally>();
+	ASSERT_TRUE(read_conns(first.record(), meta, *got));
+	EXPECT_EQ(got->by_backend[12].active, 1u);
+	first.release();
+
+	worker_handle again = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 0, "dpdk q0", fake_pid_base + 1);
+	EXPECT_EQ(again.index(), first.index());
+	EXPECT_FALSE(read_conns(again.record(), meta, *got));
+	EXPECT_EQ(meta.period_ms, 0u) << "not counting until it says it does";
 }
 
 TEST_F(shm_test, long_names_are_cut_and_terminated)
