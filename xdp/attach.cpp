@@ -203,6 +203,15 @@ void attachment::detach()
 	prog_fd_ = -1;
 }
 
+void attachment::leave_attached()
+{
+	// The interface holds its own reference to the program, and the
+	// program to its maps: closing our fd frees nothing that forwards.
+	if (prog_fd_ >= 0)
+		close(prog_fd_);
+	prog_fd_ = -1;
+}
+
 bool detach_named(const std::string &iface, const std::string &prog_name)
 {
 	const iface_info ii = query_iface(iface);

@@ -46,6 +46,10 @@ public:
 	~attachment() { detach(); }
 
 	void detach(); // only if the interface still runs our program
+	// Lets go of the program without detaching it: the interface goes on
+	// running it (with the maps it holds) until the next sluice-xdp
+	// replaces it in place. For --keep-attached stops.
+	void leave_attached();
 	bool generic() const { return generic_; }
 	uint32_t prog_id() const { return prog_id_; }
 
@@ -58,7 +62,7 @@ private:
 };
 
 // Detaches the program named prog_name from iface if it runs one (any mode).
-// Returns whether it did. For `sluice-xdp --unpin`.
+// Returns whether it did. For `sluice-xdp --unpin` and `--detach`.
 bool detach_named(const std::string &iface, const std::string &prog_name);
 
 } // namespace sluice::xdp

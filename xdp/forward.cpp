@@ -55,6 +55,8 @@ int run_forwarder(const options &o)
 	ps.ring_entries = o.ring_entries;
 	ps.ct_timeouts = o.ct_timeouts;
 	ps.pin_dir = o.pin_dir;
+	ps.iface = o.iface;
+	ps.replace_pinned = o.replace_pinned;
 	program prog = program::load(ps);
 	spdlog::info("{}: program loaded; connection table {} ({} entries per CPU x {} CPUs){}",
 		     o.iface, prog.ct_pin_path(), (uint64_t)prog.ct_buckets() * SLUICE_CT_WAYS, prog.cpus(),
@@ -107,10 +109,23 @@ int run_forwarder(const options &o)
 		}
 		housekeeping_sleep();
 	}
-	spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "
-		     "(`sluice-xdp --iface {} --unpin` removes it)",
-		     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
-	att.detach();
+	if (o.keep_attached) {
+		// The program and the maps it holds outlive this process; the next
+		// sluice-xdp loads its own program, fills its snapshot maps, takes
+		// the pinned connection table and swaps programs in one
+		// XDP_FLAGS_REPLACE (attach.cpp): no packet reaches the kernel, and
+		// no flow loses its entry, in between.
+		spdlog::info("signal {}: leaving the program attached to {}, forwarding by generation {} "
+			     "until the next sluice-xdp replaces it in place (`sluice-xdp --iface {} "
+			     "--detach` takes it off)",
+			     (int)stop_signal, o.iface, m.generation(), o.iface);
+		att.leave_attached();
+	} else {
+		spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "
+			     "(`sluice-xdp --iface {} --unpin` removes it)",
+			     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
+		att.detach();
+	}
 	counters.copy();
 	h.release();
 	return 0;
