@@ -87,12 +87,20 @@ struct totals {
 	sluice_obj_counters backend[SLUICE_MAX_BACKENDS] = {};
 };
 
+// Sums a program's per-CPU counter maps (sl_cpu, sl_vip_cnt, sl_be_cnt):
+// ours, or by their fds, those of the program a restart replaces
+// (handover.h).
 class counter_reader {
 public:
-	explicit counter_reader(const program &prog) : prog_(prog) {}
+	explicit counter_reader(const program &prog);
+	counter_reader(int cpu_fd, int vip_fd, int backend_fd, uint32_t cpus)
+		: cpu_fd_(cpu_fd), vip_fd_(vip_fd), backend_fd_(backend_fd), cpus_(cpus)
+	{
+	}
 	void sum(totals &out) const; // throws sluice::error if a map cannot be read
 private:
-	const program &prog_;
+	int cpu_fd_, vip_fd_, backend_fd_;
+	uint32_t cpus_;
 };
 
 // Copies the program's counters into a worker record: the record keeps what
@@ -101,7 +109,15 @@ private:
 class counter_copier {
 public:
 	counter_copier(const program &prog, sluice_worker &rec);
-	void copy();
+	void copy() { sum(); store(); }
+	// copy() in two steps, for a caller that records what it copies
+	// (handover.h) in between.
+	const totals &sum();
+	void store();
+	// Counts the program did not count itself but that belong to this
+	// worker's totals: what the program this run replaced in place
+	// forwarded after its own run's last copy.
+	void add_to_base(const totals &more);
 	// Counts what the program never saw (sluice-xdp --pcap's runts).
 	void add(uint32_t counter, uint64_t n) { base_->counters[counter % SLUICE_COUNTER_SLOTS] += n; }
 
