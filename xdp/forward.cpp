@@ -68,7 +68,7 @@ int run_forwarder(const options &o)
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp " + o.iface);
 	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
-	copied_pin copied = copied_pin::open(o.pin_dir);
+	count_base_pin base_pin = count_base_pin::open(o.pin_dir);
 
 	// The program goes on the interface only once it has a snapshot: before
 	// that it would drop every IP packet (drop_no_snapshot, as the DPDK
@@ -94,25 +94,21 @@ int run_forwarder(const options &o)
 
 	// The program a --keep-attached stop or a crash left attached has been
 	// counting since its run's last copy: its counter maps are held open
-	// across the swap, which would free them, and what they gained is added
-	// to this run's totals (handover.h).
+	// across the swap, which would free them, and what they counted beyond
+	// that copy is added to this run's base (handover.h).
 	const uint32_t prev_id = attached_id(o.iface, SLUICE_XDP_PROG_NAME);
 	std::unique_ptr<previous_counters> prev = prev_id ? previous_counters::open(prev_id, prog.cpus()) : nullptr;
 	attachment att = attachment::attach(o.iface, prog.prog_fd(), SLUICE_XDP_PROG_NAME, o.mode);
 	if (prev && att.replaced_id() == prev_id) {
-		const uint64_t n = carry_over_counts(*prev, prev_id, copied, h.index(), counters);
+		const uint64_t n = carry_over_counts(*prev, prev_id, base_pin, *seg.get(), counters);
 		if (n)
-			spdlog::info("{}: the replaced program received {} packets after its run's last count; "
-				     "they are in this run's totals",
+			spdlog::info("{}: the replaced program received {} packets after its run's last copy of "
+				     "its counters; they are in this run's totals",
 				     o.iface, n);
 	}
 	prev.reset();
-	// What is copied into the record is written to the pin first, so that
-	// the next run knows what this program's counts already hold.
-	auto copy_counters = [&] {
-		copied.write(h.index(), att.prog_id(), counters.sum());
-		counters.store();
-	};
+	// For the run that replaces this program: the base its counts add to.
+	base_pin.write(h.index(), att.prog_id(), counters.base());
 	spdlog::info("{}: attached in {} mode, forwarding by generation {} (MTU {}, MAC "
 		     "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x})",
 		     o.iface, att.generic() ? "generic" : "native", m.generation(), ii.mtu, ii.mac[0],
@@ -127,7 +123,7 @@ int run_forwarder(const options &o)
 			next_heartbeat = now + heartbeat_interval;
 		}
 		if (now >= next_counters) {
-			copy_counters();
+			counters.copy();
 			next_counters = now + counters_interval;
 		}
 		housekeeping_sleep();
@@ -149,7 +145,7 @@ int run_forwarder(const options &o)
 			     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
 		att.detach();
 	}
-	copy_counters();
+	counters.copy();
 	h.release();
 	return 0;
 }

@@ -15,19 +15,26 @@
 
 namespace sluice::xdp {
 
-// sl_copied's one value.
-struct copied_pin::layout {
-	uint64_t magic;    // copied_magic: this layout
+// sl_count_base's one value.
+struct count_base_pin::layout {
+	uint64_t magic;    // base_magic: this layout
 	uint32_t record;   // worker record index
-	uint32_t prog_id;  // the program whose counters `t` are
+	uint32_t prog_id;  // the program whose counts are added to `base`
 	uint64_t complete; // 0 while a write is under way
-	totals t;
+	totals base;
 };
 
 namespace {
 
-constexpr uint64_t copied_magic = 0x31646569706F436CULL; // "lCopied1"
-constexpr const char *copied_pin_name = "/sl_copied";
+constexpr uint64_t base_magic = 0x3165736142746E43ULL; // "CntBase1"
+constexpr const char *count_base_pin_name = "/sl_count_base";
+
+void add_obj(sluice_obj_counters &a, const sluice_obj_counters &b)
+{
+	a.packets += b.packets;
+	a.bytes += b.bytes;
+	a.new_flows += b.new_flows;
+}
 
 struct fd_guard {
 	int fd = -1;
@@ -40,9 +47,9 @@ struct fd_guard {
 
 } // namespace
 
-copied_pin copied_pin::open(const std::string &dir)
+count_base_pin count_base_pin::open(const std::string &dir)
 {
-	const std::string path = dir + copied_pin_name;
+	const std::string path = dir + count_base_pin_name;
 	fd_guard fd{bpf_obj_get(path.c_str())};
 	if (fd.fd >= 0) {
 		bpf_map_info info;
@@ -62,13 +69,13 @@ copied_pin copied_pin::open(const std::string &dir)
 	}
 	if (fd.fd < 0) {
 		LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
-		fd.fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_copied", 4, sizeof(layout), 1, &opts);
+		fd.fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_count_base", 4, sizeof(layout), 1, &opts);
 		if (fd.fd < 0)
 			throw error("creating {}: {}", path, errno_text(errno));
 		if (bpf_obj_pin(fd.fd, path.c_str()) != 0)
 			throw error("pinning {}: {}", path, errno_text(errno));
 	}
-	copied_pin p;
+	count_base_pin p;
 	p.len_ = (sizeof(layout) + 4095) & ~size_t(4095);
 	void *a = mmap(nullptr, p.len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd.fd, 0);
 	if (a == MAP_FAILED)
@@ -77,12 +84,12 @@ copied_pin copied_pin::open(const std::string &dir)
 	return p;
 }
 
-copied_pin::copied_pin(copied_pin &&other) noexcept
+count_base_pin::count_base_pin(count_base_pin &&other) noexcept
 	: rec_(std::exchange(other.rec_, nullptr)), len_(other.len_)
 {
 }
 
-copied_pin &copied_pin::operator=(copied_pin &&other) noexcept
+count_base_pin &count_base_pin::operator=(count_base_pin &&other) noexcept
 {
 	if (this != &other) {
 		if (rec_)
@@ -93,13 +100,13 @@ copied_pin &copied_pin::operator=(copied_pin &&other) noexcept
 	return *this;
 }
 
-copied_pin::~copied_pin()
+count_base_pin::~count_base_pin()
 {
 	if (rec_)
 		munmap(rec_, len_);
 }
 
-void copied_pin::write(uint32_t record, uint32_t prog_id, const totals &t)
+void count_base_pin::write(uint32_t record, uint32_t prog_id, const totals &base)
 {
 	if (!rec_)
 		return;
@@ -107,20 +114,20 @@ void copied_pin::write(uint32_t record, uint32_t prog_id, const totals &t)
 	// killed): `complete` tells it whether the write before was cut short.
 	__atomic_store_n(&rec_->complete, 0, __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	rec_->magic = copied_magic;
+	rec_->magic = base_magic;
 	rec_->record = record;
 	rec_->prog_id = prog_id;
-	std::memcpy(&rec_->t, &t, sizeof(t));
+	std::memcpy(&rec_->base, &base, sizeof(base));
 	__atomic_store_n(&rec_->complete, 1, __ATOMIC_RELEASE);
 }
 
-bool copied_pin::read(uint32_t &record, uint32_t &prog_id, totals &t) const
+bool count_base_pin::read(uint32_t &record, uint32_t &prog_id, totals &t) const
 {
-	if (!rec_ || __atomic_load_n(&rec_->complete, __ATOMIC_ACQUIRE) != 1 || rec_->magic != copied_magic)
+	if (!rec_ || __atomic_load_n(&rec_->complete, __ATOMIC_ACQUIRE) != 1 || rec_->magic != base_magic)
 		return false;
 	record = rec_->record;
 	prog_id = rec_->prog_id;
-	std::memcpy(&t, &rec_->t, sizeof(t));
+	std::memcpy(&t, &rec_->base, sizeof(t));
 	return true;
 }
 
@@ -196,47 +203,64 @@ void wait_grace_period()
 		throw error("waiting for an RCU grace period: {}", errno_text(errno));
 }
 
-uint64_t carry_over_counts(const previous_counters &prev, uint32_t prev_id, const copied_pin &pin,
-			   uint32_t record, counter_copier &copier)
+uint64_t carry_over_counts(const previous_counters &prev, uint32_t prev_id, const count_base_pin &pin,
+			   const sluice_shm &shm, counter_copier &copier)
 {
-	auto copied = std::make_unique<totals>();
+	auto old_base = std::make_unique<totals>();
 	uint32_t rec = 0, id = 0;
-	if (!pin.read(rec, id, *copied) || id != prev_id || rec != record) {
-		spdlog::debug("the replaced program's counts are not carried over: the pin is of program {}, "
-			      "record {} (replaced {}, record {})",
-			      id, rec, prev_id, record);
+	if (!pin.read(rec, id, *old_base) || id != prev_id || rec >= SLUICE_MAX_WORKERS) {
+		spdlog::debug("the replaced program's counts are not carried over: the pin is of program {} "
+			      "(replaced {})",
+			      id, prev_id);
 		return 0;
 	}
 	// Its last runs may still be counting: wait until they are done.
 	wait_grace_period();
-	auto final_ = std::make_unique<totals>();
-	prev.sum(*final_);
+	auto counted = std::make_unique<totals>();
+	prev.sum(*counted);
+	// What the old run last copied is its record less its base. That record
+	// need not be ours: after a kill -9 the dead run's record still looks
+	// live for a while and this run claims another; sluiced sums both.
+	const sluice_worker &w = shm.workers[rec];
 	auto more = std::make_unique<totals>();
-	bool sane = true;
-	auto diff = [&sane](uint64_t now, uint64_t then) {
-		sane = sane && now >= then;
-		return now - then;
+	bool fits = true;
+	auto extra = [&fits](uint64_t held, uint64_t base, uint64_t all) {
+		// held = base + copied, and copied <= all: else the record is not
+		// the one the pin speaks of any more (a segment sluiced made anew).
+		if (held < base || held - base > all) {
+			fits = false;
+			return uint64_t{0};
+		}
+		return all - (held - base);
 	};
 	for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
-		more->counters[i] = diff(final_->counters[i], copied->counters[i]);
-	auto obj = [&diff](sluice_obj_counters &out, const sluice_obj_counters &a, const sluice_obj_counters &b) {
-		out.packets = diff(a.packets, b.packets);
-		out.bytes = diff(a.bytes, b.bytes);
-		out.new_flows = diff(a.new_flows, b.new_flows);
+		more->counters[i] = extra(__atomic_load_n(&w.counters[i], __ATOMIC_RELAXED),
+					  old_base->counters[i], counted->counters[i]);
+	auto obj = [&extra](sluice_obj_counters &out, const sluice_obj_counters &held,
+			    const sluice_obj_counters &base, const sluice_obj_counters &all) {
+		out.packets = extra(__atomic_load_n(&held.packets, __ATOMIC_RELAXED), base.packets, all.packets);
+		out.bytes = extra(__atomic_load_n(&held.bytes, __ATOMIC_RELAXED), base.bytes, all.bytes);
+		out.new_flows =
+			extra(__atomic_load_n(&held.new_flows, __ATOMIC_RELAXED), base.new_flows, all.new_flows);
 	};
 	for (uint32_t i = 0; i < SLUICE_MAX_VIPS; i++)
-		obj(more->vip[i], final_->vip[i], copied->vip[i]);
+		obj(more->vip[i], w.vip[i], old_base->vip[i], counted->vip[i]);
 	for (uint32_t i = 0; i < SLUICE_MAX_BACKENDS; i++)
-		obj(more->backend[i], final_->backend[i], copied->backend[i]);
-	if (!sane) {
-		// Counters only grow: a pin that says more than the program counted
-		// is not this program's copy after all.
-		spdlog::warn("the replaced program (id {}) counted less than its pin says it copied: its last "
-			     "counts are not carried over",
-			     prev_id);
+		obj(more->backend[i], w.backend[i], old_base->backend[i], counted->backend[i]);
+	if (!fits) {
+		spdlog::info("worker record {} does not hold what the replaced program's run pinned (a new "
+			     "segment?): its last counts are not carried over",
+			     rec);
 		return 0;
 	}
-	copier.add_to_base(*more);
+	auto next = std::make_unique<totals>(copier.base());
+	for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
+		next->counters[i] += more->counters[i];
+	for (uint32_t i = 0; i < SLUICE_MAX_VIPS; i++)
+		add_obj(next->vip[i], more->vip[i]);
+	for (uint32_t i = 0; i < SLUICE_MAX_BACKENDS; i++)
+		add_obj(next->backend[i], more->backend[i]);
+	copier.set_base(*next);
 	return more->counters[SLUICE_CNT_rx_packets];
 }
 

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// Counting across a restart that replaces the program in place. A run
-// copies its program's counters into its worker record every 100 ms; the
-// program a --keep-attached stop (or a SIGKILL) leaves on the interface
-// forwards, and counts, until the next run swaps it out, and without this
-// those packets would be missing from sluiced's totals (measured: ~0.5 s
-// of traffic per restart). So every copy is also written to a pin beside
-// the connection table (sl_copied: which record, which program, the totals
-// copied), and a run that replaces that very program adds what it counted
-// after that copy to its own record's base.
+// Counting across a restart that replaces the program in place. A run's
+// worker record holds a base (what the record held when claimed) plus what
+// its program counted, copied every 100 ms; the program a --keep-attached
+// stop (or a SIGKILL) leaves on the interface forwards, and counts, until
+// the next run swaps it out, and without this those packets would be
+// missing from sluiced's totals (measured: ~0.5 s of traffic per restart).
+// So each run pins its base beside the connection table (sl_count_base:
+// which record, which program, the base), once, after its attach; a run
+// that replaces that very program reads what that run last copied (its
+// record less its base) and adds the rest of what the old program counted
+// to its own base. Exact however the old run ended, even killed between
+// two copies.
 #pragma once
 
 #include "mirror.h"
@@ -18,22 +21,21 @@
 
 namespace sluice::xdp {
 
-class copied_pin {
+class count_base_pin {
 public:
-	// sl_copied under dir, made if missing; one of another layout is
+	// sl_count_base under dir, made if missing; one of another layout is
 	// replaced (it holds bookkeeping, no flows). Throws sluice::error.
-	static copied_pin open(const std::string &dir);
+	static count_base_pin open(const std::string &dir);
 
-	copied_pin() = default;
-	copied_pin(copied_pin &&other) noexcept;
-	copied_pin &operator=(copied_pin &&other) noexcept;
-	copied_pin(const copied_pin &) = delete;
-	copied_pin &operator=(const copied_pin &) = delete;
-	~copied_pin();
+	count_base_pin() = default;
+	count_base_pin(count_base_pin &&other) noexcept;
+	count_base_pin &operator=(count_base_pin &&other) noexcept;
+	count_base_pin(const count_base_pin &) = delete;
+	count_base_pin &operator=(const count_base_pin &) = delete;
+	~count_base_pin();
 
-	// What was just copied (before it is stored in the record: a kill in
-	// between then counts a copy interval too little, never twice).
-	void write(uint32_t record, uint32_t prog_id, const totals &t);
+	// This run's record, program and base.
+	void write(uint32_t record, uint32_t prog_id, const totals &base);
 	// The last complete write; false if none (or one cut short).
 	bool read(uint32_t &record, uint32_t &prog_id, totals &t) const;
 
@@ -63,10 +65,12 @@ private:
 void wait_grace_period();
 
 // After a run replaced `prev` (opened before the swap, with prev_id) in
-// place: adds to `copier` what that program counted after its run's last
-// copy into the same record, and returns the packets that adds; 0 (adding
-// nothing) when the pin is not that program's and that record's.
-uint64_t carry_over_counts(const previous_counters &prev, uint32_t prev_id, const copied_pin &pin,
-			   uint32_t record, counter_copier &copier);
+// place: adds to `copier`'s base what that program counted beyond what its
+// run last copied into its worker record (the record in `shm` the pin
+// names, less the pinned base), and returns the packets that adds; 0,
+// adding nothing, when the pin is not that program's or does not fit its
+// record (a segment sluiced made anew).
+uint64_t carry_over_counts(const previous_counters &prev, uint32_t prev_id, const count_base_pin &pin,
+			   const sluice_shm &shm, counter_copier &copier);
 
 } // namespace sluice::xdp

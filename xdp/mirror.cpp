@@ -266,24 +266,9 @@ counter_copier::counter_copier(const program &prog, sluice_worker &rec)
 	std::memcpy(base_->backend, rec.backend, sizeof(rec.backend));
 }
 
-const totals &counter_copier::sum()
+void counter_copier::copy()
 {
 	reader_.sum(*now_);
-	return *now_;
-}
-
-void counter_copier::add_to_base(const totals &more)
-{
-	for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
-		base_->counters[i] += more.counters[i];
-	for (uint32_t i = 0; i < SLUICE_MAX_VIPS; i++)
-		add_obj(base_->vip[i], more.vip[i]);
-	for (uint32_t i = 0; i < SLUICE_MAX_BACKENDS; i++)
-		add_obj(base_->backend[i], more.backend[i]);
-}
-
-void counter_copier::store()
-{
 	// Relaxed stores of whole words: the summing reader loads them relaxed.
 	for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
 		__atomic_store_n(&rec_.counters[i], base_->counters[i] + now_->counters[i], __ATOMIC_RELAXED);

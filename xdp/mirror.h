@@ -109,15 +109,11 @@ private:
 class counter_copier {
 public:
 	counter_copier(const program &prog, sluice_worker &rec);
-	void copy() { sum(); store(); }
-	// copy() in two steps, for a caller that records what it copies
-	// (handover.h) in between.
-	const totals &sum();
-	void store();
-	// Counts the program did not count itself but that belong to this
-	// worker's totals: what the program this run replaced in place
-	// forwarded after its own run's last copy.
-	void add_to_base(const totals &more);
+	void copy();
+	// What the record held besides this program's counts: its totals when
+	// claimed, or (handover.h) those a restart carried over.
+	const totals &base() const { return *base_; }
+	void set_base(const totals &b) { *base_ = b; }
 	// Counts what the program never saw (sluice-xdp --pcap's runts).
 	void add(uint32_t counter, uint64_t n) { base_->counters[counter % SLUICE_COUNTER_SLOTS] += n; }
 
