@@ -10,14 +10,14 @@ with sluice-decap), with a VIP of its own: 10.200.1.1:7000/udp and
 - FLOWS UDP flows (ten client addresses x FLOWS/10 ports, fresh for each
   scenario) send RATE datagrams a second in turn, each carrying its flow id
   and sequence number (tests/harness/flowstream.py); a receiver on each
-  backend records per flow which numbers arrived there. The sender runs on
-  CPU 0, as the topology's client does: XDP's connection table is per CPU
-  and a veth runs XDP on the sending CPU, so every packet of a flow meets
-  one table, as RSS gives on a NIC;
+  backend records per flow which numbers arrived there. XDP's connection
+  table is per CPU, which relies on every packet of a flow reaching one CPU
+  (RSS on a NIC): the sender runs on CPU 0, and for sluice-xdp the LB's veth
+  polls in a NAPI thread pinned there (pin_lb_napi);
 - DOWNLOADS long HTTP downloads (TCP) from the backends, which fail on a
   reset or a short body and name their backend.
 
-Scenarios (each restarts the dataplane mid-stream, DP_DOWN..):
+Scenarios (each but the first restarts the dataplane mid-stream):
 
   0 steady         no restart: 0 lost (the harness itself loses nothing here,
                    or the figures below mean nothing)
@@ -28,8 +28,9 @@ Scenarios (each restarts the dataplane mid-stream, DP_DOWN..):
                    be3 from the UDP VIP; start
   4 churn, kill -9 the same after SIGKILL
 
-and after each: for sluice-xdp 0 datagrams lost; for sluice-dpdk the gap
-(first to last lost datagram's send time) measured and printed; for both,
+and after each: for sluice-xdp 0 datagrams lost and every one counted in
+`sluicectl stats`; for sluice-dpdk the gap (first to last lost datagram's
+send time) measured and printed; for both,
 every flow whose backend is still in the VIP received every datagram on its
 original backend only (100 %), the downloads finished on theirs. With churn
 the test also computes, with the reference Maglev lookup (tests/fixtures/
@@ -148,7 +149,7 @@ class Restart(unittest.TestCase):
                 d.close()
             cls.topo.client = cls.topo.tap = None
             cls.config = config(cls.topo, ["be1", "be2", "be3"])
-            cls.topo.start_sluice(cls.config) if DATAPLANE == "dpdk" else cls.start_sluice_xdp()
+            cls.start_sluice()
             cls.receivers = {be: Agent(cls.topo, f"{be}-recv", ["recv", "--port", STREAM_PORT], cls.topo.ns[be])
                              for be in cls.topo.backends}
             cls.sender = Agent(cls.topo, "sender", ["send"], cls.topo.ns["client"], cpu0=True)
@@ -159,7 +160,8 @@ class Restart(unittest.TestCase):
         cls.figures = []
 
     @classmethod
-    def start_sluice_xdp(cls):
+    def start_sluice(cls):
+        """Topology.start_sluice, with start_dp's arguments and pinning."""
         with open(f"{cls.topo.run_dir}/sluice.yaml", "w") as f:
             f.write(cls.config)
         cls.topo.start_sluiced()
