@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config.h"
 
+#include "bgp.h"
+
 #include "error.h"
 #include "maglev.h"
 
@@ -210,6 +212,8 @@ void validate(const config &c, field_names names)
 	if (c.node.mtu != 0 && (c.node.mtu < min_mtu || c.node.mtu > max_mtu))
 		throw error("node.mtu: {} is out of range {}-{} (or 0 for the port's own)", c.node.mtu,
 			    min_mtu, max_mtu);
+	if (c.node.bgp)
+		validate_bgp(*c.node.bgp);
 	if (c.vips.size() > SLUICE_MAX_VIPS)
 		throw error("vips: {} VIPs, at most {} fit in a snapshot", c.vips.size(),
 			    SLUICE_MAX_VIPS);

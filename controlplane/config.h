@@ -72,11 +72,36 @@ struct vip_config {
 	bool operator==(const vip_config &) const = default;
 };
 
+// node.bgp: how sluiced tells BIRD which VIPs this node announces
+// (controlplane/bgp.h decides, controlplane/bird.h tells). BIRD keeps the
+// sessions, timers, BFD and graceful restart; sluiced only writes the VIP
+// routes into include_file and has BIRD reload its configuration.
+struct bgp_config {
+	bool enabled = false;
+	std::string bird_socket = "/run/bird/bird.ctl";
+	// BIRD includes it (`include "/run/sluice/bird/*.conf";`): /run, so a
+	// rebooted node announces nothing before sluiced has decided.
+	std::string include_file = "/run/sluice/bird/sluice.conf";
+	// Static protocols PROTOCOL4 and PROTOCOL6 in include_file; bird.conf's
+	// BGP export filters name them.
+	std::string protocol = "sluice_vips";
+	// Added to every announced route: "A:B" (RFC 1997) or "A:B:C" (RFC 8092
+	// large), as written; validate() checks them.
+	std::vector<std::string> communities;
+	// A worker whose heartbeat is older than this counts as not forwarding
+	// for announcing (the dataplanes beat every 10 ms); far below
+	// --worker-timeout-ms so that a killed dataplane is withdrawn within 1 s.
+	uint32_t heartbeat_timeout_ms = 300;
+
+	bool operator==(const bgp_config &) const = default;
+};
+
 struct node_config {
 	std::optional<ip_address> source_ipv4;
 	std::optional<ip_address> source_ipv6;
 	std::optional<mac_address> gateway_mac;
 	uint32_t mtu = 0; // largest IP packet to send; 0: the port's MTU
+	std::optional<bgp_config> bgp; // absent: sluiced does not talk to BIRD
 
 	bool operator==(const node_config &) const = default;
 };

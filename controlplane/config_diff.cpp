@@ -44,8 +44,10 @@ void field_diffs(const json &a, const json &b, const std::vector<std::string> &n
 		const json *x = field(a, k), *y = field(b, k);
 		if ((x ? *x : json()) == (y ? *y : json()))
 			continue;
-		if (k == "check" && x && y && field(*x, "type") && field(*y, "type") &&
-		    *field(*x, "type") == *field(*y, "type")) {
+		// node.bgp, present on both sides, reads best by its fields too.
+		const bool by_field = k == "bgp" && x && y && x->is_object() && y->is_object();
+		if (by_field || (k == "check" && x && y && field(*x, "type") && field(*y, "type") &&
+				 *field(*x, "type") == *field(*y, "type"))) {
 			std::vector<std::string> keys;
 			for (const json *c : {x, y})
 				for (auto it = c->begin(); it != c->end(); ++it)
@@ -54,7 +56,7 @@ void field_diffs(const json &a, const json &b, const std::vector<std::string> &n
 			std::vector<std::string> sub;
 			field_diffs(*x, *y, keys, sub);
 			for (auto &s : sub)
-				out.push_back("check." + s);
+				out.push_back(k + "." + s);
 			continue;
 		}
 		out.push_back(fmt::format("{} {} -> {}", k, text(x), text(y)));
@@ -79,7 +81,7 @@ std::string join(const std::vector<std::string> &parts)
 	return out;
 }
 
-const std::vector<std::string> node_fields = {"source_ipv4", "source_ipv6", "gateway_mac", "mtu"};
+const std::vector<std::string> node_fields = {"source_ipv4", "source_ipv6", "gateway_mac", "mtu", "bgp"};
 const std::vector<std::string> vip_fields = {"mode", "ring_size", "gue_port"};
 const std::vector<std::string> backend_fields = {"weight", "check", "mac"};
 

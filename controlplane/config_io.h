@@ -28,6 +28,8 @@ backend_config backend_from_json(const json &j, const std::string &where,
 				 field_names names = field_names::by_position);
 check_config check_from_json(const json &j, const std::string &where,
 			     field_names names = field_names::by_position);
+bgp_config bgp_from_json(const json &j); // node.bgp, not yet validate()d
+json bgp_to_json(const bgp_config &b);
 
 json config_to_json(const config &c);
 json vip_to_json(const vip_config &v, bool with_backends);

@@ -268,6 +268,43 @@ vip_config vip_from_json(const json &j, const std::string &where, field_names na
 	return v;
 }
 
+bgp_config bgp_from_json(const json &j)
+{
+	reader r(j, "node.bgp",
+		 {"enabled", "bird_socket", "include_file", "protocol", "communities", "heartbeat_timeout_ms"});
+	bgp_config b;
+	b.enabled = r.boolean("enabled", b.enabled);
+	b.bird_socket = r.str("bird_socket", b.bird_socket);
+	b.include_file = r.str("include_file", b.include_file);
+	b.protocol = r.str("protocol", b.protocol);
+	if (const json *cs = r.find("communities")) {
+		if (!cs->is_array())
+			throw error("{}: expected a list of communities (like [\"65010:100\"])", r.path("communities"));
+		for (size_t i = 0; i < cs->size(); i++) {
+			const json &v = (*cs)[i];
+			if (!v.is_string())
+				throw error("{}[{}]: {} is not a community (A:B or A:B:C)", r.path("communities"), i,
+					    show(v));
+			b.communities.push_back(v.get<std::string>());
+		}
+	}
+	b.heartbeat_timeout_ms =
+		static_cast<uint32_t>(r.uint("heartbeat_timeout_ms", 0, UINT32_MAX, b.heartbeat_timeout_ms));
+	return b;
+}
+
+json bgp_to_json(const bgp_config &b)
+{
+	// Every field written out: a node's BGP settings are few, and dump
+	// shows what runs rather than what was left to a default.
+	return json{{"enabled", b.enabled},
+		    {"bird_socket", b.bird_socket},
+		    {"include_file", b.include_file},
+		    {"protocol", b.protocol},
+		    {"communities", b.communities},
+		    {"heartbeat_timeout_ms", b.heartbeat_timeout_ms}};
+}
+
 config config_from_json(const json &j)
 {
 	config c;
@@ -275,13 +312,15 @@ config config_from_json(const json &j)
 		return c; // an empty file: no VIPs yet
 	reader r(j, "", {"node", "vips"});
 	if (const json *n = r.find("node")) {
-		reader nr(*n, "node", {"source_ipv4", "source_ipv6", "gateway_mac", "mtu"});
+		reader nr(*n, "node", {"source_ipv4", "source_ipv6", "gateway_mac", "mtu", "bgp"});
 		if (nr.has("source_ipv4"))
 			c.node.source_ipv4 = nr.address("source_ipv4", true);
 		if (nr.has("source_ipv6"))
 			c.node.source_ipv6 = nr.address("source_ipv6", true);
 		c.node.gateway_mac = nr.mac("gateway_mac");
 		c.node.mtu = static_cast<uint32_t>(nr.uint("mtu", 0, UINT32_MAX, 0));
+		if (const json *b = nr.find("bgp"))
+			c.node.bgp = bgp_from_json(*b);
 	}
 	if (const json *vs = r.find("vips")) {
 		if (!vs->is_array())
@@ -359,6 +398,8 @@ json config_to_json(const config &c)
 		node["gateway_mac"] = c.node.gateway_mac->str();
 	if (c.node.mtu)
 		node["mtu"] = c.node.mtu;
+	if (c.node.bgp)
+		node["bgp"] = bgp_to_json(*c.node.bgp);
 	j["node"] = node;
 	j["vips"] = json::array();
 	for (const auto &v : c.vips)

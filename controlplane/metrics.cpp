@@ -101,6 +101,33 @@ std::string render_metrics(const stats_view &sv)
 		out += fmt::format("sluice_vip_backends_in_table{{vip=\"{}\"}} {}\n", esc(v.cfg.key.str()),
 				   v.in_table);
 
+	// Info-style (a constant 1, the value in a label): a 64-bit digest does
+	// not fit a sample's float. Nodes agree on a VIP when
+	// count by (vip) (count by (vip, digest) (sluice_vip_table_info)) == 1.
+	family(out, "sluice_vip_table_info", "gauge",
+	       "Always 1; digest: the VIP's Maglev table and backends (equal on nodes that agree).");
+	for (const auto &v : sv.vips)
+		out += fmt::format("sluice_vip_table_info{{vip=\"{}\",digest=\"{}\"}} 1\n", esc(v.cfg.key.str()),
+				   esc(v.digest));
+	family(out, "sluice_node_drained", "gauge", "1 while the node is drained (sluicectl node drain).");
+	out += fmt::format("sluice_node_drained {}\n", sv.drained ? 1 : 0);
+	family(out, "sluice_vip_announced", "gauge",
+	       "1 if the node should announce the VIP now (sluicectl node status says why not).");
+	for (const auto &v : sv.vips)
+		out += fmt::format("sluice_vip_announced{{vip=\"{}\"}} {}\n", esc(v.cfg.key.str()), v.announce ? 1 : 0);
+	family(out, "sluice_bgp_enabled", "gauge", "1 if node.bgp.enabled: sluiced tells BIRD what to announce.");
+	out += fmt::format("sluice_bgp_enabled {}\n", sv.bird.enabled ? 1 : 0);
+	family(out, "sluice_bgp_bird_reachable", "gauge", "1 if BIRD's control socket answered the last contact.");
+	out += fmt::format("sluice_bgp_bird_reachable {}\n", sv.bird.reachable ? 1 : 0);
+	family(out, "sluice_bgp_in_sync", "gauge",
+	       "1 if BIRD holds exactly the routes sluiced decided (0 while BGP is off, BIRD unreachable or refusing).");
+	out += fmt::format("sluice_bgp_in_sync {}\n", sv.bgp_in_sync ? 1 : 0);
+	family(out, "sluice_bgp_reconfigures_total", "counter", "BIRD reconfigurations sluiced made that BIRD accepted.");
+	out += fmt::format("sluice_bgp_reconfigures_total {}\n", sv.bird.reconfigures);
+	family(out, "sluice_bgp_failures_total", "counter",
+	       "Attempts to tell BIRD that failed (file not written, BIRD unreachable or refusing).");
+	out += fmt::format("sluice_bgp_failures_total {}\n", sv.bird.failures);
+
 	family(out, "sluice_worker_heartbeat_age_seconds", "gauge",
 	       "Seconds since the dataplane worker's last heartbeat.");
 	for (const auto &w : sv.workers)

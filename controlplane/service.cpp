@@ -150,6 +150,7 @@ json vip_json(const vip_view &v)
 	j["id"] = v.id;
 	j["backends"] = v.backends.size();
 	j["in_table"] = v.in_table;
+	j["digest"] = v.digest;
 	return j;
 }
 
@@ -798,7 +799,8 @@ json service::verb_status(const json &)
 			j["backends"].push_back(backend_json(v, b));
 		vips.push_back(j);
 	}
-	return json{{"generation", sv.generation}, {"vips", vips}, {"workers", workers_json(sv)}};
+	return json{{"generation", sv.generation}, {"drained", sv.drained}, {"vips", vips},
+		    {"workers", workers_json(sv)}};
 }
 
 json service::verb_stats(const json &)
@@ -869,10 +871,148 @@ stats_view service::stats_locked() const
 										    : bb->second);
 			vv.backends.push_back(bv);
 		}
+		if (const auto *sum = builder_.summary(vv.id))
+			vv.digest = sum->digest;
 		sv.vips.push_back(vv);
 	}
 	sv.workers = read_workers(&sv.counters);
+	sv.drained = state_.drained;
+	const std::vector<bgp_decision> decisions = bgp_decide(bgp_inputs_locked(sv.workers));
+	for (size_t i = 0; i < decisions.size() && i < sv.vips.size(); i++) {
+		sv.vips[i].announce = decisions[i].announce;
+		sv.vips[i].announce_reason = decisions[i].reason;
+	}
+	sv.bird = bird_.get();
+	sv.bgp_in_sync = state_.cfg.node.bgp && state_.cfg.node.bgp->enabled && sv.bird.enabled &&
+			 sv.bird.in_sync && sv.bird.announced == bgp_prefixes(decisions);
 	return sv;
+}
+
+bgp_inputs service::bgp_inputs_locked(const std::vector<worker_view> &workers) const
+{
+	bgp_inputs in;
+	in.drained = state_.drained;
+	if (state_.cfg.node.bgp)
+		in.heartbeat_timeout_ms = state_.cfg.node.bgp->heartbeat_timeout_ms;
+	for (const auto &w : workers)
+		in.workers.push_back({w.name, w.state != "stopped", w.heartbeat_age_s, w.stale});
+	for (const auto &v : state_.cfg.vips) {
+		bgp_vip bv{v.key, static_cast<uint32_t>(v.backends.size()), 0, 0};
+		for (const auto &b : v.backends) {
+			auto h = health_->status(state_.ids.backend_id(v.key, b.address));
+			bv.healthy += !h || h->healthy;
+		}
+		// What was published, not recomputed: the table the dataplanes
+		// forward by is what the announcement promises.
+		if (const auto *sum = builder_.summary(state_.ids.vip_id(v.key)))
+			bv.in_table = sum->in_table;
+		in.vips.push_back(std::move(bv));
+	}
+	return in;
+}
+
+void service::sync_bgp(bool force)
+{
+	std::lock_guard g(bgp_mu_);
+	bgp_inputs in;
+	std::optional<bgp_config> cfg;
+	{
+		std::lock_guard lk(mu_);
+		in = bgp_inputs_locked(read_workers(nullptr));
+		cfg = state_.cfg.node.bgp;
+	}
+	const std::vector<bgp_decision> decisions = bgp_decide(in);
+	bird_.sync(cfg, bgp_prefixes(decisions), force);
+	if (!cfg || !cfg->enabled) {
+		last_announce_.clear();
+		last_bird_ok_.reset();
+		return;
+	}
+	// An event per VIP whose decision changed (all of them at start), and
+	// whenever BIRD stops or starts taking what sluiced tells it.
+	std::map<vip_key, bool> now;
+	for (const auto &d : decisions) {
+		now[d.key] = d.announce;
+		auto it = last_announce_.find(d.key);
+		if (it != last_announce_.end() && it->second == d.announce)
+			continue;
+		event_fields e("bgp");
+		e.add("action", d.announce ? "announce" : "withdraw").add("vip", d.key.str()).add("reason", d.reason);
+		record(e);
+	}
+	last_announce_ = std::move(now);
+	const bird_announcer::status st = bird_.get();
+	const bool ok = st.reachable && st.in_sync;
+	if (last_bird_ok_ != ok) {
+		event_fields e("bird");
+		e.add("state", ok ? "in_sync" : st.reachable ? "refused" : "unreachable");
+		if (!ok)
+			e.add("error", st.error);
+		record(e);
+		last_bird_ok_ = ok;
+	}
+}
+
+json service::set_drained(bool drained)
+{
+	bool changed = false;
+	{
+		std::lock_guard lk(mu_);
+		if (state_.drained != drained) {
+			// Persisted before BIRD hears of it: a restart in between
+			// comes back drained (or not) as acknowledged.
+			persisted_state next = state_;
+			next.drained = drained;
+			store_.save(next);
+			state_ = std::move(next);
+			changed = true;
+		}
+	}
+	sync_bgp(true);
+	json r = verb_node_status(json::object());
+	r["changed"] = changed;
+	r["generation"] = pub_.generation();
+	return r;
+}
+
+json service::verb_node_drain(const json &)
+{
+	return set_drained(true);
+}
+
+json service::verb_node_undrain(const json &)
+{
+	return set_drained(false);
+}
+
+json service::verb_node_status(const json &)
+{
+	stats_view sv = stats();
+	std::optional<bgp_config> cfg = current_config().node.bgp;
+	json bgp = json::object();
+	bgp["enabled"] = cfg && cfg->enabled;
+	if (cfg) {
+		bgp["bird_socket"] = cfg->bird_socket;
+		bgp["include_file"] = cfg->include_file;
+		bgp["protocol"] = cfg->protocol;
+	}
+	bgp["bird_reachable"] = sv.bird.reachable;
+	bgp["in_sync"] = sv.bgp_in_sync;
+	bgp["error"] = sv.bird.error;
+	json announced = json::array();
+	for (const auto &a : sv.bird.announced)
+		announced.push_back(a.is_v6() ? a.str() + "/128" : a.str() + "/32");
+	bgp["announced"] = announced;
+	bgp["reconfigures"] = sv.bird.reconfigures;
+	bgp["failures"] = sv.bird.failures;
+	bgp["last_change_ns"] = sv.bird.last_change_ns;
+	json vips = json::array();
+	for (const auto &v : sv.vips)
+		vips.push_back(json{{"vip", v.cfg.key.str()},
+				    {"announce", v.announce},
+				    {"reason", v.announce_reason},
+				    {"digest", v.digest}});
+	return json{{"drained", sv.drained}, {"bgp", bgp}, {"vips", vips}};
 }
 
 std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__COUNT> *sum) const

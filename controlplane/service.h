@@ -5,6 +5,8 @@
 // step leaves the running configuration as it was.
 #pragma once
 
+#include "bgp.h"
+#include "bird.h"
 #include "config.h"
 #include "config_io.h"
 #include "events.h"
@@ -74,6 +76,12 @@ struct vip_view {
 	uint32_t in_table = 0; // backends in the Maglev table
 	sluice_obj_counters counters{};
 	std::vector<backend_view> backends;
+	// The table digest (snapshot_builder.h's table_digest): equal on two
+	// nodes when they send every flow of the VIP to the same backend.
+	std::string digest;
+	// BGP: whether this node should announce the VIP now, and why (bgp.h).
+	bool announce = false;
+	std::string announce_reason;
 };
 
 struct stats_view {
@@ -81,6 +89,11 @@ struct stats_view {
 	std::vector<vip_view> vips;
 	std::array<uint64_t, SLUICE_CNT__COUNT> counters{};
 	std::vector<worker_view> workers;
+	bool drained = false; // `sluicectl node drain`
+	bird_announcer::status bird; // what BIRD was told, and whether it answers
+	// BIRD holds exactly the prefixes the decision wants (always false
+	// while node.bgp is off).
+	bool bgp_in_sync = false;
 };
 
 // What became of the dataplane workers between two readings of their
@@ -167,6 +180,13 @@ public:
 	// sluiced calls it every second and after every change.
 	void refresh_next_hops();
 
+	// Decides which VIPs to announce (bgp.h) and tells BIRD when that
+	// changed (bird.h); records an event per VIP whose decision changed.
+	// sluiced calls it every 100 ms from a thread of its own (BIRD may be
+	// slow to answer); drain and undrain call it before they answer, with
+	// force. Never throws.
+	void sync_bgp(bool force = false);
+
 private:
 	// One handler per verb of verbs.def; handle() finds it through the table.
 #define SLUICE_VERB(id, ...) json verb_##id(const json &args);
@@ -209,6 +229,14 @@ private:
 	std::mutex change_order_mu_;
 	std::mutex watch_mu_;
 	std::optional<std::vector<worker_view>> last_workers_; // under watch_mu_
+	bird_announcer bird_;
+	std::mutex bgp_mu_; // one sync_bgp at a time
+	std::map<vip_key, bool> last_announce_; // under bgp_mu_: for the events of a change
+	std::optional<bool> last_bird_ok_;      // under bgp_mu_
+	// The decision's inputs (under mu_): the drain flag, the workers, and
+	// per VIP its backends, healthy ones and builder_'s count in its table.
+	bgp_inputs bgp_inputs_locked(const std::vector<worker_view> &workers) const;
+	json set_drained(bool drained);
 	std::unique_ptr<health_monitor> health_; // last: its thread calls back into us
 };
 

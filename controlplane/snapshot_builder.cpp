@@ -93,7 +93,79 @@ void fill_vip_hash(sluice_snapshot &out, const std::vector<vip_hash_entry> &entr
 		    entries.size(), SLUICE_VIP_HASH_PROBES, vip_seed_tries);
 }
 
+// FNV-1a, 64 bits (Fowler, Noll, Vo; the offset basis and prime of the
+// published parameters).
+struct fnv64 {
+	uint64_t h = 0xcbf29ce484222325ull;
+	void bytes(const void *p, size_t n)
+	{
+		const auto *b = static_cast<const uint8_t *>(p);
+		for (size_t i = 0; i < n; i++) {
+			h ^= b[i];
+			h *= 0x100000001b3ull;
+		}
+	}
+	void u32(uint32_t v)
+	{
+		// Little-endian whatever the host: a digest compares across machines.
+		const uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+		bytes(b, 4);
+	}
+	void u64(uint64_t v)
+	{
+		u32(static_cast<uint32_t>(v));
+		u32(static_cast<uint32_t>(v >> 32));
+	}
+	void addr(const ip_address &a)
+	{
+		bytes(&a.family, 1);
+		bytes(a.bytes.data(), a.bytes.size());
+	}
+};
+
 } // namespace
+
+uint64_t table_hash(const std::vector<maglev_backend> &members, const std::vector<uint32_t> &table)
+{
+	std::map<uint32_t, const ip_address *> by_id;
+	for (const auto &m : members)
+		by_id[m.id] = &m.address;
+	fnv64 f;
+	const ip_address none{};
+	for (uint32_t slot : table) {
+		auto it = by_id.find(slot);
+		f.addr(it == by_id.end() ? none : *it->second);
+	}
+	return f.h;
+}
+
+std::string table_digest(const vip_config &v, std::vector<digest_backend> backends, uint64_t table_hash)
+{
+	std::sort(backends.begin(), backends.end(),
+		  [](const digest_backend &a, const digest_backend &b) { return a.address < b.address; });
+	fnv64 f;
+	f.bytes("sluice-table-v1", 15);
+	f.addr(v.key.address);
+	f.u32(v.key.port);
+	f.u32(static_cast<uint32_t>(v.key.proto));
+	f.u32(static_cast<uint32_t>(v.mode));
+	f.u32(v.ring_size);
+	f.u32(v.mode == vip_mode::gue ? v.gue_port : 0);
+	f.u32(static_cast<uint32_t>(backends.size()));
+	for (const auto &b : backends) {
+		f.addr(b.address);
+		f.u32(b.weight);
+		f.u32((b.healthy ? 1u : 0u) | (b.in_table ? 2u : 0u));
+	}
+	f.u64(table_hash);
+	return fmt::format("{:016x}", f.h);
+}
+
+const snapshot_builder::vip_summary *snapshot_builder::summary(uint32_t vip_id) const
+{
+	auto it = summaries_.find(vip_id);
+	return it == summaries_.end() ? nullptr : &it->second;
+}
 
 void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 {
@@ -124,6 +196,7 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 	std::set<std::pair<uint8_t, std::array<uint8_t, 16>>> addresses;
 	hash_entries.reserve(2 * c.vips.size());
 	std::set<uint32_t> live_vips;
+	std::map<uint32_t, vip_summary> summaries;
 	for (const auto &v : c.vips) {
 		uint32_t vid = in.ids.vip_id(v.key);
 		live_vips.insert(vid);
@@ -141,6 +214,7 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 		rec.backend_count = static_cast<uint32_t>(v.backends.size());
 
 		std::vector<maglev_backend> members;
+		std::vector<digest_backend> described;
 		for (const auto &b : v.backends) {
 			uint32_t bid = in.ids.backend_id(v.key, b.address);
 			bool healthy = in.healthy(bid);
@@ -174,8 +248,10 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 			// dropped, so its share goes to the others until its MAC
 			// is known and the next snapshot takes it in.
 			const bool awaiting_mac = !mac && in.resolving_next_hops;
-			if (healthy && b.weight > 0 && !awaiting_mac)
+			const bool in_table = healthy && b.weight > 0 && !awaiting_mac;
+			if (in_table)
 				members.push_back(maglev_backend{b.address, b.weight, bid});
+			described.push_back({b.address, b.weight, healthy, in_table});
 		}
 		rec.live_count = static_cast<uint32_t>(members.size());
 
@@ -185,7 +261,10 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 			ct.ring_size = v.ring_size;
 			ct.members = members;
 			ct.table = maglev_build(members, v.ring_size);
+			ct.table_hash = table_hash(ct.members, ct.table);
 		}
+		summaries[vid] = {table_digest(v, std::move(described), ct.table_hash),
+				  static_cast<uint32_t>(members.size())};
 		if (static_cast<uint64_t>(ring_used) + v.ring_size > SLUICE_RING_POOL)
 			throw error("ring_size: the VIPs' tables exceed the snapshot's {} entries",
 				    SLUICE_RING_POOL);
@@ -206,6 +285,7 @@ void snapshot_builder::build(const snapshot_inputs &in, sluice_snapshot &out)
 	for (auto it = cache_.begin(); it != cache_.end();)
 		it = live_vips.count(it->first) ? std::next(it) : cache_.erase(it);
 
+	summaries_ = std::move(summaries);
 	out.hdr.vip_count = static_cast<uint32_t>(c.vips.size());
 	out.hdr.backend_count = backend_count;
 	out.hdr.ring_used = ring_used;

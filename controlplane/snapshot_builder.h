@@ -36,13 +36,41 @@ public:
 	// counts); the writer sets generation and checksum.
 	void build(const snapshot_inputs &in, sluice_snapshot &out);
 
+	// What the last build made of VIP `vip_id`: its table digest (16 hex
+	// digits, see table_digest()) and how many backends its table holds
+	// (healthy, weight > 0 and, while resolving, next hop known). nullptr
+	// for an id not in it.
+	struct vip_summary {
+		std::string digest;
+		uint32_t in_table = 0;
+	};
+	const vip_summary *summary(uint32_t vip_id) const;
+
 private:
 	struct cached_table {
 		uint32_t ring_size = 0;
 		std::vector<maglev_backend> members;
 		std::vector<uint32_t> table;
+		uint64_t table_hash = 0; // the table by member address, see table_digest()
 	};
 	std::map<uint32_t, cached_table> cache_; // by VIP id
+	std::map<uint32_t, vip_summary> summaries_; // by VIP id, from the last build
 };
+
+// What two nodes must share to send every flow of a VIP to the same backend:
+// FNV-1a 64 (not a secret, only a comparison) over the VIP (key, mode,
+// ring size, GUE port), its backends sorted by address (address, weight,
+// healthy, in the table) and its Maglev table with each slot written as
+// the address of the backend it names. Ids are left out: they are local to
+// a node (given in the order objects were added), while the table they
+// index is a function of addresses and weights only (maglev.h).
+struct digest_backend {
+	ip_address address;
+	uint32_t weight = 0;
+	bool healthy = false;
+	bool in_table = false;
+};
+uint64_t table_hash(const std::vector<maglev_backend> &members, const std::vector<uint32_t> &table);
+std::string table_digest(const vip_config &v, std::vector<digest_backend> backends, uint64_t table_hash);
 
 } // namespace sluice

@@ -153,6 +153,7 @@ json state_to_json(const persisted_state &s)
 	j["vip_pool"] = s.ids.vip_pool.to_json();
 	j["backend_pool"] = s.ids.backend_pool.to_json();
 	j["health_recorded"] = true;
+	j["drained"] = s.drained;
 	return j;
 }
 
@@ -188,6 +189,9 @@ persisted_state state_from_json(const json &j)
 			s.health[id] = e.at("healthy").get<bool>();
 	}
 	s.health_recorded = j.value("health_recorded", false);
+	if (j.contains("drained") && !j["drained"].is_boolean())
+		throw error("state: drained is not true or false");
+	s.drained = j.value("drained", false);
 	// Objects the file's config has but its id list lacks get ids now.
 	s.ids.reconcile(s.cfg, [](object_ids::kind, uint32_t) { return sluice_obj_counters{}; });
 	return s;

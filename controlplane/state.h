@@ -77,6 +77,10 @@ struct persisted_state {
 	// taken as up, as that version did.
 	std::map<uint32_t, bool> health;
 	bool health_recorded = true;
+	// `sluicectl node drain`: withdraw every VIP from BGP until undrained.
+	// Kept here, not in the configuration: a maintenance state of this
+	// node, which `apply -f` of a fleet's file must not undo.
+	bool drained = false;
 };
 
 json state_to_json(const persisted_state &s);

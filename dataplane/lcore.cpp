@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "lcore.h"
 
+#include "sys.h"
+
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_ether.h>
@@ -47,6 +49,14 @@ inline uint16_t send_or_free(uint16_t port, uint16_t queue, rte_mbuf **pkts, uin
 
 } // namespace
 
+uint64_t ct_clock_offset(uint64_t hz)
+{
+	const uint64_t tsc = rte_rdtsc();
+	const auto mono_ticks = static_cast<uint64_t>(static_cast<double>(monotonic_ns()) * 1e-9 *
+						      static_cast<double>(hz));
+	return mono_ticks - tsc; // modulo 2^64: tsc + offset is CLOCK_MONOTONIC in ticks
+}
+
 int worker_main(void *arg)
 {
 	worker_lcore &w = *static_cast<worker_lcore *>(arg);
@@ -54,6 +64,7 @@ int worker_main(void *arg)
 	uint64_t *counters = st.stats->counters;
 	const uint64_t hz = rte_get_tsc_hz();
 	const uint64_t heartbeat_ticks = hz / heartbeats_per_s;
+	const uint64_t clock_offset = ct_clock_offset(hz);
 	uint64_t next_heartbeat = 0;
 	rte_mbuf *pkts[burst_size];
 	burst_result res;
@@ -79,7 +90,7 @@ int worker_main(void *arg)
 		uint16_t n = got;
 		if (w.filter_other_hosts)
 			n = keep_ours(pkts, n, st.params.port_mac);
-		st.now_s = w.replay ? SLUICE_CT_REPLAY_NOW_S : static_cast<uint32_t>(tsc / hz);
+		st.now_s = w.replay ? SLUICE_CT_REPLAY_NOW_S : static_cast<uint32_t>((tsc + clock_offset) / hz);
 		res.n_tx = 0;
 		res.n_kernel = 0;
 		process_burst(st, snap, pkts, n, res);

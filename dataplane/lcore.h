@@ -4,6 +4,7 @@
 // main lcore keeps house (TAP relay, the stop flag, the end of a pcap).
 #pragma once
 
+#include "ct_store.h"
 #include "shm_segment.h"
 #include "snapshot_keeper.h"
 #include "worker.h"
@@ -37,6 +38,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	rte_ring *to_kernel = nullptr;
 	bool filter_other_hosts = false; // af_packet: drop frames for other MACs first
 	bool replay = false;             // --pcap: the connection-table clock is frozen (conntrack.h)
+	// The file state.ct lives in when it outlives the process (ct_store.h);
+	// empty: state.ct is rte_zmalloc'ed (--pcap, --no-ct-persist).
+	ct_file ct_store;
 	// Frames taken from the RX queue and done with (transmitted, handed on
 	// or freed): the main lcore's measure of the end of a pcap. Written by
 	// the worker only, read by the main lcore.
@@ -47,6 +51,12 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker_lcore {
 	uint64_t taken = 0;
 	uint64_t baseline[SLUICE_CNT__COUNT] = {}; // the record's counters at claim
 };
+
+// The connection-table clock in whole seconds of CLOCK_MONOTONIC, as the
+// worker reads it from the TSC: (tsc + offset) / hz. CLOCK_MONOTONIC, not
+// the TSC alone: a restarted process (another TSC calibration) must read
+// the ages its predecessor wrote into a kept table on the same clock.
+uint64_t ct_clock_offset(uint64_t hz);
 
 // rte_eal_remote_launch entry: arg is a worker_lcore.
 int worker_main(void *arg);

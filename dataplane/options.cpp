@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -138,6 +139,10 @@ options parse_options(int argc, char **argv)
 
 	add_ct_options(desc, o.ct_entries, o.ct_timeouts,
 		       "connection-table entries per worker (default 1048576; 65536 with --pcap/--iface)");
+	desc.add_options()
+		("ct-dir", po::value(&o.ct_dir), "DIR: keep each worker's connection table in a file here, so a restart goes on with every flow (default: a hugetlbfs mount with free pages, else /dev/shm; with --pcap: not kept unless given)")
+		("ct-fresh", "start with empty connection tables, throwing away the kept ones")
+		("no-ct-persist", "keep the connection tables in process memory only: a restart starts empty");
 	po::variables_map vm;
 	if (!parse_command_line(ours, argv, desc, vm, "sluice-dpdk"))
 		std::exit(0);
@@ -179,6 +184,15 @@ options parse_options(int argc, char **argv)
 	if (vm.count("stats-period") && o.stats_period_s == 0)
 		throw error("--stats-period 0: give a period in seconds");
 	check_ct_options(vm, o.ct_entries, o.mode == port_mode::eal ? default_ct_entries : default_ct_entries_shortcut);
+	o.ct_fresh = vm.count("ct-fresh") > 0;
+	o.ct_persist = vm.count("no-ct-persist") == 0 && (o.mode != port_mode::pcap || vm.count("ct-dir"));
+	if (vm.count("no-ct-persist") && (vm.count("ct-dir") || o.ct_fresh))
+		throw error("--no-ct-persist keeps no tables: drop --ct-dir and --ct-fresh");
+	if (vm.count("ct-dir")) {
+		struct stat st;
+		if (o.ct_dir.empty() || stat(o.ct_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+			throw error("--ct-dir '{}': not a directory", o.ct_dir);
+	}
 	if (o.mode == port_mode::eal &&
 	    (o.tap_name.empty() || o.tap_name.size() >= IFNAMSIZ ||
 	     o.tap_name.find_first_of(",= /") != std::string::npos))
@@ -190,7 +204,8 @@ std::vector<std::string> eal_arguments(const options &o)
 {
 	std::vector<std::string> a{"sluice-dpdk"};
 	if (o.mode != port_mode::eal) {
-		const uint64_t ct_mib = mib_ceil(sluice_ct_table_bytes(o.ct_entries)) + 1;
+		// Kept tables are files of their own, outside EAL's memory.
+		const uint64_t ct_mib = o.ct_persist ? 0 : mib_ceil(sluice_ct_table_bytes(o.ct_entries)) + 1;
 		uint64_t mem = eal_base_mib + o.workers * (pool_mib(o) + ct_mib + queue_mib);
 		mem = (mem + 63) / 64 * 64;
 		a.insert(a.end(), {"--no-huge", "--no-pci", "--no-shconf", "-m", std::to_string(mem),

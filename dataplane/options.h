@@ -28,6 +28,13 @@ struct options {
 	uint32_t workers = 0;    // 0: 1 with a shortcut, else one per worker lcore EAL gives
 	uint32_t ct_entries = 0; // 0: the mode's default
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
+	// The connection tables outlive the process in files (ct_store.h):
+	// on by default, as an operator upgrading or a crash expects flows to
+	// stay put; off for --pcap (a replay starts empty, reproducibly)
+	// unless --ct-dir is given.
+	bool ct_persist = true;
+	std::string ct_dir;     // --ct-dir; empty: default_ct_dir()
+	bool ct_fresh = false;  // --ct-fresh: throw the kept tables away
 	uint32_t wait_shm_ms = 10000;
 	// Benchmarking (scripts/bench): an RX-only source and a sink, as testpmd's two ports.
 	std::string tx_port;          // EAL mode: transmit forwarded traffic on this ethdev (by name)

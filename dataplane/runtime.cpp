@@ -23,7 +23,8 @@ runtime::~runtime()
 	for (rte_ring *r : rings)
 		rte_ring_free(r);
 	for (auto &w : workers)
-		rte_free(w->state.ct);
+		if (!w->ct_store.table())
+			rte_free(w->state.ct); // a kept table is unmapped, marked clean, by ~ct_file
 	for (rte_mempool *mp : pools)
 		rte_mempool_free(mp);
 	if (eal)
@@ -88,26 +89,95 @@ data_port bring_up_ports(const options &o, runtime &rt)
 	return data;
 }
 
+namespace {
+
+// Worker q's table in process memory (hugepages where EAL has them).
+sluice_ct_table *table_in_memory(const options &o, uint32_t q, int socket, uint64_t secret)
+{
+	const uint64_t bytes = sluice_ct_table_bytes(o.ct_entries);
+	const std::string name = fmt::format("sluice_ct{}", q);
+	void *ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, socket);
+	if (!ct)
+		ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, SOCKET_ID_ANY);
+	if (!ct)
+		throw error("cannot allocate worker {}'s connection table ({} MiB for {} entries): "
+			    "reserve more hugepages or lower --ct-entries",
+			    q, (bytes + (1u << 20) - 1) >> 20, o.ct_entries);
+	auto *t = static_cast<sluice_ct_table *>(ct);
+	sluice_ct_table_init(t, o.ct_entries, &o.ct_timeouts, secret);
+	return t;
+}
+
+// Where the kept tables of this segment and port live (ct_store.h).
+ct_place kept_tables(const options &o, const std::string &port_name)
+{
+	ct_place p;
+	p.dir = o.ct_dir.empty() ? default_ct_dir(uint64_t(o.workers) * sluice_ct_table_bytes(o.ct_entries))
+				 : o.ct_dir;
+	std::string port = port_name;
+	for (char &c : port)
+		if (c == '/' || c == ' ')
+			c = '_';
+	p.stem = fmt::format("sluice-ct.{}.{}", o.shm_name, port);
+	p.workers = o.workers;
+	p.entries = o.ct_entries;
+	p.timeouts = o.ct_timeouts;
+	p.fresh = o.ct_fresh;
+	return p;
+}
+
+// Opens every worker's kept table at once: re-attaching one reads all of
+// it (ct_scrub), which is the restart's wait; the workers' tables are
+// independent.
+void open_kept_tables(const options &o, const ct_place &place, runtime &rt)
+{
+	const uint32_t now_s = o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_NOW_S
+							  : static_cast<uint32_t>(monotonic_ns() / 1000000000u);
+	std::vector<std::string> failed(rt.workers.size());
+	std::vector<std::thread> threads;
+	for (uint32_t q = 0; q < rt.workers.size(); q++)
+		threads.emplace_back([&, q] {
+			try {
+				const int socket = static_cast<int>(rte_lcore_to_socket_id(rt.lcores[q]));
+				const uint64_t secret = o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_KEY : random_u64();
+				rt.workers[q]->ct_store = ct_file::open(place, q, secret, socket, now_s);
+				rt.workers[q]->state.ct = rt.workers[q]->ct_store.table();
+			} catch (const std::exception &e) {
+				failed[q] = e.what();
+			}
+		});
+	for (auto &t : threads)
+		t.join();
+	for (const std::string &f : failed)
+		if (!f.empty())
+			throw error("{}", f);
+	if (unsigned n = remove_surplus_ct_files(place))
+		note("removed {} kept connection table{} of workers beyond this run's {}", n, n > 1 ? "s" : "",
+		     place.workers);
+	if (o.mode == port_mode::eal && o.ct_dir.empty() && place.dir == "/dev/shm")
+		note("connection tables in /dev/shm on 4 KiB pages: no hugetlbfs mount has the {} MiB free "
+		     "(reserve more huge pages, or give --ct-dir)",
+		     (uint64_t(o.workers) * sluice_ct_table_bytes(o.ct_entries) + (1u << 20) - 1) >> 20);
+	for (const auto &w : rt.workers) {
+		const ct_found &f = w->ct_store.found();
+		note("worker {}: connection table {}: {}; {} flows kept, {} expired, {} invalid entries dropped",
+		     w->queue, w->ct_store.path(), f.how, f.kept, f.expired, f.invalid);
+	}
+}
+
+} // namespace
+
 void create_workers(const options &o, const data_port &data, shm_segment &segment, runtime &rt)
 {
 	const uint32_t workers = o.workers;
 	for (uint32_t q = 0; q < workers; q++) {
 		auto w = std::make_unique<worker_lcore>();
 		const int socket = static_cast<int>(rte_lcore_to_socket_id(rt.lcores[q]));
-		const uint64_t bytes = sluice_ct_table_bytes(o.ct_entries);
-		const std::string name = fmt::format("sluice_ct{}", q);
-		void *ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, socket);
-		if (!ct)
-			ct = rte_zmalloc_socket(name.c_str(), bytes, RTE_CACHE_LINE_SIZE, SOCKET_ID_ANY);
-		if (!ct)
-			throw error("cannot allocate worker {}'s connection table ({} MiB for {} entries): "
-				    "reserve more hugepages or lower --ct-entries",
-				    q, (bytes + (1u << 20) - 1) >> 20, o.ct_entries);
-		w->state.ct = static_cast<sluice_ct_table *>(ct);
 		// A replay's key is fixed (reproducible, and alike in sluice-xdp
 		// --pcap); a live table's is secret.
-		sluice_ct_table_init(w->state.ct, o.ct_entries, &o.ct_timeouts,
-				     o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_KEY : random_u64());
+		if (!o.ct_persist)
+			w->state.ct = table_in_memory(o, q, socket,
+						      o.mode == port_mode::pcap ? SLUICE_CT_REPLAY_KEY : random_u64());
 		w->state.params = data.params;
 		w->port = rt.ports.data;
 		w->tx_port = rt.ports.tx != no_port ? rt.ports.tx : rt.ports.data;
@@ -129,6 +199,8 @@ void create_workers(const options &o, const data_port &data, shm_segment &segmen
 		w->replay = o.mode == port_mode::pcap;
 		rt.workers.push_back(std::move(w));
 	}
+	if (o.ct_persist)
+		open_kept_tables(o, kept_tables(o, rt.ports.data_name), rt);
 	rt.keeper = std::make_unique<snapshot_keeper>(segment.get());
 	std::vector<worker_lcore *> all;
 	for (uint32_t q = 0; q < workers; q++) {

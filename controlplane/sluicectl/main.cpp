@@ -214,9 +214,10 @@ void print_status(const json &r)
 {
 	std::printf("generation %s\n\n", num(r["generation"]).c_str());
 	for (const auto &v : r["vips"]) {
-		std::printf("%s  mode %s  ring %s  %s of %zu backends in the table\n",
+		std::printf("%s  mode %s  ring %s  %s of %zu backends in the table  digest %s\n",
 			    v["vip"].get<std::string>().c_str(), v["mode"].get<std::string>().c_str(),
-			    num(v["ring_size"]).c_str(), num(v["in_table"]).c_str(), v["backends"].size());
+			    num(v["ring_size"]).c_str(), num(v["in_table"]).c_str(), v["backends"].size(),
+			    v.value("digest", "-").c_str());
 		std::vector<std::vector<std::string>> rows;
 		for (const auto &b : v["backends"])
 			rows.push_back(backend_row(b, false));
@@ -681,6 +682,43 @@ cli_verb cli_events()
 		},
 		no_args, nullptr, run_events};
 }
+
+// `node status` (and what drain and undrain answer): the node's state,
+// BIRD's, then one line per VIP with why it is announced or withdrawn.
+void print_node_status(const json &r)
+{
+	const json &b = r["bgp"];
+	std::printf("node %s\n", r["drained"].get<bool>() ? "drained (sluicectl node undrain to announce again)"
+							    : "not drained");
+	if (!b["enabled"].get<bool>()) {
+		std::puts("bgp: off (node.bgp.enabled is not true): sluiced tells BIRD nothing");
+	} else {
+		std::printf("bgp: BIRD on %s %s; include file %s, protocols %s4/%s6; %s\n",
+			    b["bird_socket"].get<std::string>().c_str(),
+			    b["bird_reachable"].get<bool>() ? "reachable" : "NOT reachable",
+			    b["include_file"].get<std::string>().c_str(), b["protocol"].get<std::string>().c_str(),
+			    b["protocol"].get<std::string>().c_str(),
+			    b["in_sync"].get<bool>() ? "in sync" : "NOT in sync");
+		if (!b["error"].get<std::string>().empty())
+			std::printf("bgp: error: %s\n", b["error"].get<std::string>().c_str());
+		std::string ann;
+		for (const auto &a : b["announced"])
+			ann += (ann.empty() ? "" : " ") + a.get<std::string>();
+		std::printf("bgp: BIRD holds from sluiced: %s\n", ann.empty() ? "nothing" : ann.c_str());
+	}
+	std::puts("");
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &v : r["vips"])
+		rows.push_back({v["vip"], v["announce"].get<bool>() ? "announced" : "withdrawn", v["digest"], v["reason"]});
+	if (rows.empty())
+		std::puts("no VIPs");
+	else
+		print_table({"VIP", "BGP", "DIGEST", "WHY"}, rows);
+}
+
+cli_verb cli_node_drain() { return {{}, no_options, no_args, print_node_status}; }
+cli_verb cli_node_undrain() { return {{}, no_options, no_args, print_node_status}; }
+cli_verb cli_node_status() { return {{}, no_options, no_args, print_node_status}; }
 
 cli_verb cli_dump()
 {

@@ -269,6 +269,19 @@ int run(const options &o)
 	});
 	spdlog::info("API on {}", o.socket_path);
 
+	// BGP on a thread of its own: BIRD may take its time to answer a
+	// `configure`, and the writer's heartbeat below must not wait for it.
+	// Every 50 ms: with node.bgp.heartbeat_timeout_ms at 300, a killed
+	// dataplane is withdrawn about 0.35 s after its last beat plus BIRD's
+	// reconfiguration, inside the 1 s promised.
+	std::atomic<bool> stopping{false};
+	std::thread bgp_thread([&] {
+		while (!stopping.load()) {
+			svc.sync_bgp();
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		}
+	});
+
 	std::thread http_thread;
 	if (http) {
 		svc_for_metrics = &svc;
@@ -295,6 +308,10 @@ int run(const options &o)
 		if (n % 10 == 0)
 			svc.refresh_next_hops();
 	}
+	// BIRD keeps what it was last told: the dataplanes forward on, so the
+	// announcements stay right while sluiced is away.
+	stopping = true;
+	bgp_thread.join();
 	if (http) {
 		http->stop();
 		http_thread.join();

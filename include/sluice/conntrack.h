@@ -467,6 +467,48 @@ SLUICE_INLINE struct sluice_ct_bucket *sluice_ct_table_bucket(struct sluice_ct_t
 /* The worker computes a burst's hashes and prefetches every bucket's tag
  * line (sluice_ct_prefetch), then, once those have arrived, the lines of
  * the ways whose tag matches (sluice_ct_prefetch_ways), then looks up. */
+/*
+ * Whether way w of bucket `bi` holds what sluice_ct_insert() could have
+ * written there: a state it knows, zero padding, a key of a family it knows
+ * (a fragment key with its mark, a flow key with none) whose ct hash picks
+ * this very bucket and whose tag is the one the tag line has for the way;
+ * a way past 0 keeps its tags field zero. A table that outlived its process
+ * (sluice-dpdk keeps them in files across restarts) is read through this
+ * before it is trusted: a way that fails is cleared, never followed. A free
+ * way is sound when its tag is 0.
+ */
+SLUICE_INLINE bool sluice_ct_way_sound(const struct sluice_ct_table *t, uint32_t bi, int w)
+{
+	const struct sluice_ct_bucket *b = &t->buckets[bi];
+	const struct sluice_ct_entry *e = &b->way[w];
+	const uint16_t tag = b->way[0].tags[w];
+	if (w != 0 && (e->tags[0] | e->tags[1] | e->tags[2] | e->tags[3]))
+		return false;
+	if (e->state == SLUICE_CT_FREE)
+		return tag == 0;
+	if (e->state > SLUICE_CT_FRAG || tag == 0 || e->pad[0] || e->pad[1] || e->pad[2])
+		return false;
+	if (e->key.family != SLUICE_AF_INET && e->key.family != SLUICE_AF_INET6)
+		return false;
+	const uint8_t mark = e->state == SLUICE_CT_FRAG ? SLUICE_CT_FRAG_MARK : 0;
+	if (e->key.pad[0] != mark || e->key.pad[1] != 0)
+		return false;
+	const uint32_t h = sluice_ct_hash(&e->key, t->secret);
+	return sluice_ct_bucket_index(h, t->n_buckets) == bi && sluice_ct_tag(h) == tag;
+}
+
+/* Empties way w of bucket bi whatever it held. */
+SLUICE_INLINE void sluice_ct_clear_way(struct sluice_ct_table *t, uint32_t bi, int w)
+{
+	struct sluice_ct_bucket *b = &t->buckets[bi];
+	uint16_t tags[SLUICE_CT_WAYS];
+	__builtin_memcpy(tags, b->way[0].tags, sizeof(tags));
+	__builtin_memset(&b->way[w], 0, sizeof(b->way[w]));
+	if (w == 0)
+		__builtin_memcpy(b->way[0].tags, tags, sizeof(tags));
+	b->way[0].tags[w] = 0;
+}
+
 SLUICE_INLINE void sluice_ct_prefetch(const struct sluice_ct_bucket *b)
 {
 	__builtin_prefetch(b, 1, 3);

@@ -413,7 +413,10 @@ def client_main(_a):
             progress["t0"] = t0  # CLOCK_MONOTONIC is one clock for every namespace
             events = progress.setdefault("events", [])
             i = 0
-            while time.monotonic() < end and i < min(int(job.get("max", 2000)), len(srcs)):
+            # `stop` (below) ends it early: a test loops for as long as
+            # its maintenance takes, not a guessed number of seconds.
+            while time.monotonic() < end and i < min(int(job.get("max", 2000)), len(srcs)) \
+                    and not progress.get("stop"):
                 src, sport = srcs[i]
                 t_sent = time.monotonic() - t0
                 r = http_get(src, sport, job["host"], job.get("port", 80), "/", float(job.get("timeout", 2)))
@@ -501,6 +504,10 @@ def client_main(_a):
             elif op == "peek":
                 j = jobs[c["id"]]
                 out = {"ok": True, "done": j["done"].is_set(), "progress": json.loads(json.dumps(j["progress"]))}
+            elif op == "stop":
+                # Asks a running job that checks for it (loop) to end.
+                jobs[c["id"]]["progress"]["stop"] = True
+                out = {"ok": True}
             elif op == "wait":
                 j = jobs[c["id"]]
                 if j["done"].wait(min(float(c.get("wait", 60)), 300)):

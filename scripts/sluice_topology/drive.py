@@ -111,6 +111,10 @@ class Client(Driven):
     def peek(self, id):
         return self.cmd(op="peek", id=id)
 
+    def stop(self, id):
+        """Ends a running loop job early (its result still comes by wait)."""
+        return self.cmd(op="stop", id=id)
+
     def wait(self, id, timeout=60):
         return self.cmd(op="wait", id=id, wait=timeout, within=timeout + 10)
 

@@ -415,12 +415,22 @@ def cleanup(tag):
         run("umount", f"{rd}/bpf", check=False)
     if os.path.isdir(rd) and not os.path.ismount(f"{rd}/bpf"):
         shutil.rmtree(rd, ignore_errors=True)
-    for f in os.listdir("/dev/shm"):
-        if f == tag or f.startswith(tag + "."):
-            try:
-                os.unlink(f"/dev/shm/{f}")
-            except OSError:
-                pass
+    # The segment, and the connection tables sluice-dpdk kept for it
+    # (dataplane/ct_store.h: /dev/shm or a hugetlbfs mount).
+    dirs = ["/dev/shm"]
+    with open("/proc/mounts") as m:
+        dirs += [line.split()[1] for line in m if line.split()[2] == "hugetlbfs"]
+    for d in dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for f in names:
+            if f == tag or f.startswith(tag + ".") or f.startswith(f"sluice-ct.{tag}."):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
 
 
 def leftovers(prefix, everything=False):

@@ -195,7 +195,9 @@ def config_fields(source):
     out = set()
     for m in re.finditer(r"reader \w+\([^{;]*\{([^}]*)\}\)", text, re.S):
         keys = re.findall(r'"(\w+)"', m.group(1))
-        if "interval_ms" in keys:
+        if "communities" in keys:
+            base = "node.bgp."
+        elif "interval_ms" in keys:
             base = "vips[].backends[].check."
         elif "weight" in keys:
             base = "vips[].backends[]."
@@ -239,7 +241,10 @@ class Configuration(unittest.TestCase):
 
     def test_every_documented_field_is_accepted(self):
         ex = dict(documented_fields())
-        node = "\n".join(f"  {p.split('.', 1)[1]}: {ex[p]}" for p in ex if p.startswith("node."))
+        node = "\n".join(f"  {p.split('.', 1)[1]}: {ex[p]}" for p in ex
+                         if p.startswith("node.") and not p.startswith("node.bgp"))
+        # node.bgp's fields nested under it (its own row is the mapping).
+        node += "\n  bgp:\n" + "\n".join(f"    {p.split('.', 2)[2]}: {ex[p]}" for p in ex if p.startswith("node.bgp."))
         vip = {p[len("vips[]."):]: v for p, v in ex.items()
                if p.startswith("vips[].") and not p.startswith("vips[].backends[]")}
         be = {p[len("vips[].backends[]."):]: v for p, v in ex.items()

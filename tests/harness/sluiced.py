@@ -39,6 +39,34 @@ def exit_counters(stdout):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+) (\d+)$", stdout, re.M)}
 
 
+def kept_table_dirs():
+    """Where sluice-dpdk keeps its connection tables by default
+    (dataplane/ct_store.h): /dev/shm and every hugetlbfs mount."""
+    dirs = ["/dev/shm"]
+    try:
+        with open("/proc/mounts") as f:
+            dirs += [line.split()[1] for line in f if line.split()[2] == "hugetlbfs"]
+    except OSError:
+        pass
+    return dirs
+
+
+def remove_kept_tables(shm):
+    """Removes the connection tables sluice-dpdk kept for segment SHM: a
+    test's segment is its own, and its tables would outlive it."""
+    for d in kept_table_dirs():
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.startswith(f"sluice-ct.{shm}."):
+                try:
+                    os.unlink(os.path.join(d, n))
+                except OSError:
+                    pass
+
+
 def free_port():
     """A localhost TCP port nobody listens on now."""
     s = socket.socket()
@@ -185,3 +213,4 @@ class Sluiced:
             os.unlink(f"/dev/shm/{self.shm}")
         except FileNotFoundError:
             pass
+        remove_kept_tables(self.shm)

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -693,3 +694,74 @@ TEST(ConntrackScale, TenMillionFlowsThroughAMillionEntries)
 }
 
 } // namespace
+
+// A table that outlived its process (sluice-dpdk's kept tables) is read
+// through sluice_ct_way_sound() before it is trusted: what insert writes
+// passes, and each kind of damage fails.
+TEST(ConntrackSound, WhatInsertWritesIsSoundAndEachDamageIsNot)
+{
+	auto t = make_table(1024);
+	const sluice_flow_key k = v4_key(7, 4242);
+	sluice_ct_bucket *b = bucket_of(t.get(), k);
+	const auto bi = static_cast<uint32_t>(b - t->buckets);
+	sluice_ct_entry *e = ct_insert(b, &k, 3, 1, SLUICE_CT_EST, 100, &defaults, nullptr);
+	ASSERT_NE(e, nullptr);
+	const int w = static_cast<int>(e - b->way);
+	for (int i = 0; i < SLUICE_CT_WAYS; i++)
+		EXPECT_TRUE(sluice_ct_way_sound(t.get(), bi, i)) << "way " << i;
+
+	const sluice_ct_bucket good = *b;
+	auto spoiled = [&](auto spoil) {
+		*b = good;
+		spoil(b->way[w]);
+		return !sluice_ct_way_sound(t.get(), bi, w);
+	};
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.key.src[0] ^= 1; })) << "key hashes elsewhere";
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.state = 9; })) << "unknown state";
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.pad[1] = 1; })) << "padding";
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.key.family = 5; })) << "family";
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.key.pad[0] = SLUICE_CT_FRAG_MARK; })) << "a flow with the fragment mark";
+	EXPECT_TRUE(spoiled([](sluice_ct_entry &x) { x.state = SLUICE_CT_FRAG; })) << "a fragment without it";
+	*b = good;
+	b->way[0].tags[w] ^= 2;
+	EXPECT_FALSE(sluice_ct_way_sound(t.get(), bi, w)) << "tag of another hash";
+	*b = good;
+	b->way[0].tags[(w + 1) % SLUICE_CT_WAYS] = 77;
+	EXPECT_FALSE(sluice_ct_way_sound(t.get(), bi, (w + 1) % SLUICE_CT_WAYS)) << "a free way with a tag";
+	*b = good;
+	b->way[w == 1 ? 2 : 1].tags[0] = 5;
+	EXPECT_FALSE(sluice_ct_way_sound(t.get(), bi, w == 1 ? 2 : 1)) << "tags past way 0";
+
+	// Cleared, the way is free and sound, and the others keep their tags.
+	*b = good;
+	sluice_ct_clear_way(t.get(), bi, w);
+	EXPECT_EQ(b->way[w].state, SLUICE_CT_FREE);
+	EXPECT_EQ(b->way[0].tags[w], 0);
+	EXPECT_TRUE(sluice_ct_way_sound(t.get(), bi, w));
+	EXPECT_EQ(sluice_ct_find(b, &k, tag_of(&k), 100, &defaults), nullptr);
+}
+
+// Fragment keys are sound in state FRAG, and a table of random bytes keeps
+// nothing that is not: every way of it either fails or is free.
+TEST(ConntrackSound, FragmentsPassAndRandomBytesDoNot)
+{
+	auto t = make_table(4096);
+	sluice_flow_key fk;
+	uint8_t src[16] = {192, 0, 2, 1}, dst[16] = {10, 200, 1, 1};
+	sluice_frag_key(&fk, SLUICE_AF_INET, src, dst, 0x1234, SLUICE_IPPROTO_UDP);
+	sluice_ct_bucket *b = bucket_of(t.get(), fk);
+	sluice_ct_entry *e = ct_insert(b, &fk, 1, 1, SLUICE_CT_FRAG, 5, &defaults, nullptr);
+	ASSERT_NE(e, nullptr);
+	EXPECT_TRUE(sluice_ct_way_sound(t.get(), static_cast<uint32_t>(b - t->buckets), static_cast<int>(e - b->way)));
+
+	std::mt19937_64 rng(11);
+	auto *bytes = reinterpret_cast<uint64_t *>(t->buckets);
+	for (size_t i = 0; i < t->n_buckets * sizeof(sluice_ct_bucket) / 8; i++)
+		bytes[i] = rng();
+	uint64_t sound_used = 0;
+	for (uint32_t bi = 0; bi < t->n_buckets; bi++)
+		for (int w = 0; w < SLUICE_CT_WAYS; w++)
+			if (sluice_ct_way_sound(t.get(), bi, w) && t->buckets[bi].way[w].state != SLUICE_CT_FREE)
+				sound_used++;
+	EXPECT_EQ(sound_used, 0u);
+}
