@@ -140,6 +140,7 @@ attachment attachment::attach(const std::string &iface, int prog_fd, const std::
 					    "attached: {}",
 					    iface, old.id, errno_text(err));
 			a.generic_ = old.flags == XDP_FLAGS_SKB_MODE;
+			a.replaced_id_ = old.id;
 			spdlog::info("{}: replaced the sluice XDP program (id {}) a previous run left attached",
 				     iface, old.id);
 			return a;
@@ -171,7 +172,8 @@ attachment attachment::attach(const std::string &iface, int prog_fd, const std::
 
 attachment::attachment(attachment &&other) noexcept
 	: iface_(std::move(other.iface_)), ifindex_(other.ifindex_),
-	  prog_fd_(std::exchange(other.prog_fd_, -1)), prog_id_(other.prog_id_), generic_(other.generic_)
+	  prog_fd_(std::exchange(other.prog_fd_, -1)), prog_id_(other.prog_id_),
+	  replaced_id_(other.replaced_id_), generic_(other.generic_)
 {
 }
 
@@ -183,6 +185,7 @@ attachment &attachment::operator=(attachment &&other) noexcept
 		ifindex_ = other.ifindex_;
 		prog_fd_ = std::exchange(other.prog_fd_, -1);
 		prog_id_ = other.prog_id_;
+		replaced_id_ = other.replaced_id_;
 		generic_ = other.generic_;
 	}
 	return *this;
@@ -201,6 +204,22 @@ void attachment::detach()
 		spdlog::warn("{}: detaching the XDP program: {}", iface_, errno_text(err));
 	close(prog_fd_);
 	prog_fd_ = -1;
+}
+
+void attachment::leave_attached()
+{
+	// The interface holds its own reference to the program, and the
+	// program to its maps: closing our fd frees nothing that forwards.
+	if (prog_fd_ >= 0)
+		close(prog_fd_);
+	prog_fd_ = -1;
+}
+
+uint32_t attached_id(const std::string &iface, const std::string &prog_name)
+{
+	const iface_info ii = query_iface(iface);
+	const attached_now now = query(ii.ifindex, iface);
+	return now.id && prog_name_of(now.id) == prog_name ? now.id : 0;
 }
 
 bool detach_named(const std::string &iface, const std::string &prog_name)

@@ -46,19 +46,30 @@ public:
 	~attachment() { detach(); }
 
 	void detach(); // only if the interface still runs our program
+	// Lets go of the program without detaching it: the interface goes on
+	// running it (with the maps it holds) until the next sluice-xdp
+	// replaces it in place. For --keep-attached stops.
+	void leave_attached();
 	bool generic() const { return generic_; }
 	uint32_t prog_id() const { return prog_id_; }
+	// The id of the sluice program this attach replaced in place, 0 if none.
+	uint32_t replaced_id() const { return replaced_id_; }
 
 private:
 	std::string iface_;
 	int ifindex_ = 0;
 	int prog_fd_ = -1;
 	uint32_t prog_id_ = 0;
+	uint32_t replaced_id_ = 0;
 	bool generic_ = false;
 };
 
+// The id of the program named prog_name attached to iface (any mode), 0 if
+// none is.
+uint32_t attached_id(const std::string &iface, const std::string &prog_name);
+
 // Detaches the program named prog_name from iface if it runs one (any mode).
-// Returns whether it did. For `sluice-xdp --unpin`.
+// Returns whether it did. For `sluice-xdp --unpin` and `--detach`.
 bool detach_named(const std::string &iface, const std::string &prog_name);
 
 } // namespace sluice::xdp

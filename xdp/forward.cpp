@@ -4,12 +4,14 @@
 #include "modes.h"
 
 #include "ct_counter.h"
+#include "handover.h"
 #include "mirror.h"
 #include "program.h"
 #include "shm_segment.h"
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
 #include <thread>
 
 namespace sluice::xdp {
@@ -56,6 +58,8 @@ int run_forwarder(const options &o)
 	ps.ring_entries = o.ring_entries;
 	ps.ct_timeouts = o.ct_timeouts;
 	ps.pin_dir = o.pin_dir;
+	ps.iface = o.iface;
+	ps.replace_pinned = o.replace_pinned;
 	program prog = program::load(ps);
 	spdlog::info("{}: program loaded; connection table {} ({} entries per CPU x {} CPUs){}",
 		     o.iface, prog.ct_pin_path(), (uint64_t)prog.ct_buckets() * SLUICE_CT_WAYS, prog.cpus(),
@@ -66,6 +70,7 @@ int run_forwarder(const options &o)
 	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
 	ct_counter conns(prog, o.ct_timeouts, o.conn_sweep_s, h.record());
+	count_base_pin base_pin = count_base_pin::open(o.pin_dir);
 
 	// The program goes on the interface only once it has a snapshot: before
 	// that it would drop every IP packet (drop_no_snapshot, as the DPDK
@@ -89,7 +94,23 @@ int run_forwarder(const options &o)
 		return 0;
 	}
 
+	// The program a --keep-attached stop or a crash left attached has been
+	// counting since its run's last copy: its counter maps are held open
+	// across the swap, which would free them, and what they counted beyond
+	// that copy is added to this run's base (handover.h).
+	const uint32_t prev_id = attached_id(o.iface, SLUICE_XDP_PROG_NAME);
+	std::unique_ptr<previous_counters> prev = prev_id ? previous_counters::open(prev_id, prog.cpus()) : nullptr;
 	attachment att = attachment::attach(o.iface, prog.prog_fd(), SLUICE_XDP_PROG_NAME, o.mode);
+	if (prev && att.replaced_id() == prev_id) {
+		const uint64_t n = carry_over_counts(*prev, prev_id, base_pin, *seg.get(), counters);
+		if (n)
+			spdlog::info("{}: the replaced program received {} packets after its run's last copy of "
+				     "its counters; they are in this run's totals",
+				     o.iface, n);
+	}
+	prev.reset();
+	// For the run that replaces this program: the base its counts add to.
+	base_pin.write(h.index(), att.prog_id(), counters.base());
 	spdlog::info("{}: attached in {} mode, forwarding by generation {} (MTU {}, MAC "
 		     "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x})",
 		     o.iface, att.generic() ? "generic" : "native", m.generation(), ii.mtu, ii.mac[0],
@@ -110,10 +131,23 @@ int run_forwarder(const options &o)
 		conns.poll(m.generation());
 		housekeeping_sleep();
 	}
-	spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "
-		     "(`sluice-xdp --iface {} --unpin` removes it)",
-		     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
-	att.detach();
+	if (o.keep_attached) {
+		// The program and the maps it holds outlive this process; the next
+		// sluice-xdp loads its own program, fills its snapshot maps, takes
+		// the pinned connection table and swaps programs in one
+		// XDP_FLAGS_REPLACE (attach.cpp): no packet reaches the kernel, and
+		// no flow loses its entry, in between.
+		spdlog::info("signal {}: leaving the program attached to {}, forwarding by generation {} "
+			     "until the next sluice-xdp replaces it in place (`sluice-xdp --iface {} "
+			     "--detach` takes it off)",
+			     (int)stop_signal, o.iface, m.generation(), o.iface);
+		att.leave_attached();
+	} else {
+		spdlog::info("signal {}: detaching from {}; the connection table stays pinned at {} "
+			     "(`sluice-xdp --iface {} --unpin` removes it)",
+			     (int)stop_signal, o.iface, prog.ct_pin_path(), o.iface);
+		att.detach();
+	}
 	counters.copy();
 	h.release();
 	return 0;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // sluice-xdp: loads the XDP program (sluice.bpf.c), attaches it, and keeps
 // its maps in step with the snapshots sluiced publishes (forward.cpp); or
-// detaches it and removes its pins (unpin.cpp); or prints what its maps
-// hold (show.cpp); or runs a capture through it (pcap_replay.cpp). The
+// detaches it and removes its pins, or only detaches it (unpin.cpp); or
+// prints what its maps hold (show.cpp); or runs a capture through it
+// (pcap_replay.cpp). The
 // backend-side decap is its own program, sluice-decap; `sluice-xdp --decap`
 // still runs it, with sluice-decap's options.
 #include "decap_run.h"
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
 			return run_pcap(o);
 		if (o.unpin)
 			return run_unpin(o);
+		if (o.detach)
+			return run_detach(o);
 		if (o.show || o.show_ct) {
 			std::cout << show(o.iface, o.show_ct).dump() << "\n";
 			return 0;

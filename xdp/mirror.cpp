@@ -237,21 +237,24 @@ void add_obj(sluice_obj_counters &a, const sluice_obj_counters &b)
 
 } // namespace
 
+counter_reader::counter_reader(const program &prog)
+	: counter_reader(bpf_map__fd(prog.skel()->maps.sl_cpu), bpf_map__fd(prog.skel()->maps.sl_vip_cnt),
+			 bpf_map__fd(prog.skel()->maps.sl_be_cnt), prog.cpus())
+{
+}
+
 void counter_reader::sum(totals &out) const
 {
-	sluice_bpf *skel = prog_.skel();
-	const uint32_t cpus = prog_.cpus();
+	const uint32_t cpus = cpus_;
 	sluice_xdp_cpu sum{};
-	sum_percpu<sluice_xdp_cpu>(bpf_map__fd(skel->maps.sl_cpu), 1, cpus, &sum,
+	sum_percpu<sluice_xdp_cpu>(cpu_fd_, 1, cpus, &sum,
 				   [](sluice_xdp_cpu &a, const sluice_xdp_cpu &b) {
 					   for (uint32_t i = 0; i < SLUICE_COUNTER_SLOTS; i++)
 						   a.cnt.c[i] += b.cnt.c[i];
 				   });
 	std::memcpy(out.counters, sum.cnt.c, sizeof(out.counters));
-	sum_percpu<sluice_obj_counters>(bpf_map__fd(skel->maps.sl_vip_cnt), SLUICE_MAX_VIPS, cpus,
-					out.vip, add_obj);
-	sum_percpu<sluice_obj_counters>(bpf_map__fd(skel->maps.sl_be_cnt), SLUICE_MAX_BACKENDS, cpus,
-					out.backend, add_obj);
+	sum_percpu<sluice_obj_counters>(vip_fd_, SLUICE_MAX_VIPS, cpus, out.vip, add_obj);
+	sum_percpu<sluice_obj_counters>(backend_fd_, SLUICE_MAX_BACKENDS, cpus, out.backend, add_obj);
 }
 
 counter_copier::counter_copier(const program &prog, sluice_worker &rec)

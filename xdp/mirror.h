@@ -87,12 +87,20 @@ struct totals {
 	sluice_obj_counters backend[SLUICE_MAX_BACKENDS] = {};
 };
 
+// Sums a program's per-CPU counter maps (sl_cpu, sl_vip_cnt, sl_be_cnt):
+// ours, or by their fds, those of the program a restart replaces
+// (handover.h).
 class counter_reader {
 public:
-	explicit counter_reader(const program &prog) : prog_(prog) {}
+	explicit counter_reader(const program &prog);
+	counter_reader(int cpu_fd, int vip_fd, int backend_fd, uint32_t cpus)
+		: cpu_fd_(cpu_fd), vip_fd_(vip_fd), backend_fd_(backend_fd), cpus_(cpus)
+	{
+	}
 	void sum(totals &out) const; // throws sluice::error if a map cannot be read
 private:
-	const program &prog_;
+	int cpu_fd_, vip_fd_, backend_fd_;
+	uint32_t cpus_;
 };
 
 // Copies the program's counters into a worker record: the record keeps what
@@ -102,6 +110,10 @@ class counter_copier {
 public:
 	counter_copier(const program &prog, sluice_worker &rec);
 	void copy();
+	// What the record held besides this program's counts: its totals when
+	// claimed, or (handover.h) those a restart carried over.
+	const totals &base() const { return *base_; }
+	void set_base(const totals &b) { *base_ = b; }
 	// Counts what the program never saw (sluice-xdp --pcap's runts).
 	void add(uint32_t counter, uint64_t n) { base_->counters[counter % SLUICE_COUNTER_SLOTS] += n; }
 

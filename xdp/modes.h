@@ -38,6 +38,7 @@ bool mirror_latest(worker_handle &h, mirror &m, uint64_t &refused);
 
 int run_forwarder(const options &o); // forward.cpp
 int run_unpin(const options &o);     // unpin.cpp
+int run_detach(const options &o);    // unpin.cpp
 int run_pcap(const options &o);      // pcap_replay.cpp
 
 } // namespace sluice::xdp

@@ -39,6 +39,7 @@ bool parse_options(int argc, char **argv, options &o)
 	po::options_description desc(
 		"Usage: sluice-xdp --iface IF [options]          forward VIP traffic on IF\n"
 		"       sluice-xdp --iface IF --unpin [--pin-dir DIR]  detach and remove the pinned maps\n"
+		"       sluice-xdp --iface IF --detach                 detach, keep the pinned maps\n"
 		"       sluice-xdp --iface IF --show [--show-ct]       the attached program's maps as JSON\n"
 		"       sluice-xdp --pcap IN.pcap:OUT.pcap [options]  run a capture through the program\n"
 		"       sluice-xdp --decap --iface IF [...]           the same as sluice-decap (on a backend)\n\n"
@@ -52,6 +53,9 @@ bool parse_options(int argc, char **argv, options &o)
 		("mode", po::value(&mode), "native or generic (default: native, generic if the driver refuses)")
 		("pin-dir", po::value(&o.pin_dir), "bpffs directory of the pinned connection table (default /sys/fs/bpf/sluice/IF)")
 		("unpin", po::bool_switch(&o.unpin), "detach sluice's program from IF, remove the pinned maps, exit")
+		("detach", po::bool_switch(&o.detach), "detach sluice's program from IF (after a --keep-attached stop), keep the pinned maps, exit")
+		("keep-attached", po::bool_switch(&o.keep_attached), "on SIGTERM/SIGINT leave the program attached and forwarding by its last snapshot, for the next sluice-xdp to replace in place (a restart loses no packet)")
+		("replace-pinned", po::bool_switch(&o.replace_pinned), "start on new maps when the pinned ones have another layout (their flows are lost) instead of refusing to start")
 		("show", po::bool_switch(&o.show), "print what the program on IF forwards with (from its maps) as JSON, exit")
 		("show-ct", po::bool_switch(&o.show_ct), "with --show: count the connection tables' entries per backend too")
 		("pcap", po::value(&o.pcap), "IN.pcap:OUT.pcap: run IN through the program once, in order; XDP_TX to OUT, XDP_PASS to OUT.exception.pcap; print the counters and exit")
@@ -86,8 +90,13 @@ bool parse_options(int argc, char **argv, options &o)
 	log_level_from_name(o.log_level);
 	if (o.pcap.empty() && o.iface.empty())
 		throw error("--iface is required (or --pcap IN:OUT)");
-	if (!o.pcap.empty() && o.unpin)
-		throw error("--pcap runs the forwarding program: not with --unpin");
+	if (!o.pcap.empty() && (o.unpin || o.detach))
+		throw error("--pcap runs the forwarding program: not with --{}", o.unpin ? "unpin" : "detach");
+	if (o.unpin && o.detach)
+		throw error("--detach keeps the pinned maps, --unpin removes them (and detaches): give one");
+	if (o.keep_attached && (!o.pcap.empty() || o.unpin || o.detach || o.show || o.show_ct))
+		throw error("--keep-attached is for forwarding on --iface: not with --{}",
+			    !o.pcap.empty() ? "pcap" : o.unpin ? "unpin" : o.detach ? "detach" : "show");
 	check_ct_options(vm, o.ct_entries, o.pcap.empty() ? SLUICE_XDP_DEFAULT_CT_ENTRIES : (1u << 16));
 	check_conn_sweep_option(o.conn_sweep_s);
 	if (!o.pcap.empty() && !vm["conn-sweep-s"].defaulted())

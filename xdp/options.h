@@ -20,6 +20,9 @@ struct options {
 	attach_mode mode = attach_mode::automatic;
 	std::string pin_dir;
 	bool unpin = false;
+	bool detach = false;        // --detach: take sluice's program off IF, keep the pins
+	bool keep_attached = false; // a stop leaves the program forwarding (a restart follows)
+	bool replace_pinned = false; // pinned maps of another layout: start on new ones
 	bool show = false;
 	bool show_ct = false;
 	std::string pcap;

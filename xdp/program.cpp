@@ -62,32 +62,70 @@ struct ct_geometry {
 	bool reused;
 };
 
-// What to do with a connection table already pinned at `path`: reuse it
-// when its layout is this program's (its size wins, so its flows stay),
-// replace it otherwise.
-ct_geometry plan_ct(const std::string &path, uint32_t cpus, uint32_t want_buckets)
+// What is pinned at a path: its map's type and sizes, or nullopt when
+// nothing is.
+std::optional<bpf_map_info> pinned_map(const std::string &path)
 {
 	int fd = bpf_obj_get(path.c_str());
 	if (fd < 0)
-		return {want_buckets, false};
+		return std::nullopt;
 	bpf_map_info info;
 	std::memset(&info, 0, sizeof(info));
 	uint32_t len = sizeof(info);
 	int err = bpf_obj_get_info_by_fd(fd, &info, &len);
 	close(fd);
+	if (err) // not a map (a program pinned by hand): no layout of ours
+		std::memset(&info, 0, sizeof(info));
+	return info;
+}
+
+// A pinned map this program cannot use. Its flows cannot be carried over:
+// refuse to start (the program a --keep-attached stop left keeps
+// forwarding meanwhile) and name the two ways on, or, with
+// --replace-pinned, remove the pin so this program makes a new, empty map.
+// The old program holds its own reference to the old map, so it forwards
+// on it until this one replaces it; only then are its flows gone.
+void layout_mismatch(const program_settings &s, const std::string &path, const bpf_map_info &info,
+		     const std::string &want)
+{
+	const std::string found = fmt::format("{} map, {}-byte keys, {}-byte values, {} entries",
+					      info.type == BPF_MAP_TYPE_ARRAY ? "array" : "another",
+					      info.key_size, info.value_size, info.max_entries);
+	if (!s.replace_pinned)
+		throw error("{}: the pinned map has another layout ({}; this sluice-xdp needs {}), from "
+			    "another sluice-xdp version: its flows cannot be carried over. Start with "
+			    "--replace-pinned to swap in place onto a new, empty table (established flows "
+			    "are re-picked by Maglev), or run `sluice-xdp --iface {} --unpin --pin-dir {}` "
+			    "first (traffic goes to the kernel until the start)",
+			    path, found, want, s.iface.empty() ? "IF" : s.iface, s.pin_dir);
+	spdlog::warn("{}: the pinned map has another layout ({}; this sluice-xdp needs {}): "
+		     "--replace-pinned: replacing it, established flows are re-picked by Maglev",
+		     path, found, want);
+	if (unlink(path.c_str()) != 0)
+		throw error("{}: cannot remove the old pin: {}", path, errno_text(errno));
+}
+
+// What to do with a connection table already pinned at `path`: reuse it
+// when its layout is this program's (its size wins, so its flows stay);
+// refuse or replace it otherwise (layout_mismatch).
+ct_geometry plan_ct(const program_settings &s, const std::string &path, uint32_t cpus,
+		    uint32_t want_buckets)
+{
+	const std::optional<bpf_map_info> info = pinned_map(path);
+	if (!info)
+		return {want_buckets, false};
 	// Any bucket count per CPU (conntrack.h's index is a multiply-shift).
-	const bool layout = err == 0 && info.type == BPF_MAP_TYPE_ARRAY && info.key_size == 4 &&
-			    info.value_size == sizeof(sluice_ct_bucket) && info.max_entries >= cpus &&
-			    info.max_entries % cpus == 0;
+	const bool layout = info->type == BPF_MAP_TYPE_ARRAY && info->key_size == 4 &&
+			    info->value_size == sizeof(sluice_ct_bucket) && info->max_entries >= cpus &&
+			    info->max_entries % cpus == 0;
 	if (!layout) {
-		spdlog::warn("{}: the pinned connection table has another layout (an older sluice-xdp?): "
-			     "replacing it, established flows are re-picked by Maglev",
-			     path);
-		if (unlink(path.c_str()) != 0)
-			throw error("{}: cannot remove the old pin: {}", path, errno_text(errno));
+		layout_mismatch(s, path, *info,
+				fmt::format("an array of {}-byte buckets, 4-byte keys, a multiple of {} "
+					    "entries",
+					    sizeof(sluice_ct_bucket), cpus));
 		return {want_buckets, false};
 	}
-	uint32_t buckets = info.max_entries / cpus;
+	uint32_t buckets = info->max_entries / cpus;
 	if (buckets != want_buckets)
 		spdlog::warn("{}: keeping the pinned connection table's {} entries per CPU so its flows "
 			     "stay; --ct-entries {} applies after `sluice-xdp --unpin`",
@@ -102,9 +140,20 @@ constexpr const char *ct_key_pin_name = "/sl_ct_key";
 
 // The key the table pinned in `dir` was filled with; nullopt if none is
 // pinned (a table from before keys, or a crash between the two pins).
-std::optional<uint64_t> read_ct_key(const std::string &dir)
+std::optional<uint64_t> read_ct_key(const program_settings &s, const std::string &dir)
 {
-	int fd = bpf_obj_get((dir + ct_key_pin_name).c_str());
+	const std::string path = dir + ct_key_pin_name;
+	// A lookup copies value_size bytes into `key`: a key map of another
+	// layout is refused (or replaced) before it is read.
+	const std::optional<bpf_map_info> info = pinned_map(path);
+	if (!info)
+		return std::nullopt;
+	if (info->type != BPF_MAP_TYPE_ARRAY || info->key_size != 4 || info->value_size != 8 ||
+	    info->max_entries != 1) {
+		layout_mismatch(s, path, *info, "an array of one 8-byte value");
+		return std::nullopt;
+	}
+	int fd = bpf_obj_get(path.c_str());
 	if (fd < 0)
 		return std::nullopt;
 	uint32_t zero = 0;
@@ -158,9 +207,9 @@ program program::load(const program_settings &s)
 	if (!s.pin_dir.empty()) {
 		make_pin_dir(s.pin_dir);
 		p.ct_pin_ = s.pin_dir + "/sl_ct";
-		ct_geometry g = plan_ct(p.ct_pin_, p.cpus_, want_buckets);
+		ct_geometry g = plan_ct(s, p.ct_pin_, p.cpus_, want_buckets);
 		if (g.reused) {
-			key = read_ct_key(s.pin_dir);
+			key = read_ct_key(s, s.pin_dir);
 			if (!key) {
 				spdlog::warn("{}: the pinned connection table has no key beside it (an older "
 					     "sluice-xdp?): replacing it, established flows are re-picked by "

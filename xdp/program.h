@@ -24,6 +24,10 @@ struct program_settings {
 	uint32_t ring_entries = SLUICE_XDP_DEFAULT_RING_ENTRIES; // Maglev entries per bank
 	sluice_ct_timeouts ct_timeouts = sluice_ct_default_timeouts();
 	std::string pin_dir; // empty: nothing pinned (replays, benchmarks)
+	std::string iface;   // for messages only
+	// Pinned maps of another layout (another sluice version): replaced by
+	// new, empty ones (their flows are lost) rather than refused.
+	bool replace_pinned = false;
 	// --pcap: the connection table's key is SLUICE_CT_REPLAY_KEY and its
 	// clock frozen at SLUICE_CT_REPLAY_NOW_S, as in sluice-dpdk --pcap, so
 	// a replay is reproducible and both dataplanes decide alike.
@@ -38,8 +42,9 @@ public:
 	// Opens and loads sluice.bpf.o with these settings. With a pin
 	// directory the connection table is pinned there as sl_ct, and a table
 	// already pinned (by an earlier sluice-xdp) is reused so flows survive:
-	// its size wins over settings.ct_entries, saying so. Throws
-	// sluice::error with one line.
+	// its size wins over settings.ct_entries, saying so. A pinned table (or
+	// key) of another layout is refused, naming the ways on, unless
+	// settings.replace_pinned. Throws sluice::error with one line.
 	static program load(const program_settings &settings);
 
 	program() = default;

@@ -267,7 +267,9 @@ class Topology:
     def kill_sluiced(self, sig=signal.SIGKILL):
         return self.sluiced.stop(sig)
 
-    def start_dataplane(self, timeout=60):
+    def start_dataplane(self, timeout=60, extra_args=()):
+        """Starts the dataplane (with extra_args, e.g. sluice-xdp's
+        --keep-attached) and returns once it forwards."""
         log = f"{self.run_dir}/log/{self.dataplane}.log"
         if self.dataplane == "xdp" and "prog/xdp" not in run("ip", "-d", "link", "show", "lb",
                                                              ns=self.ns["br"]).stdout:
@@ -280,7 +282,7 @@ class Topology:
                     "--pin-dir", f"{self.bpf_dir}/lb"]
         else:
             args = [self.exe("dataplane/sluice-dpdk"), "--shm", self.shm, "--iface", "eth0"]
-        args += self.dp_args
+        args += self.dp_args + list(extra_args)
         start = os.path.getsize(log) if os.path.exists(log) else 0
         self.dp = Proc(args, log, ns=self.ns["lb"])
         self._remember_pid(self.dp.pid)

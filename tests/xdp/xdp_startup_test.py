@@ -5,7 +5,11 @@
 - a segment of another ABI version is refused, naming both versions;
 - on an interface whose driver has no native XDP (a namespace's loopback)
   the program falls back to generic mode, saying so in one line, and a
-  clean stop detaches it.
+  clean stop detaches it;
+- a --keep-attached stop leaves the program attached, the next start
+  replaces it in place, and --detach takes it off keeping the pins;
+- a pinned map of another layout is refused in one line naming the ways on
+  (--replace-pinned, --unpin), and --replace-pinned starts on a new table.
 
 usage: xdp_startup_test.py BUILD_DIR SOURCE_DIR
 """
@@ -78,6 +82,8 @@ class Startup(unittest.TestCase):
         self.one_line(decap("--iface", "lo", "--log-level", "verbose"), 2, "sluice-decap:", "--log-level")
         self.one_line(decap(), 2, "sluice-decap:", "--iface is required")
         self.one_line(xdp("--iface", "lo", "--vip", "10.0.0.1"), 2, "--vip is for", "sluice-decap")
+        self.one_line(xdp("--iface", "lo", "--unpin", "--detach"), 2, "--detach", "--unpin")
+        self.one_line(xdp("--iface", "lo", "--unpin", "--keep-attached"), 2, "--keep-attached", "not with --unpin")
 
     def test_decap_is_its_own_program(self):
         r = decap("--help")
@@ -145,6 +151,93 @@ class Startup(unittest.TestCase):
         finally:
             U.run("ip", "netns", "del", ns, check=False)
             bpf.close()
+
+    def loopback_ns(self):
+        """A namespace with its loopback up (no native XDP: generic mode) and
+        a bpffs for the pins; both removed at the end of the test."""
+        ns = f"sxs{os.getpid() % 100000}"
+        U.run("ip", "netns", "add", ns)
+        self.addCleanup(U.run, "ip", "netns", "del", ns, check=False)
+        U.run("ip", "link", "set", "lo", "up", ns=ns)
+        bpf = U.BpfMount()
+        self.addCleanup(bpf.close)
+        return ns, os.path.join(bpf.path, "lo")
+
+    def start_lo(self, ns, pins, log, *extra):
+        p = U.Proc([U.exe("xdp/sluice-xdp"), "--iface", "lo", "--shm", self.sluiced.shm, "--pin-dir", pins,
+                    "--ct-entries", "64", *extra], os.path.join(self.tmp, log), ns=ns)
+        self.addCleanup(p.stop, signal.SIGKILL)
+        wait_for(lambda: "attached in" in p.text() or not p.alive(), 30, "sluice-xdp to attach")
+        self.assertTrue(p.alive(), p.text())
+        return p
+
+    def attached_id(self, ns):
+        """The id of the XDP program on the namespace's lo, or None."""
+        out = U.run("ip", "-d", "-j", "link", "show", "lo", ns=ns).stdout
+        import json
+        xdp_ = json.loads(out)[0].get("xdp") or {}
+        return (xdp_.get("prog") or {}).get("id")
+
+    def test_keep_attached_stop_and_detach(self):
+        ns, pins = self.loopback_ns()
+        p = self.start_lo(ns, pins, "keep1.log", "--keep-attached")
+        first = self.attached_id(ns)
+        self.assertIsNotNone(first)
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.text())
+        self.assertIn("leaving the program attached to lo", p.text())
+        # Still there, the very program that stopped run loaded.
+        self.assertEqual(self.attached_id(ns), first, "a --keep-attached stop detached the program")
+        # The next start swaps programs in place and reuses the pinned table.
+        p = self.start_lo(ns, pins, "keep2.log")
+        self.assertIn(f"replaced the sluice XDP program (id {first})", p.text())
+        self.assertIn("reused with its flows", p.text())
+        second = self.attached_id(ns)
+        self.assertNotIn(second, (None, first))
+        # Without --keep-attached a stop detaches, as before.
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.text())
+        self.assertIsNone(self.attached_id(ns))
+        # --detach after a --keep-attached stop: off the interface, pins kept.
+        p = self.start_lo(ns, pins, "keep3.log", "--keep-attached")
+        self.assertEqual(p.stop(signal.SIGINT), 0, p.text())
+        self.assertIsNotNone(self.attached_id(ns))
+        r = xdp("--iface", "lo", "--detach", "--pin-dir", pins, ns=ns)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("detached sluice's XDP program", r.stderr)
+        self.assertIsNone(self.attached_id(ns))
+        self.assertTrue(os.path.exists(os.path.join(pins, "sl_ct")), "--detach removed the pinned table")
+        r = xdp("--iface", "lo", "--detach", "--pin-dir", pins, ns=ns)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nothing to detach", r.stderr)
+
+    def test_pinned_map_of_another_layout(self):
+        ns, pins = self.loopback_ns()
+        os.makedirs(pins)
+        # What another sluice-xdp version could have left: a connection
+        # table whose buckets are 8 bytes, not sizeof(struct sluice_ct_bucket).
+        U.run("bpftool", "map", "create", os.path.join(pins, "sl_ct"), "type", "array", "key", "4",
+              "value", "8", "entries", "4", "name", "sl_ct")
+        self.one_line(xdp("--iface", "lo", "--shm", self.sluiced.shm, "--pin-dir", pins, "--ct-entries", "64",
+                          ns=ns), 1, "sl_ct: the pinned map has another layout", "8-byte values",
+                      "--replace-pinned", f"sluice-xdp --iface lo --unpin --pin-dir {pins}")
+        self.assertTrue(os.path.exists(os.path.join(pins, "sl_ct")), "a refused start removed the pin")
+        # The same for the table's key beside it.
+        os.unlink(os.path.join(pins, "sl_ct"))
+        p = self.start_lo(ns, pins, "layout1.log")
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.text())
+        os.unlink(os.path.join(pins, "sl_ct_key"))
+        U.run("bpftool", "map", "create", os.path.join(pins, "sl_ct_key"), "type", "array", "key", "4",
+              "value", "16", "entries", "1", "name", "sl_ct_key")
+        self.one_line(xdp("--iface", "lo", "--shm", self.sluiced.shm, "--pin-dir", pins, "--ct-entries", "64",
+                          ns=ns), 1, "sl_ct_key: the pinned map has another layout", "16-byte values", "--replace-pinned")
+        # --replace-pinned: new maps, saying so, and forwarding.
+        p = self.start_lo(ns, pins, "layout2.log", "--replace-pinned")
+        self.assertIn("replacing it", p.text())
+        self.assertNotIn("reused with its flows", p.text())
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.text())
+        # What it pinned is this version's layout: the next start reuses it.
+        p = self.start_lo(ns, pins, "layout3.log")
+        self.assertIn("reused with its flows", p.text())
+        self.assertEqual(p.stop(signal.SIGTERM), 0, p.text())
 
 
 if __name__ == "__main__":
