@@ -190,6 +190,9 @@ json workers_json(const stats_view &sv)
 				 {"generation_seen", w.generation_seen},
 				 {"generation_applied", w.generation_applied},
 				 {"stale", w.stale},
+				 {"conn_sweeps", w.conn_sweeps},
+				 {"conn_sweep_ms", w.conn_sweep_ms},
+				 {"conn_sweep_age_s", w.conn_sweeps ? json(w.conn_sweep_age_s) : json(nullptr)},
 				 {"counters", std::move(c)}});
 	}
 	return a;
@@ -1100,6 +1103,12 @@ std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__
 				auto [name, text] = refusal_text(__atomic_load_n(&rec.info.refused, __ATOMIC_RELAXED));
 				wv.refused = name;
 				wv.stale = fmt::format("refused generation {}: {}", wv.generation_seen, text);
+			}
+			wv.conn_sweep_ms = __atomic_load_n(&rec.info.conn_sweep_ms, __ATOMIC_ACQUIRE);
+			wv.conn_sweeps = __atomic_load_n(&rec.info.conn_seq, __ATOMIC_ACQUIRE) / 2;
+			if (wv.conn_sweeps) {
+				const uint64_t done = __atomic_load_n(&rec.info.conn_sweep_done_ns, __ATOMIC_RELAXED);
+				wv.conn_sweep_age_s = now > done ? static_cast<double>(now - done) / 1e9 : 0.0;
 			}
 			uint32_t st = __atomic_load_n(&rec.info.state, __ATOMIC_ACQUIRE);
 			if (st == SLUICE_WORKER_LIVE)

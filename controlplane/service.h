@@ -58,6 +58,12 @@ struct worker_view {
 	std::string stale;   // "refused generation N: why"
 	std::string refused; // its short name: ring_entries, checksum, corrupt, generation
 	uint64_t counters[SLUICE_CNT__COUNT] = {}; // this record's own, since it was first claimed
+	// Its connection counts (conns.h): sweeps completed by this owner, the
+	// period it paces one to (0: it does not count), and how long ago the
+	// last one completed (negative: none yet).
+	uint32_t conn_sweeps = 0;
+	uint32_t conn_sweep_ms = 0;
+	double conn_sweep_age_s = -1;
 };
 
 struct backend_view {

@@ -160,6 +160,9 @@ class Conns(unittest.TestCase):
         self.wait_counts(udp, want_udp, "the live UDP flows counted")
         stats = topo.ctl_json("stats")
         self.assertGreaterEqual(stats["conns_workers"]["counting"], 1, stats["conns_workers"])
+        live = [w for w in stats["workers"] if w["state"] == "live"]
+        self.assertTrue(live and all(w["conn_sweeps"] >= 1 and w["conn_sweep_ms"] == SWEEP_S * 1000
+                                     for w in live), live)
         v = next(v for v in stats["vips"] if v["vip"] == tcp)
         self.assertEqual(v["conns"], {"active": N_TCP, "inactive": 0})
         metrics = topo.metrics()
