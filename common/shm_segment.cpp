@@ -633,6 +633,16 @@ void worker_handle::heartbeat()
 	__atomic_store_n(&rec_->info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);
 }
 
+void worker_handle::hand_over()
+{
+	if (!rec_)
+		return;
+	__atomic_store_n(&rec_->info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);
+	__atomic_store_n(&rec_->info.state, SLUICE_WORKER_HANDED_OVER, __ATOMIC_RELEASE);
+	shm_ = nullptr;
+	rec_ = nullptr;
+}
+
 void worker_handle::release()
 {
 	if (!rec_)

@@ -181,6 +181,9 @@ public:
 	// Marks the record STOPPED (it then holds no slot); keeps pid and
 	// counters for the summing reader and the next claimer.
 	void release();
+	// Marks it HANDED_OVER instead, stamped now: this process exits but
+	// what it set up keeps forwarding until the next run takes over.
+	void hand_over();
 
 private:
 	worker_handle(sluice_shm *shm, uint32_t index)

@@ -58,6 +58,8 @@ constexpr uint32_t max_heartbeat_timeout_ms = 10'000;
 
 std::string worker_problem(const bgp_worker &w, uint32_t timeout_ms)
 {
+	if (w.handed_over)
+		return fmt::format("{} handed over {:.1f} s ago and not taken over", w.name, w.heartbeat_age_s);
 	if (!w.live)
 		return fmt::format("{} stopped", w.name);
 	if (w.heartbeat_age_s * 1000 > timeout_ms)
@@ -96,6 +98,8 @@ void validate_bgp(const bgp_config &b)
 
 bool bgp_worker_forwards(const bgp_worker &w, uint32_t heartbeat_timeout_ms)
 {
+	if (w.handed_over)
+		return w.heartbeat_age_s * 1000 <= bgp_handover_grace_ms;
 	return w.live && w.heartbeat_age_s * 1000 <= heartbeat_timeout_ms && w.stale.empty();
 }
 

@@ -29,6 +29,10 @@ struct bgp_worker {
 	bool live = false;        // its record says running (not stopped)
 	double heartbeat_age_s = 0;
 	std::string stale;        // non-empty: refused or not taking the active snapshot
+	// Its process left its forwarding in place for the next run (sluice-xdp
+	// --keep-attached; SLUICE_WORKER_HANDED_OVER); heartbeat_age_s is then
+	// the time since it left.
+	bool handed_over = false;
 };
 
 struct bgp_vip {
@@ -55,7 +59,13 @@ struct bgp_decision {
 // and on the active snapshot (not stale: status's STALE column, which
 // allows a new generation a second to be taken, so a publish never flaps
 // the announcement).
+// A worker handed over counts as forwarding for bgp_handover_grace_ms after
+// its process left: long enough for the next run to start and replace its
+// program in place (~0.5 s here), so a hitless restart never withdraws the
+// node; if no run takes over, the node withdraws then (it forwards, but on
+// a snapshot nobody updates).
 bool bgp_worker_forwards(const bgp_worker &w, uint32_t heartbeat_timeout_ms);
+inline constexpr uint32_t bgp_handover_grace_ms = 5000;
 
 // Per VIP, in input order: announce while the node is not drained, at
 // least one worker forwards, and the VIP has a backend in its table.

@@ -942,7 +942,8 @@ bgp_inputs service::bgp_inputs_locked(const std::vector<worker_view> &workers) c
 	if (state_.cfg.node.bgp)
 		in.heartbeat_timeout_ms = state_.cfg.node.bgp->heartbeat_timeout_ms;
 	for (const auto &w : workers)
-		in.workers.push_back({w.name, w.state != "stopped", w.heartbeat_age_s, w.stale});
+		in.workers.push_back({w.name, w.state == "live" || w.state == "dead", w.heartbeat_age_s, w.stale,
+				      w.state == "handover"});
 	for (const auto &v : state_.cfg.vips) {
 		bgp_vip bv{v.key, static_cast<uint32_t>(v.backends.size()), 0, 0};
 		for (const auto &b : v.backends) {
@@ -1113,6 +1114,8 @@ std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__
 			uint32_t st = __atomic_load_n(&rec.info.state, __ATOMIC_ACQUIRE);
 			if (st == SLUICE_WORKER_LIVE)
 				wv.state = now <= hb || now - hb <= timeout_ns ? "live" : "dead";
+			else if (st == SLUICE_WORKER_HANDED_OVER)
+				wv.state = "handover"; // stopped, its forwarding left for the next run
 			else
 				wv.state = "stopped";
 			if (wv.stale.empty() && wv.state == "live" && wv.generation_seen < active_gen &&
@@ -1158,7 +1161,7 @@ std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
 		// Gone: the record was freed or taken by another process. One that
 		// had stopped was reported when it stopped.
 		for (const auto &w : *before)
-			if (!find(after, w) && w.state != "stopped")
+			if (!find(after, w) && w.state != "stopped" && w.state != "handover")
 				out.push_back(worker_event("detach", w).add("reason", "its record was taken over or freed"));
 	}
 	for (const auto &w : after) {
@@ -1166,7 +1169,7 @@ std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
 		if (!was) {
 			// At sluiced's start every record is news: "found", not
 			// "attach", since it may have attached long before.
-			if (w.state == "stopped")
+			if (w.state == "stopped" || w.state == "handover")
 				continue;
 			out.push_back(worker_event(before ? "attach" : "found", w)
 					      .add("state", w.state)
@@ -1178,6 +1181,9 @@ std::vector<event_fields> worker_changes(const std::vector<worker_view> *before,
 		if (was->state != w.state) {
 			if (w.state == "stopped")
 				out.push_back(worker_event("detach", w).add("reason", "stopped"));
+			else if (w.state == "handover")
+				out.push_back(worker_event("detach", w).add(
+					"reason", "stopped, its forwarding left in place for the next run"));
 			else if (w.state == "dead")
 				out.push_back(worker_event("dead", w).add(
 					"heartbeat_age", fmt::format("{:.1f}s", w.heartbeat_age_s)));

@@ -47,7 +47,7 @@ struct worker_view {
 	uint32_t index = 0;
 	std::string name;
 	std::string kind;  // dpdk, xdp, test
-	std::string state; // live, dead (heartbeat stopped), stopped
+	std::string state; // live, dead (heartbeat stopped), stopped, handover (stopped, forwarding left for the next run)
 	uint32_t pid = 0;
 	uint32_t queue = 0;
 	double heartbeat_age_s = 0;

@@ -149,7 +149,12 @@ int run_forwarder(const options &o)
 		att.detach();
 	}
 	counters.copy();
-	h.release();
+	// Left attached, the node still forwards: sluiced keeps announcing it
+	// through the restart (bgp.h) instead of withdrawing for a second.
+	if (o.keep_attached)
+		h.hand_over();
+	else
+		h.release();
 	return 0;
 }
 

@@ -194,6 +194,11 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 589952 + 4ull * SLUICE_RI
 #define SLUICE_WORKER_FREE 0u
 #define SLUICE_WORKER_LIVE 1u
 #define SLUICE_WORKER_STOPPED 2u /* exited cleanly: holds no slot */
+/* Exited cleanly leaving its forwarding in place for the next run to take
+ * over (sluice-xdp --keep-attached: the program stays attached on its
+ * maps): holds no slot, like STOPPED; heartbeat_ns is when it left, so a
+ * reader can bound how long it trusts the hand-over. */
+#define SLUICE_WORKER_HANDED_OVER 3u
 
 #define SLUICE_WORKER_KIND_DPDK 1u
 #define SLUICE_WORKER_KIND_XDP 2u

@@ -161,11 +161,15 @@ vips:
                               cls.port], os.path.join(cls.tmp, "backend.log"), ns=cls.rns)
 
     @classmethod
-    def start_dataplane(cls):
+    def start_dataplane(cls, *extra):
+        # Every run appends to one log: wait for this run's own line.
+        log = os.path.join(cls.tmp, "xdp.log")
+        cls.xdp_log_from = os.path.getsize(log) if os.path.exists(log) else 0
         cls.xdp = U.Proc([U.exe("xdp/sluice-xdp"), "--iface", "n0", "--shm", cls.sluiced.shm,
-                          "--pin-dir", os.path.join(cls.bpf.path, "n0"), "--ct-entries", "1024"],
+                          "--pin-dir", os.path.join(cls.bpf.path, "n0"), "--ct-entries", "1024", *extra],
                          os.path.join(cls.tmp, "xdp.log"), ns=cls.nns)
-        wait_for(lambda: "attached in" in cls.xdp.text() or not cls.xdp.alive(), 30, "sluice-xdp to attach")
+        wait_for(lambda: "attached in" in cls.xdp.text()[cls.xdp_log_from:] or not cls.xdp.alive(), 30,
+                 "sluice-xdp to attach")
         assert cls.xdp.alive(), cls.xdp.text()
 
     @classmethod
@@ -287,6 +291,36 @@ vips:
         self.assertIn("no dataplane worker forwarding", self.node_status()["vips"][0]["reason"])
         self.start_dataplane()
         self.wait_route(True, 10, "announcement after the dataplane came back")
+
+    def test_5b_a_hitless_dataplane_restart_keeps_the_announcement(self):
+        # sluice-xdp stopped with --keep-attached (as its unit runs it)
+        # leaves its program forwarding: its record says handed over, and
+        # the node stays announced until the next run takes over.
+        self.wait_route(True, 10, "announcement")
+        self.xdp.stop(signal.SIGTERM)
+        self.start_dataplane("--keep-attached")
+        self.wait_route(True, 10, "announcement")
+        self.xdp.stop(signal.SIGTERM)
+        left = time.monotonic()
+        self.assertIn("leaving the program attached", self.xdp.text()[self.xdp_log_from:])
+        status = self.sluiced.json("status")
+        self.assertIn("handover", [w["state"] for w in status["workers"]], status["workers"])
+        self.stays(True, 1.0)  # past the 300 ms heartbeat timeout
+        self.start_dataplane("--keep-attached")
+        self.stays(True, 1.0)
+        print(f"\nhitless restart: {ROUTE} stayed announced for the {time.monotonic() - left:.2f} s from the "
+              f"stop until a second after the start", flush=True)
+        # Without --keep-attached (it replaces the program in place, and its
+        # stop detaches): the node withdraws at once, as it must.
+        self.xdp.stop(signal.SIGTERM)
+        self.start_dataplane()
+        self.wait_route(True, 10, "announcement")
+        try:
+            self.xdp.stop(signal.SIGTERM)
+            self.measure_withdraw("plain stop (detaches)", time.monotonic())
+        finally:
+            self.start_dataplane()
+        self.wait_route(True, 10, "announcement after the plain restart")
 
     def test_6_bird_unreachable_is_reported_not_fatal(self):
         self.wait_route(True, 10, "announcement")

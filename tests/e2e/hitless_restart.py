@@ -363,6 +363,12 @@ class Restart(unittest.TestCase):
             t_ready = time.monotonic()
             if DATAPLANE == "xdp":
                 self.assertIn("reused with its flows", topo.dp.text(), "sluice-xdp did not take its pinned table")
+            else:
+                # The kept table (dataplane/ct_store.h), as the stop left it.
+                how = ("re-attached after pid \\d+ stopped without closing it" if sig == signal.SIGKILL
+                       else "re-attached after a clean stop")
+                self.assertRegex(topo.dp.text(), r"worker 0: connection table \S+: " + how +
+                                 r"; [1-9]\d* flows kept, \d+ expired, 0 invalid entries dropped")
             time.sleep(AFTER_S)
         finally:
             res = sender.call(op="stop", id=what)

@@ -97,6 +97,22 @@ TEST(BgpDecide, TheHeartbeatTimeoutIsTheBoundary)
 	EXPECT_TRUE(bgp_worker_forwards(w, 1000));
 }
 
+// sluice-xdp stopped with --keep-attached leaves its program forwarding: the
+// node stays announced through the restart, for the grace only.
+TEST(BgpDecide, AHandedOverWorkerForwardsForTheGraceOnly)
+{
+	bgp_inputs in = one_vip(2, 2, 2);
+	in.workers = {bgp_worker{"xdp eth0", false, 0.5, "", true}};
+	EXPECT_TRUE(bgp_decide(in)[0].announce) << bgp_decide(in)[0].reason;
+	in.workers[0].heartbeat_age_s = bgp_handover_grace_ms / 1000.0 + 0.001;
+	const bgp_decision d = bgp_decide(in)[0];
+	EXPECT_FALSE(d.announce);
+	EXPECT_NE(d.reason.find("xdp eth0 handed over 5.0 s ago and not taken over"), std::string::npos) << d.reason;
+	// A plain stop withdraws at once.
+	in.workers = {bgp_worker{"xdp eth0", false, 0.0, ""}};
+	EXPECT_FALSE(bgp_decide(in)[0].announce);
+}
+
 TEST(BgpPrefixes, OneRoutePerAddressAnnouncedWhenAnyOfItsVipsIs)
 {
 	std::vector<bgp_decision> d = {
