@@ -73,4 +73,25 @@ event_ring::slice event_ring::since(uint64_t since) const
 	return s;
 }
 
+bool refusal_limiter::admit(std::optional<uint32_t> uid, uint64_t now_ns, uint64_t *left_out)
+{
+	std::lock_guard lock(mu_);
+	auto [it, fresh] = buckets_.try_emplace(uid ? int64_t(*uid) : -1);
+	bucket &b = it->second;
+	if (fresh) {
+		b.tokens = burst_;
+	} else if (now_ns > b.at_ns) {
+		b.tokens = std::min(burst_, b.tokens + double(now_ns - b.at_ns) * 1e-9 * rate_);
+	}
+	b.at_ns = std::max(b.at_ns, now_ns);
+	if (b.tokens < 1) {
+		b.left_out++;
+		return false;
+	}
+	b.tokens -= 1;
+	*left_out = b.left_out;
+	b.left_out = 0;
+	return true;
+}
+
 } // namespace sluice

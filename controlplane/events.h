@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -73,6 +75,32 @@ private:
 	mutable std::mutex mu_;
 	std::deque<event> events_;
 	uint64_t next_seq_ = 1;
+};
+
+// Refusals are events a caller makes happen at will: a local user (a member
+// of the group may send anything; only its changes are refused) could
+// flood the ring and the journal with them, pushing out what an operator
+// needs. Each caller (by uid; one bucket for callers without one) gets a
+// bucket of `burst` refusals, refilled at `per_second`; beyond it they are
+// counted, not recorded, and the next recorded refusal of that caller says
+// how many were left out. Changes, health and workers are never limited.
+class refusal_limiter {
+public:
+	refusal_limiter(double burst = 20, double per_second = 5) : burst_(burst), rate_(per_second) {}
+
+	// Whether to record this refusal now; if so, *left_out is how many of
+	// the caller's refusals were not recorded since its last recorded one.
+	bool admit(std::optional<uint32_t> uid, uint64_t now_ns, uint64_t *left_out);
+
+private:
+	struct bucket {
+		double tokens = 0;
+		uint64_t at_ns = 0;
+		uint64_t left_out = 0;
+	};
+	const double burst_, rate_;
+	std::mutex mu_;
+	std::map<int64_t, bucket> buckets_; // uid, or -1
 };
 
 } // namespace sluice

@@ -550,6 +550,16 @@ uint64_t service::record(const event_fields &e)
 	return seq;
 }
 
+void service::record_refusal(event_fields e, const api_caller &caller)
+{
+	uint64_t left_out = 0;
+	if (!refusals_.admit(caller.uid, monotonic_ns(), &left_out))
+		return;
+	if (left_out)
+		e.add("left_out", std::to_string(left_out));
+	record(e);
+}
+
 json service::handle(const json &request, const api_caller &caller)
 {
 	std::string verb = "-";
@@ -589,7 +599,7 @@ json service::handle(const json &request, const api_caller &caller)
 			add_caller(ev, caller);
 			add_args(ev, args);
 			ev.add("error", e.what());
-			record(ev);
+			record_refusal(std::move(ev), caller);
 			return json{{"ok", false}, {"error", e.what()}};
 		}
 		// An apply that changed nothing (or a dry run) published nothing.
@@ -611,7 +621,7 @@ json service::handle(const json &request, const api_caller &caller)
 		ev.add("verb", verb);
 		add_caller(ev, caller);
 		ev.add("error", e.what());
-		record(ev);
+		record_refusal(std::move(ev), caller);
 		return json{{"ok", false}, {"error", e.what()}};
 	}
 }
@@ -628,7 +638,7 @@ std::string service::handle_line(std::string_view line, const api_caller &caller
 		ev.add("verb", "-");
 		add_caller(ev, caller);
 		ev.add("error", why);
-		record(ev);
+		record_refusal(std::move(ev), caller);
 		return json{{"ok", false}, {"error", why}}.dump();
 	}
 	// replace: a reply must never throw, whatever bytes an error quotes.

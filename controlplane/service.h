@@ -185,6 +185,8 @@ public:
 	const event_ring &events() const { return events_; }
 	// Logs an event and keeps it in events(); its sequence number.
 	uint64_t record(const event_fields &e);
+	// A refusal, through refusals_: a flood of them is counted, not recorded.
+	void record_refusal(event_fields e, const api_caller &caller);
 
 	// Reads the worker records and records what changed since the last
 	// call (worker_changes); sluiced calls it a few times a second.
@@ -236,6 +238,7 @@ private:
 	uint64_t hop_seq_ = 0; // under mu_
 	std::map<uint32_t, struct service_hop> hops_; // by backend id
 	event_ring events_;
+	refusal_limiter refusals_;
 	// Which sluiced answers `events`: a follower that sees it change knows
 	// the sequence numbers started again.
 	const uint64_t instance_ns_;

@@ -220,6 +220,34 @@ class ControlPlane(unittest.TestCase):
         self.assertIn("sluice_snapshot_generation", self.d.metrics())
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run sluicectl as another user")
+    def test_a_flood_of_refusals_is_counted_not_recorded(self):
+        # A caller may make refusals at will: 200 bad requests on one
+        # connection must not push what matters out of the 1,024-event ring.
+        def events():
+            out = self.d.ok("--json", "events")
+            return [json.loads(line)["fields"] for line in out.splitlines() if line.strip()]
+        before = len([e for e in events() if e["event"] == "refusal"])
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(self.d.sock)
+            f = c.makefile("rw")
+            for i in range(200):
+                f.write('{"verb": "vip.add", "args": {"address": "not-an-address"}}\n')
+                f.flush()
+                self.assertFalse(json.loads(f.readline())["ok"])
+        refusals = [e for e in events() if e["event"] == "refusal"]
+        recorded = len(refusals) - before
+        self.assertGreaterEqual(recorded, 20)
+        self.assertLess(recorded, 40, f"{recorded} of 200 refusals recorded")
+        time.sleep(0.5)  # a refusal's worth of refill (5 a second)
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(self.d.sock)
+            f = c.makefile("rw")
+            f.write('{"verb": "vip.add", "args": {"address": "not-an-address"}}\n')
+            f.flush()
+            f.readline()
+        last = [e for e in events() if e["event"] == "refusal"][-1]
+        self.assertGreater(int(last.get("left_out", "0")), 150, last)
+
     def test_permission_denied_names_the_group_to_join(self):
         import pwd
         nobody = pwd.getpwnam("nobody").pw_uid

@@ -287,3 +287,32 @@ TEST(WorkerChanges, StaleAndFreshAgain)
 }
 
 } // namespace
+
+// A caller who floods refusals gets a burst recorded, then one a refill;
+// the next recorded refusal says how many were left out; other callers and
+// a caller without a uid have buckets of their own.
+TEST(RefusalLimiter, ABurstThenTheRateAndTheCountOfWhatWasLeftOut)
+{
+	refusal_limiter lim(3, 2); // 3 at once, then 2 a second
+	uint64_t left = 99;
+	const uint64_t t0 = 1'000'000'000;
+	for (int i = 0; i < 3; i++) {
+		ASSERT_TRUE(lim.admit(1000, t0, &left)) << i;
+		EXPECT_EQ(left, 0u);
+	}
+	for (int i = 0; i < 10; i++)
+		EXPECT_FALSE(lim.admit(1000, t0, &left));
+	EXPECT_TRUE(lim.admit(0, t0, &left)) << "root has its own bucket";
+	EXPECT_TRUE(lim.admit(std::nullopt, t0, &left)) << "so does a caller without a uid";
+	EXPECT_FALSE(lim.admit(1000, t0 + 400'000'000, &left)) << "0.8 of a refusal back";
+	EXPECT_TRUE(lim.admit(1000, t0 + 600'000'000, &left));
+	EXPECT_EQ(left, 11u);
+	EXPECT_FALSE(lim.admit(1000, t0 + 600'000'000, &left));
+	// Refilled to the burst, never past it.
+	for (int i = 0; i < 3; i++) {
+		EXPECT_TRUE(lim.admit(1000, t0 + 100'000'000'000, &left)) << i;
+		EXPECT_EQ(left, i == 0 ? 1u : 0u) << i;
+	}
+	left = 0;
+	EXPECT_FALSE(lim.admit(1000, t0 + 100'000'000'000, &left));
+}
