@@ -432,6 +432,14 @@ class Scenarios(unittest.TestCase):
                     self.assertGreaterEqual(n / 150, 0.15, f"{m}: {be} got {n} of 150 flows: {d}")
         self.account(before, [self.udp4(m) for m in T.MODES], what="udp")
 
+    def wait_taken(self, what):
+        """Until every live worker forwards by the published generation:
+        status shows a verdict when sluiced publishes it, and a loaded
+        machine may take a moment more to hand it to the dataplane."""
+        gen = self.topo.status()["generation"]
+        T.wait_for(lambda: all(w["generation_seen"] >= gen for w in self.topo.status()["workers"]
+                               if w["state"] == "live"), 10, f"the dataplane to take {what} (generation {gen})")
+
     def test_3_health(self):
         victim = "be2"
         svcs = [f(m) for m in T.MODES for f in (self.tcp4, self.udp4, self.tcp6)]
@@ -441,6 +449,7 @@ class Scenarios(unittest.TestCase):
             # Nothing answers for the victim now: every probe fails.
             took, got = self.wait_states(svcs, victim, "down", 60)
             type(self).timings["health: marked down after"] = took
+            self.wait_taken("the verdict")
             self.assert_transition(got, victim, "down", FALL)
             down_at = {name: b["transition_check"] for name, b in got.items()}
             for m in T.MODES:
@@ -458,6 +467,7 @@ class Scenarios(unittest.TestCase):
         # Its servers answer again (wait_server: both listen): every probe passes.
         took, got = self.wait_states(svcs, victim, "up", 60)
         type(self).timings["health: back up after"] = took
+        self.wait_taken("the verdict")
         self.assert_transition(got, victim, "up", RISE, since=down_at)
         print(f"\n  health ({INTERVAL_MS} ms, fall {FALL}, rise {RISE}): {victim} down on all {len(svcs)} services "
               f"{type(self).timings['health: marked down after']:.2f}s after its servers stopped, up {took:.2f}s "
