@@ -132,11 +132,12 @@ conn_sweep::conn_sweep(uint64_t buckets, uint64_t period_ns, uint64_t max_step)
 {
 }
 
-conn_sweep::step conn_sweep::due(uint64_t now_ns)
+conn_sweep::step conn_sweep::due(uint64_t now_ns, uint64_t generation)
 {
 	begun_now_ = false;
 	if (begun_ns_ == 0) {
 		begun_ns_ = now_ns ? now_ns : 1;
+		begin_generation_ = generation;
 		cursor_ = 0;
 		begun_now_ = true;
 	}

@@ -53,13 +53,17 @@ public:
 	conn_sweep(uint64_t buckets, uint64_t period_ns, uint64_t max_step = 4096);
 
 	// The next bucket to count and how many to count now (0: none due).
-	// The first call starts the first sweep. A step is at most max_step
-	// buckets and never crosses the table's end.
+	// The first call starts the first sweep, and so does the first call
+	// after publish(): a sweep notes the generation the worker forwards by
+	// when it begins, which sluiced compares with the one that drained a
+	// backend (every flow the sweep does not see was inserted by that
+	// generation or a later one). A step is at most max_step buckets and
+	// never crosses the table's end.
 	struct step {
 		uint64_t first = 0;
 		uint64_t count = 0;
 	};
-	step due(uint64_t now_ns);
+	step due(uint64_t now_ns, uint64_t generation);
 
 	// Says in the record, before the first sweep completes, that this
 	// dataplane counts (info.conn_sweep_ms): sluiced then waits for its
@@ -75,17 +79,12 @@ public:
 		     uint32_t copies = 1, uint64_t stride = 0);
 
 	// Copies the completed sweep into the record under shm.h's sequence
-	// lock, with the generation set_begin_generation() gave, then starts
-	// the next sweep's tally from zero.
+	// lock, with the generation noted when it began, then starts the next
+	// sweep's tally from zero.
 	void publish(sluice_worker &rec, uint64_t now_ns);
 
-	// Whether the last due() began a sweep: the caller then notes the
-	// generation the worker forwards by (set_begin_generation), which
-	// sluiced compares with the one that drained a backend: every flow
-	// this sweep does not see was inserted by that generation or a later
-	// one.
+	// Whether the last due() began a sweep.
 	bool sweep_begun() const { return begun_now_; }
-	void set_begin_generation(uint64_t g) { begin_generation_ = g; }
 
 	uint64_t sweeps() const { return sweeps_; }
 	uint64_t buckets() const { return buckets_; }

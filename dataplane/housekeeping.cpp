@@ -50,10 +50,9 @@ void sweep_step(std::vector<table_sweep> &sweeps)
 	const uint64_t now_ns = monotonic_ns();
 	const auto now_s = static_cast<uint32_t>(now_ns / 1000000000u);
 	for (table_sweep &ts : sweeps) {
-		const conn_sweep::step st = ts.sweep.due(now_ns);
 		sluice_worker &rec = ts.w->handle.record();
-		if (ts.sweep.sweep_begun())
-			ts.sweep.set_begin_generation(__atomic_load_n(&rec.info.generation_applied, __ATOMIC_RELAXED));
+		const conn_sweep::step st =
+			ts.sweep.due(now_ns, __atomic_load_n(&rec.info.generation_applied, __ATOMIC_RELAXED));
 		if (st.count == 0)
 			continue;
 		const sluice_ct_table *t = ts.w->state.ct;

@@ -89,9 +89,7 @@ void ct_counter::poll(uint64_t generation)
 	if (!on_)
 		return;
 	const uint64_t now_ns = monotonic_ns();
-	const conn_sweep::step st = sweep_.due(now_ns);
-	if (sweep_.sweep_begun())
-		sweep_.set_begin_generation(generation);
+	const conn_sweep::step st = sweep_.due(now_ns, generation);
 	if (st.count == 0)
 		return;
 	const auto first = static_cast<uint32_t>(st.first), n = static_cast<uint32_t>(st.count);

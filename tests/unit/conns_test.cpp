@@ -79,9 +79,7 @@ void sweep_into(sluice_worker &rec, const sluice_ct_table *t, uint32_t now_s, ui
 	s.announce(rec);
 	bool done = false;
 	for (uint64_t now = start_ns; !done && now < start_ns + 10 * ns; now += ns / 100) {
-		const conn_sweep::step st = s.due(now);
-		if (s.sweep_begun())
-			s.set_begin_generation(generation);
+		const conn_sweep::step st = s.due(now, generation);
 		if (st.count && s.counted(&t->buckets[st.first], st.count, now_s, t->to)) {
 			s.publish(rec, now);
 			done = true;
@@ -160,9 +158,9 @@ TEST(conn_sweep, a_flow_in_several_cpus_tables_counts_once_in_its_latest_state)
 TEST(conn_sweep, paced_over_the_period_in_bounded_steps)
 {
 	conn_sweep s(1000, 2 * ns, 64);
-	EXPECT_EQ(s.due(10 * ns).count, 0u); // begins: nothing due yet
+	EXPECT_EQ(s.due(10 * ns, 0).count, 0u); // begins: nothing due yet
 	EXPECT_TRUE(s.sweep_begun());
-	conn_sweep::step st = s.due(11 * ns); // half the period: half the table, in steps of 64
+	conn_sweep::step st = s.due(11 * ns, 0); // half the period: half the table, in steps of 64
 	EXPECT_FALSE(s.sweep_begun());
 	EXPECT_EQ(st.first, 0u);
 	EXPECT_EQ(st.count, 64u);
@@ -174,12 +172,12 @@ TEST(conn_sweep, paced_over_the_period_in_bounded_steps)
 		EXPECT_LE(st.count, 64u);
 		EXPECT_FALSE(s.counted(empty.data(), st.count, 0, to));
 		done += st.count;
-		st = s.due(11 * ns);
+		st = s.due(11 * ns, 0);
 	}
 	EXPECT_EQ(done, 500u) << "half the period: half the buckets, no more";
 	// The rest by the period's end, and a step never runs past the table.
 	for (int i = 0; i < 100; i++) {
-		st = s.due(13 * ns);
+		st = s.due(13 * ns, 0);
 		EXPECT_LE(st.first + st.count, 1000u);
 		if (s.counted(empty.data(), st.count, 0, to))
 			break;

@@ -794,7 +794,7 @@ TEST_F(shm_test, a_new_owner_of_a_record_counts_no_connections_until_its_own_swe
 	b.way[0].backend_id = 12;
 	b.way[0].last_seen_s = 50;
 	b.way[0].tags[0] = 1;
-	sweep.due(1);
+	sweep.due(1, 0);
 	ASSERT_TRUE(sweep.counted(&b, 1, 50, sluice_ct_default_timeouts()));
 	sweep.publish(first.record(), 2);
 	conn_reading meta;
