@@ -35,7 +35,7 @@ bool take(const sluice_ct_entry &e, uint32_t now_s, const sluice_ct_timeouts &to
 	out.last_seen_s = __atomic_load_n(&e.last_seen_s, __ATOMIC_RELAXED);
 	// Expired entries are no connections (the worker frees them lazily),
 	// but the cross-CPU rule below still learns from an expired FIN.
-	out.live = uint32_t(now_s - out.last_seen_s) <= sluice_ct_timeout(&to, out.state);
+	out.live = !sluice_ct_expired_at(out.last_seen_s, out.state, now_s, &to);
 	std::memcpy(&out.key, &e.key, sizeof(out.key));
 	return true;
 }

@@ -161,11 +161,19 @@ SLUICE_INLINE uint32_t sluice_ct_timeout(const struct sluice_ct_timeouts *to, ui
 }
 
 /* A live entry is one seen at most its timeout ago: it lives at least that
- * many seconds, and with a whole-second clock less than one more. */
+ * many seconds, and with a whole-second clock less than one more. Given by
+ * its fields, for a reader that loads them one by one (the connection
+ * counts, common/conn_sweep.cpp). */
+SLUICE_INLINE bool sluice_ct_expired_at(uint32_t last_seen_s, uint8_t state, uint32_t now_s,
+					const struct sluice_ct_timeouts *to)
+{
+	return (uint32_t)(now_s - last_seen_s) > sluice_ct_timeout(to, state);
+}
+
 SLUICE_INLINE bool sluice_ct_expired(const struct sluice_ct_entry *e, uint32_t now_s,
 				     const struct sluice_ct_timeouts *to)
 {
-	return (uint32_t)(now_s - e->last_seen_s) > sluice_ct_timeout(to, e->state);
+	return sluice_ct_expired_at(e->last_seen_s, e->state, now_s, to);
 }
 
 /* ---------------------------------------------------------------- keys */
