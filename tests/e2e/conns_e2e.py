@@ -27,7 +27,6 @@ import collections
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -220,12 +219,7 @@ def main():
         sys.exit(__doc__)
     BUILD, SOURCE, DATAPLANE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
     testmain.require_root(f"conns_e2e_{DATAPLANE}", "network namespaces, XDP, bpffs")
-
-    def on_term(sig, _frame):  # meson's timeout: tear the network down, then go
-        print(f"conns_e2e: signal {sig}: tearing down", file=sys.stderr)
-        Conns.tearDownClass()
-        os._exit(128 + sig)
-    signal.signal(signal.SIGTERM, on_term)
+    testmain.tear_down_on_term("conns_e2e", Conns.tearDownClass)
     Conns.__name__ = f"Conns_{DATAPLANE}"
     testmain.main(f"conns_e2e_{DATAPLANE}", [sys.argv[0]] + sys.argv[4:])
 

@@ -646,15 +646,8 @@ def main():
     if len(sys.argv) < 4 or sys.argv[3] not in ("xdp", "dpdk"):
         sys.exit(__doc__)
     BUILD, SOURCE, DATAPLANE = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3]
-    if os.geteuid() != 0:
-        print("e2e_scenarios: needs root (network namespaces, XDP, bpffs): skipped", file=sys.stderr)
-        sys.exit(77)  # meson: SKIP
-    def on_term(sig, _frame):  # meson's timeout: tear the network down, then go
-        print(f"e2e_scenarios: signal {sig}: tearing down", file=sys.stderr)
-        if Scenarios.topo:
-            Scenarios.topo.down()
-        os._exit(128 + sig)
-    signal.signal(signal.SIGTERM, on_term)
+    testmain.require_root("e2e_scenarios", "network namespaces, XDP, bpffs")
+    testmain.tear_down_on_term("e2e_scenarios", lambda: Scenarios.topo and Scenarios.topo.down())
     Scenarios.__name__ = f"Scenarios_{DATAPLANE}"
     testmain.main(f"e2e_scenarios_{DATAPLANE}", [sys.argv[0]] + sys.argv[4:])
 

@@ -486,16 +486,8 @@ def main():
     if "--plain-stop" in rest:
         PLAIN_STOP = True
         rest.remove("--plain-stop")
-    if os.geteuid() != 0:
-        print("hitless_restart: needs root (network namespaces, XDP, bpffs): skipped", file=sys.stderr)
-        sys.exit(77)  # meson: SKIP
-
-    def on_term(sig, _frame):  # meson's timeout: tear the network down, then go
-        print(f"hitless_restart: signal {sig}: tearing down", file=sys.stderr)
-        if Restart.topo:
-            Restart.topo.down()
-        os._exit(128 + sig)
-    signal.signal(signal.SIGTERM, on_term)
+    testmain.require_root("hitless_restart", "network namespaces, XDP, bpffs")
+    testmain.tear_down_on_term("hitless_restart", lambda: Restart.topo and Restart.topo.down())
     Restart.__name__ = f"Restart_{DATAPLANE}"
     testmain.main(f"hitless_restart_{DATAPLANE}", [sys.argv[0]] + rest)
 

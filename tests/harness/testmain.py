@@ -10,6 +10,7 @@ tested one.
 - otherwise 0. One line says how many ran and how many were skipped.
 """
 import os
+import signal
 import sys
 import unittest
 
@@ -26,6 +27,17 @@ def require_root(name, why):
     if os.geteuid() != 0:
         print(f"{name}: needs root ({why}): skipped", file=sys.stderr)
         sys.exit(77)
+
+
+def tear_down_on_term(name, teardown):
+    """On SIGTERM (meson's timeout) runs teardown() (the namespaces and
+    processes a topology test built), then exits 128 + the signal: a killed
+    test leaves nothing behind."""
+    def on_term(sig, _frame):
+        print(f"{name}: signal {sig}: tearing down", file=sys.stderr)
+        teardown()
+        os._exit(128 + sig)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def main(name, argv):
