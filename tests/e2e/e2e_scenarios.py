@@ -560,9 +560,7 @@ class Scenarios(unittest.TestCase):
         # A change made now reaches the running dataplane.
         for m in T.MODES:
             self.check_change(["backend", "set", self.svc(self.tcp4(m)), topo.be4("be1"), "--weight", "0"], "drain")
-        gen2 = topo.status()["generation"]
-        T.wait_for(lambda: all(w["generation_seen"] >= gen2 for w in topo.status()["workers"]
-                               if w["pid"] == dp_pid), 5, "the dataplane to take the new generation")
+        self.wait_taken("the change")  # the adopted dataplane's workers, live (asserted above)
         for m in T.MODES:
             with self.subTest(mode=m, phase="change after the restart"):
                 res = self.get(T.vip4(m), 60)
