@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "ownership.h"
+#include "unique_fd.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,18 +42,6 @@ constexpr uint64_t esrch_grace_ns = 500 * ns_per_ms;
 // Polling interval of attach_wait(): a dataplane started with sluiced sees
 // the segment within one tick, and 20 opens a second cost nothing.
 constexpr std::chrono::milliseconds attach_poll{50};
-
-struct unique_fd {
-	int fd = -1;
-	explicit unique_fd(int f) : fd(f) {}
-	unique_fd(const unique_fd &) = delete;
-	unique_fd &operator=(const unique_fd &) = delete;
-	~unique_fd()
-	{
-		if (fd >= 0)
-			close(fd);
-	}
-};
 
 std::string dev_path(const std::string &name) { return "/dev/shm/" + name; }
 
@@ -200,7 +189,6 @@ std::optional<shm_segment> try_attach(const std::string &name, std::string *retr
 }
 
 } // namespace
-
 
 // ---------------------------------------------------------------- shm_segment
 

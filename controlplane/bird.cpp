@@ -4,6 +4,7 @@
 #include "bgp.h"
 #include "error.h"
 #include "sys.h"
+#include "unique_fd.h"
 
 #include <spdlog/spdlog.h>
 
@@ -24,15 +25,6 @@
 namespace sluice {
 
 namespace {
-
-struct fd_guard {
-	int fd;
-	~fd_guard()
-	{
-		if (fd >= 0)
-			::close(fd);
-	}
-};
 
 // A wait for one line of BIRD's reply that gives up at the deadline.
 class line_reader {
@@ -105,7 +97,7 @@ bird_reply bird_command(const std::string &socket, const std::string &command, s
 	if (socket.size() >= sizeof(a.sun_path))
 		throw error("BIRD socket {}: path too long", socket);
 	std::memcpy(a.sun_path, socket.c_str(), socket.size() + 1);
-	fd_guard fd{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+	unique_fd fd{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
 	if (fd.fd < 0)
 		throw error("BIRD socket {}: {}", socket, std::strerror(errno));
 	if (::connect(fd.fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) != 0) {
@@ -147,7 +139,7 @@ void write_file_atomic(const std::string &path, const std::string &data)
 	}
 	// PATH.tmp does not match bird.conf's `include ".../*.conf"`.
 	const std::string tmp = path + ".tmp";
-	fd_guard fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)};
+	unique_fd fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)};
 	if (fd.fd < 0)
 		throw error("node.bgp.include_file {}: cannot write: {}", tmp, std::strerror(errno));
 	size_t off = 0;

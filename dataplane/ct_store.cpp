@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "sys.h"
+#include "unique_fd.h"
 
 #include <sluice/shm.h>
 
@@ -28,16 +29,6 @@ namespace sluice {
 namespace {
 
 constexpr char magic[8] = {'S', 'L', 'U', 'I', 'C', 'E', 'C', 'T'};
-
-struct fd_closer {
-	int fd = -1;
-	~fd_closer()
-	{
-		if (fd >= 0)
-			::close(fd);
-	}
-	int take() { return std::exchange(fd, -1); }
-};
 
 // The file's size: header and table, rounded up to the file system's page
 // (hugetlbfs maps and allocates whole huge pages).
@@ -185,7 +176,7 @@ ct_file ct_file::open(const ct_place &place, uint32_t q, uint64_t secret, int so
 {
 	ct_file f;
 	f.path_ = ct_file_path(place, q);
-	fd_closer fd{::open(f.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)};
+	unique_fd fd{::open(f.path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)};
 	if (fd.fd < 0)
 		throw error("{}: {} (--ct-dir)", f.path_, errno_text(errno));
 	lock_file(fd.fd, f.path_);
@@ -221,7 +212,7 @@ ct_file ct_file::open(const ct_place &place, uint32_t q, uint64_t secret, int so
 		// Another --ct-entries: rehash the old entries into a new file of
 		// the new size, then put it in the old one's place.
 		const std::string tmp = f.path_ + ".new";
-		fd_closer nfd{::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
+		unique_fd nfd{::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)};
 		if (nfd.fd < 0)
 			throw error("{}: {}", tmp, errno_text(errno));
 		lock_file(nfd.fd, tmp);

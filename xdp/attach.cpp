@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "sys.h"
+#include "unique_fd.h"
 
 #include <bpf/bpf.h>
 #include <fcntl.h>
@@ -22,18 +23,9 @@ namespace sluice::xdp {
 
 namespace {
 
-struct fd_guard {
-	int fd;
-	~fd_guard()
-	{
-		if (fd >= 0)
-			close(fd);
-	}
-};
-
 std::string prog_name_of(uint32_t id)
 {
-	fd_guard fd{bpf_prog_get_fd_by_id(id)};
+	unique_fd fd{bpf_prog_get_fd_by_id(id)};
 	if (fd.fd < 0)
 		return "";
 	bpf_prog_info info;
@@ -95,7 +87,7 @@ iface_info query_iface(const std::string &iface)
 	info.ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
 	if (info.ifindex == 0)
 		throw error("--iface {}: no such interface in this network namespace", iface);
-	fd_guard s{socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+	unique_fd s{socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
 	if (s.fd < 0)
 		throw error("--iface {}: socket: {}", iface, errno_text(errno));
 	ifreq ifr;
@@ -132,7 +124,7 @@ attachment attachment::attach(const std::string &iface, int prog_fd, const std::
 				    iface, name, old.id, iface);
 		if (old.flags == want || (mode == attach_mode::automatic && old.flags == XDP_FLAGS_SKB_MODE)) {
 			// Same mode: swap in place, nothing reaches the kernel in between.
-			fd_guard old_fd{bpf_prog_get_fd_by_id(old.id)};
+			unique_fd old_fd{bpf_prog_get_fd_by_id(old.id)};
 			LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd.fd);
 			int err = bpf_xdp_attach(ii.ifindex, a.prog_fd_, old.flags | XDP_FLAGS_REPLACE, &opts);
 			if (err)

@@ -3,6 +3,7 @@
 
 #include "error.h"
 #include "sys.h"
+#include "unique_fd.h"
 
 #include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
@@ -36,21 +37,12 @@ void add_obj(sluice_obj_counters &a, const sluice_obj_counters &b)
 	a.new_flows += b.new_flows;
 }
 
-struct fd_guard {
-	int fd = -1;
-	~fd_guard()
-	{
-		if (fd >= 0)
-			close(fd);
-	}
-};
-
 } // namespace
 
 count_base_pin count_base_pin::open(const std::string &dir)
 {
 	const std::string path = dir + count_base_pin_name;
-	fd_guard fd{bpf_obj_get(path.c_str())};
+	unique_fd fd{bpf_obj_get(path.c_str())};
 	if (fd.fd >= 0) {
 		bpf_map_info info;
 		std::memset(&info, 0, sizeof(info));
@@ -61,8 +53,7 @@ count_base_pin count_base_pin::open(const std::string &dir)
 				(info.map_flags & BPF_F_MMAPABLE);
 		if (!ok) {
 			spdlog::info("{}: of another layout (another sluice-xdp version): replacing it", path);
-			close(fd.fd);
-			fd.fd = -1;
+			fd.reset();
 			if (unlink(path.c_str()) != 0)
 				throw error("{}: cannot remove the old pin: {}", path, errno_text(errno));
 		}
@@ -133,7 +124,7 @@ bool count_base_pin::read(uint32_t &record, uint32_t &prog_id, totals &t) const
 
 std::unique_ptr<previous_counters> previous_counters::open(uint32_t prog_id, uint32_t cpus)
 {
-	fd_guard prog{bpf_prog_get_fd_by_id(prog_id)};
+	unique_fd prog{bpf_prog_get_fd_by_id(prog_id)};
 	if (prog.fd < 0)
 		return nullptr;
 	uint32_t ids[64] = {};
@@ -190,11 +181,11 @@ void wait_grace_period()
 	// Updating an ARRAY_OF_MAPS from user space returns only after an RCU
 	// grace period (kernel/bpf/syscall.c, maybe_wait_bpf_programs()), as
 	// the mirror waits before reusing a bank.
-	fd_guard inner{bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_sync_in", 4, 4, 1, nullptr)};
+	unique_fd inner{bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_sync_in", 4, 4, 1, nullptr)};
 	if (inner.fd < 0)
 		throw error("creating the grace-period map: {}", errno_text(errno));
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = (uint32_t)inner.fd);
-	fd_guard outer{bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "sl_sync", 4, 4, 1, &opts)};
+	unique_fd outer{bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "sl_sync", 4, 4, 1, &opts)};
 	if (outer.fd < 0)
 		throw error("creating the grace-period map: {}", errno_text(errno));
 	uint32_t zero = 0;
