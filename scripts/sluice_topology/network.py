@@ -298,6 +298,35 @@ class Topology:
             raise RuntimeError(f"sluice-{self.dataplane} did not start:\n{self.dp.tail()}")
         return self.dp
 
+    def pin_lb_napi(self):
+        """sluice-xdp's connection table is per CPU, which relies on every
+        packet of a flow reaching one CPU, as RSS gives on a NIC. A veth runs
+        XDP in its NAPI poll, on whichever CPU scheduled it: the sender's
+        CPU mostly, but the other one whenever something sent from there
+        (a health check's answer, ARP, an ACK sent in softirq) has it
+        running, and then a flow meets the other CPU's table, where a
+        backend change since makes Maglev answer differently (seen: 5 of
+        1,352 flows moved; a drained backend's closing FINs counted under
+        the backends Maglev picks instead). Threaded NAPI pinned to CPU 0
+        makes the LB's eth0 one queue served by one CPU. SCHED_FIFO, as a
+        NIC's softirq outranks every process: a kthread at normal priority
+        waits behind the machine's compilers, its 256-frame ring overflows,
+        and datagrams are lost (seen: 168 of 80,010). The kthread is made
+        with the XDP program's NAPI, so call this again after a start that
+        re-attached (not after an in-place replace). No-op for sluice-dpdk."""
+        if self.dataplane != "xdp":
+            return
+        run("sh", "-c", "echo 1 > /sys/class/net/eth0/threaded", ns=self.ns["lb"])
+
+        def threads():
+            out = run("ps", "-eo", "pid=,comm=").stdout.split("\n")
+            return [ln.split()[0] for ln in out
+                    if ln.split()[1:] and ln.split()[1].startswith("napi/eth0-")]
+        # Only the LB's eth0 runs threaded NAPI (the backends' do not).
+        for pid in wait_for(threads, 5, "the LB's NAPI thread"):
+            run("taskset", "-p", "-c", "0", pid)
+            run("chrt", "-f", "-p", "20", pid)
+
     def stop_dataplane(self, sig=signal.SIGTERM):
         return self.dp.stop(sig, timeout=30)
 

@@ -13,7 +13,7 @@ with sluice-decap), with a VIP of its own: 10.200.1.1:7000/udp and
   backend records per flow which numbers arrived there. XDP's connection
   table is per CPU, which relies on every packet of a flow reaching one CPU
   (RSS on a NIC): the sender runs on CPU 0, and for sluice-xdp the LB's veth
-  polls in a NAPI thread pinned there (pin_lb_napi);
+  polls in a NAPI thread pinned there (Topology.pin_lb_napi);
 - DOWNLOADS long HTTP downloads (TCP) from the backends, which fail on a
   reset or a short body and name their backend.
 
@@ -178,35 +178,8 @@ class Restart(unittest.TestCase):
     @classmethod
     def start_dp(cls):
         dp = cls.topo.start_dataplane(extra_args=cls.dp_args())
-        cls.pin_lb_napi()
+        cls.topo.pin_lb_napi()
         return dp
-
-    @classmethod
-    def pin_lb_napi(cls):
-        """sluice-xdp's connection table is per CPU, which relies on every
-        packet of a flow reaching one CPU, as RSS gives on a NIC. A veth runs
-        XDP in its NAPI poll, on whichever CPU scheduled it: the sender's
-        CPU mostly, but the other one whenever something sent from there
-        (a health check's answer, ARP) has it running, and then a flow
-        meets the other CPU's table, which a backend change since makes
-        Maglev answer differently (seen: 5 of 1,352 flows). Threaded NAPI
-        pinned to the sender's CPU makes it one queue served by one CPU.
-        SCHED_FIFO, as a NIC's softirq outranks every process: a kthread at
-        normal priority waits behind the machine's compilers, its 256-frame
-        ring overflows, and datagrams are lost with no restart at all (seen:
-        168 of 80,010). The kthread is made with the XDP program's NAPI, so
-        again after a start that re-attached (not after an in-place replace)."""
-        if DATAPLANE != "xdp":
-            return
-        run("sh", "-c", "echo 1 > /sys/class/net/eth0/threaded", ns=cls.topo.ns["lb"])
-
-        def threads():
-            out = run("ps", "-eo", "pid=,comm=").stdout.split("\n")
-            return [ln.split()[0] for ln in out if ln.split()[1:] and ln.split()[1].startswith("napi/eth0-")]
-        # Only the LB's eth0 runs threaded NAPI (the backends' do not).
-        for pid in T.wait_for(threads, 5, "the LB's NAPI thread"):
-            run("taskset", "-p", "-c", "0", pid)
-            run("chrt", "-f", "-p", "20", pid)
 
     @classmethod
     def tearDownClass(cls):
