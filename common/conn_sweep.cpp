@@ -14,6 +14,7 @@ namespace {
 struct seen_entry {
 	sluice_flow_key key;
 	uint32_t backend_id;
+	uint32_t vip_id;
 	uint32_t last_seen_s;
 	uint8_t state;
 	bool live;
@@ -32,6 +33,7 @@ bool take(const sluice_ct_entry &e, uint32_t now_s, const sluice_ct_timeouts &to
 	out.backend_id = __atomic_load_n(&e.backend_id, __ATOMIC_RELAXED);
 	if (out.backend_id >= SLUICE_MAX_BACKENDS)
 		return false;
+	out.vip_id = __atomic_load_n(&e.vip_id, __ATOMIC_RELAXED);
 	out.last_seen_s = __atomic_load_n(&e.last_seen_s, __ATOMIC_RELAXED);
 	// Expired entries are no connections (the worker frees them lazily),
 	// but the cross-CPU rule below still learns from an expired FIN.
@@ -80,23 +82,32 @@ const seen_entry *current(const seen_entry *c, size_t n, const sluice_ct_timeout
 	return best && best->live ? best : nullptr;
 }
 
-} // namespace
-
-void conn_count_buckets(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
-			conn_tally &t)
+// Live ways of any state, fragments' included: what fills the table.
+uint64_t live_ways(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to)
 {
-	seen_entry e;
+	uint64_t live = 0;
 	for (uint64_t i = 0; i < n; i++)
-		for (const sluice_ct_entry &w : b[i].way)
-			if (take(w, now_s, to, e) && e.live)
-				tally_one(e, t);
+		for (const sluice_ct_entry &w : b[i].way) {
+			const uint8_t st = __atomic_load_n(&w.state, __ATOMIC_RELAXED);
+			if (st != SLUICE_CT_FREE &&
+			    !sluice_ct_expired_at(__atomic_load_n(&w.last_seen_s, __ATOMIC_RELAXED), st, now_s, &to))
+				live++;
+		}
+	return live;
 }
 
-void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stride, uint64_t n,
-		       uint32_t now_s, const sluice_ct_timeouts &to, conn_tally &t)
+// Calls f(entry) once per flow of buckets b[0..n) over `copies` tables (see
+// conn_count_across): the copy that is the connection now, if it is live.
+template <class F>
+void each_connection(const sluice_ct_bucket *b, uint32_t copies, uint64_t stride, uint64_t n, uint32_t now_s,
+		     const sluice_ct_timeouts &to, F &&f)
 {
+	seen_entry e;
 	if (copies <= 1) {
-		conn_count_buckets(b, n, now_s, to, t);
+		for (uint64_t i = 0; i < n; i++)
+			for (const sluice_ct_entry &w : b[i].way)
+				if (take(w, now_s, to, e) && e.live)
+					f(e);
 		return;
 	}
 	// A flow's bucket index is the same in every copy (same key, same
@@ -104,7 +115,6 @@ void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stri
 	// flow's copies are one run, judged by current().
 	std::vector<seen_entry> group;
 	group.reserve(size_t(copies) * SLUICE_CT_WAYS);
-	seen_entry e;
 	for (uint64_t i = 0; i < n; i++) {
 		group.clear();
 		for (uint32_t c = 0; c < copies; c++)
@@ -120,10 +130,26 @@ void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stri
 			while (end < group.size() && sluice_flow_key_equal(&group[r].key, &group[end].key))
 				end++;
 			if (const seen_entry *cur = current(&group[r], end - r, to))
-				tally_one(*cur, t);
+				f(*cur);
 			r = end;
 		}
 	}
+}
+
+} // namespace
+
+void conn_count_buckets(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+			conn_tally &t)
+{
+	conn_count_across(b, 1, 0, n, now_s, to, t);
+}
+
+void conn_count_across(const sluice_ct_bucket *b, uint32_t copies, uint64_t stride, uint64_t n,
+		       uint32_t now_s, const sluice_ct_timeouts &to, conn_tally &t)
+{
+	each_connection(b, copies, stride, n, now_s, to, [&](const seen_entry &e) { tally_one(e, t); });
+	for (uint32_t c = 0; c < std::max<uint32_t>(copies, 1); c++)
+		t.live_entries += live_ways(b + c * stride, n, now_s, to);
 }
 
 conn_sweep::conn_sweep(uint64_t buckets, uint64_t period_ns, uint64_t max_step)
@@ -179,6 +205,9 @@ void conn_sweep::publish(sluice_worker &rec, uint64_t now_ns)
 	__atomic_store_n(&info.conn_sweep_generation, begin_generation_, __ATOMIC_RELAXED);
 	__atomic_store_n(&info.conn_sweep_begun_ns, begun_ns_, __ATOMIC_RELAXED);
 	__atomic_store_n(&info.conn_sweep_done_ns, now_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&info.ct_live, uint32_t(std::min<uint64_t>(tally_->live_entries, UINT32_MAX)),
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&info.ct_capacity, uint32_t(std::min<uint64_t>(capacity_, UINT32_MAX)), __ATOMIC_RELAXED);
 	// Never 0 again once counted (0 means "does not count"): a wrap skips it.
 	__atomic_store_n(&info.conn_seq, seq + 2 ? seq + 2 : 2, __ATOMIC_RELEASE);
 	sweeps_++;
@@ -206,6 +235,8 @@ bool read_conns(const sluice_worker &rec, conn_reading &meta, conn_tally &out)
 		meta.sweep_generation = __atomic_load_n(&info.conn_sweep_generation, __ATOMIC_RELAXED);
 		meta.begun_ns = __atomic_load_n(&info.conn_sweep_begun_ns, __ATOMIC_RELAXED);
 		meta.done_ns = __atomic_load_n(&info.conn_sweep_done_ns, __ATOMIC_RELAXED);
+		meta.ct_live = __atomic_load_n(&info.ct_live, __ATOMIC_RELAXED);
+		meta.ct_capacity = __atomic_load_n(&info.ct_capacity, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&info.conn_seq, __ATOMIC_RELAXED) == s1) {
 			meta.sweeps = s1 / 2;
@@ -213,6 +244,67 @@ bool read_conns(const sluice_worker &rec, conn_reading &meta, conn_tally &out)
 		}
 	}
 	return false;
+}
+
+bool conn_lister::requested(const sluice_shm &shm, const sluice_worker &rec)
+{
+	const uint32_t seq = __atomic_load_n(&shm.conn_list.seq, __ATOMIC_ACQUIRE);
+	if (seq == 0 || seq == __atomic_load_n(&rec.info.conn_list_done, __ATOMIC_RELAXED))
+		return false;
+	req_.seq = seq;
+	req_.vip_id = __atomic_load_n(&shm.conn_list.vip_id, __ATOMIC_RELAXED);
+	req_.backend_id = __atomic_load_n(&shm.conn_list.backend_id, __ATOMIC_RELAXED);
+	req_.limit = std::min(__atomic_load_n(&shm.conn_list.limit, __ATOMIC_RELAXED), SLUICE_CONN_LIST_ROWS);
+	rows_ = matched_ = 0;
+	return true;
+}
+
+void conn_lister::add(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+		      sluice_worker &rec, uint32_t copies, uint64_t stride)
+{
+	each_connection(b, copies, stride, n, now_s, to, [&](const seen_entry &e) {
+		const uint32_t vip_id = e.vip_id;
+		if ((req_.vip_id != SLUICE_CONN_ANY && vip_id != req_.vip_id) ||
+		    (req_.backend_id != SLUICE_CONN_ANY && e.backend_id != req_.backend_id))
+			return;
+		matched_++;
+		if (rows_ >= req_.limit)
+			return;
+		sluice_conn_row &r = rec.rows[rows_++];
+		std::memset(&r, 0, sizeof(r));
+		r.key = e.key;
+		r.backend_id = e.backend_id;
+		r.vip_id = vip_id;
+		r.state = e.state;
+		r.age_s = now_s - e.last_seen_s;
+		const uint32_t timeout = sluice_ct_timeout(&to, e.state);
+		r.expire_s = r.age_s < timeout ? timeout - r.age_s : 0;
+	});
+}
+
+void conn_lister::answer(sluice_worker &rec)
+{
+	__atomic_store_n(&rec.info.conn_list_rows, rows_, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec.info.conn_list_matched, matched_, __ATOMIC_RELAXED);
+	__atomic_store_n(&rec.info.conn_list_done, req_.seq, __ATOMIC_RELEASE);
+}
+
+uint32_t post_conn_list(sluice_shm &shm, uint32_t vip_id, uint32_t backend_id, uint32_t limit)
+{
+	sluice_conn_list_request &r = shm.conn_list;
+	uint32_t seq = __atomic_load_n(&r.seq, __ATOMIC_RELAXED) + 1;
+	if (seq == 0) // 0 means none posted
+		seq = 1;
+	__atomic_store_n(&r.vip_id, vip_id, __ATOMIC_RELAXED);
+	__atomic_store_n(&r.backend_id, backend_id, __ATOMIC_RELAXED);
+	__atomic_store_n(&r.limit, std::min(limit, SLUICE_CONN_LIST_ROWS), __ATOMIC_RELAXED);
+	__atomic_store_n(&r.seq, seq, __ATOMIC_RELEASE);
+	return seq;
+}
+
+bool conn_list_answered(const sluice_worker &rec, uint32_t seq)
+{
+	return __atomic_load_n(&rec.info.conn_list_done, __ATOMIC_ACQUIRE) == seq;
 }
 
 } // namespace sluice

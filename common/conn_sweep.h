@@ -27,6 +27,9 @@ namespace sluice {
 // The counts of one table as one sweep saw them, by backend id.
 struct conn_tally {
 	sluice_conn_count by_backend[SLUICE_MAX_BACKENDS];
+	// Live entries of every state (fragments' included) over all copies,
+	// each copy's counted apart: how full the table is.
+	uint64_t live_entries;
 };
 
 // Adds the live entries of buckets b[0..n) to `t`: active (SYN, EST, UDP)
@@ -89,8 +92,13 @@ public:
 	uint64_t sweeps() const { return sweeps_; }
 	uint64_t buckets() const { return buckets_; }
 
+	// The ways the table has over all its copies (info.ct_capacity);
+	// set before the first publish().
+	void set_capacity(uint64_t ways) { capacity_ = ways; }
+
 private:
 	uint64_t buckets_, period_ns_, max_step_;
+	uint64_t capacity_ = 0;
 	uint64_t cursor_ = 0;   // next bucket of the sweep under way
 	uint64_t begun_ns_ = 0; // 0: no sweep begun yet
 	uint64_t begin_generation_ = 0;
@@ -109,7 +117,33 @@ struct conn_reading {
 	uint64_t begun_ns = 0;
 	uint64_t done_ns = 0;
 	uint32_t period_ms = 0;
+	uint32_t ct_live = 0;     // the table's live entries (all copies)
+	uint32_t ct_capacity = 0; // and its ways
 };
 bool read_conns(const sluice_worker &rec, conn_reading &meta, conn_tally &out);
+
+// A listing of live connections on request (`sluicectl conn list`, shm.h
+// sluice_conn_list_request): the dataplane's side. Its housekeeping asks
+// requested() every pass; when sluiced has posted a request this record
+// has not answered, it reads the whole table (in memory, or from the map
+// in pieces) through add() and then answer()s, all off the packet path.
+// The same relaxed reads and cross-CPU rule as the count: a flow held by
+// several copies is listed once, as its current copy.
+class conn_lister {
+public:
+	bool requested(const sluice_shm &shm, const sluice_worker &rec);
+	void add(const sluice_ct_bucket *b, uint64_t n, uint32_t now_s, const sluice_ct_timeouts &to,
+		 sluice_worker &rec, uint32_t copies = 1, uint64_t stride = 0);
+	void answer(sluice_worker &rec);
+
+private:
+	sluice_conn_list_request req_{};
+	uint32_t rows_ = 0, matched_ = 0;
+};
+
+// sluiced's side: posts a request (a filter and the next seq) and returns
+// its seq; then a record has answered it once conn_list_answered().
+uint32_t post_conn_list(sluice_shm &shm, uint32_t vip_id, uint32_t backend_id, uint32_t limit);
+bool conn_list_answered(const sluice_worker &rec, uint32_t seq);
 
 } // namespace sluice

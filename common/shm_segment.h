@@ -176,6 +176,8 @@ public:
 	// ... and the newer generation it saw and refused (with applied()).
 	void seen(uint64_t generation);
 	sluice_worker &record() { return *rec_; }
+	// The segment, for what sluiced asks of every record (conn_list).
+	const sluice_shm &segment() const { return *shm_; }
 	uint32_t index() const { return index_; } // in shm->workers
 	bool owned() const { return rec_ != nullptr; }
 	// Marks the record STOPPED (it then holds no slot); keeps pid and

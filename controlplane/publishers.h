@@ -22,6 +22,7 @@ public:
 	}
 	uint64_t generation() const override { return writer_.generation(); }
 	const sluice_shm *segment() const override { return shm_; }
+	sluice_shm *request_segment() override { return shm_; }
 	std::chrono::milliseconds worker_timeout() const override { return timeout_; }
 	snapshot_writer &writer() { return writer_; }
 

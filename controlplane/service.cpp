@@ -10,7 +10,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
+#include <thread>
+#include <tuple>
 #include <utility>
 
 namespace sluice {
@@ -193,6 +196,8 @@ json workers_json(const stats_view &sv)
 				 {"conn_sweeps", w.conn_sweeps},
 				 {"conn_sweep_ms", w.conn_sweep_ms},
 				 {"conn_sweep_age_s", w.conn_sweeps ? json(w.conn_sweep_age_s) : json(nullptr)},
+				 {"ct_live", w.conn_sweeps ? json(w.ct_live) : json(nullptr)},
+				 {"ct_capacity", w.conn_sweeps ? json(w.ct_capacity) : json(nullptr)},
 				 {"counters", std::move(c)}});
 	}
 	return a;
@@ -1120,6 +1125,10 @@ std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__
 			if (wv.conn_sweeps) {
 				const uint64_t done = __atomic_load_n(&rec.info.conn_sweep_done_ns, __ATOMIC_RELAXED);
 				wv.conn_sweep_age_s = now > done ? static_cast<double>(now - done) / 1e9 : 0.0;
+				// Two words of one sweep; a sweep's publish between the
+				// two loads mixes neighbours, which a fill does not mind.
+				wv.ct_live = __atomic_load_n(&rec.info.ct_live, __ATOMIC_RELAXED);
+				wv.ct_capacity = __atomic_load_n(&rec.info.ct_capacity, __ATOMIC_RELAXED);
 			}
 			uint32_t st = __atomic_load_n(&rec.info.state, __ATOMIC_ACQUIRE);
 			if (st == SLUICE_WORKER_LIVE)
@@ -1263,6 +1272,165 @@ void service::watch_workers()
 	for (const auto &e : done)
 		record(e);
 	last_workers_ = std::move(now);
+}
+
+namespace {
+
+const char *ct_state_name(uint8_t st)
+{
+	switch (st) {
+	case SLUICE_CT_SYN: return "SYN";
+	case SLUICE_CT_EST: return "EST";
+	case SLUICE_CT_FIN: return "FIN";
+	case SLUICE_CT_UDP: return "UDP";
+	default: return "?";
+	}
+}
+
+std::string endpoint_text(const uint8_t addr[16], uint8_t family, uint16_t port_be)
+{
+	ip_address a;
+	a.family = family;
+	std::memcpy(a.bytes.data(), addr, 16);
+	const uint16_t port = sluice_ntohs(port_be);
+	return a.is_v6() ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
+}
+
+// --limit: rows shown in all, 1 to SLUICE_CONN_LIST_ROWS (what one record
+// holds: a busier table is filtered by VIP or backend, not paged).
+uint32_t limit_arg(const json &args)
+{
+	if (!args.contains("limit") || args["limit"].is_null())
+		return 100;
+	const json &v = args["limit"];
+	std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+	if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos ||
+	    text[0] == '0' || std::stoul(text) > SLUICE_CONN_LIST_ROWS)
+		throw error("--limit: '{}' is not a number of connections from 1 to {}", text, SLUICE_CONN_LIST_ROWS);
+	return static_cast<uint32_t>(std::stoul(text));
+}
+
+} // namespace
+
+json service::verb_conn_list(const json &args)
+{
+	std::optional<vip_key> only_vip;
+	if (args.contains("vip") && !args["vip"].is_null())
+		only_vip = vip_arg(args);
+	std::optional<ip_address> only_backend;
+	if (args.contains("backend") && !args["backend"].is_null()) {
+		const std::string text = str_arg(args, "backend");
+		only_backend = ip_address::parse(text);
+		if (!only_backend)
+			throw error("--backend: '{}' is not an IPv4 or IPv6 address", text);
+	}
+	const uint32_t limit = limit_arg(args);
+	// The filter as ids, and the names to print ids by, as of now.
+	uint32_t vip_id = SLUICE_CONN_ANY, backend_id = SLUICE_CONN_ANY;
+	std::map<uint32_t, std::string> vip_names, backend_names;
+	{
+		std::lock_guard lk(mu_);
+		for (const auto &v : state_.cfg.vips) {
+			const uint32_t vid = state_.ids.vip_id(v.key);
+			vip_names[vid] = v.key.str();
+			for (const auto &b : v.backends)
+				backend_names[state_.ids.backend_id(v.key, b.address)] = b.address.str();
+		}
+		if (only_vip) {
+			const vip_config *v = state_.cfg.find_vip(*only_vip);
+			if (!v)
+				throw error("no VIP {}", only_vip->str());
+			vip_id = state_.ids.vip_id(v->key);
+		}
+		if (only_backend) {
+			std::vector<const vip_config *> in;
+			for (const auto &v : state_.cfg.vips)
+				if ((!only_vip || v.key == *only_vip) && v.find_backend(*only_backend))
+					in.push_back(&v);
+			if (in.empty() && only_vip)
+				throw error("no backend {} in VIP {}", only_backend->str(), only_vip->str());
+			if (in.empty())
+				throw error("no backend {} in any VIP", only_backend->str());
+			if (in.size() > 1)
+				throw error("backend {} serves {} VIPs: name one (sluicectl conn list VIP --backend {})",
+					    only_backend->str(), in.size(), only_backend->str());
+			backend_id = state_.ids.backend_id(in[0]->key, *only_backend);
+		}
+	}
+	json out = json{{"connections", json::array()}, {"matched", 0}, {"limit", limit}};
+	sluice_shm *shm = pub_.request_segment();
+	std::vector<worker_view> asked;
+	for (auto &w : read_workers(nullptr))
+		if (w.state == "live" && w.conn_sweep_ms > 0)
+			asked.push_back(std::move(w));
+	json unanswered = json::array();
+	if (shm && !asked.empty()) {
+		// One request at a time, outside the service lock: the dataplanes
+		// answer from their housekeeping within milliseconds, but a stalled
+		// one must not hold up changes or /metrics while it is waited for.
+		std::lock_guard one(conn_list_mu_);
+		const uint32_t seq = post_conn_list(*shm, vip_id, backend_id, limit);
+		const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+		std::vector<bool> done(asked.size(), false);
+		for (;;) {
+			bool all = true;
+			for (size_t i = 0; i < asked.size(); i++)
+				all &= done[i] = done[i] || conn_list_answered(shm->workers[asked[i].index], seq);
+			if (all || std::chrono::steady_clock::now() >= deadline)
+				break;
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+		}
+		struct row {
+			std::string vip, backend, client;
+			json j;
+		};
+		std::vector<row> rows;
+		uint64_t matched = 0;
+		for (size_t i = 0; i < asked.size(); i++) {
+			if (!done[i]) {
+				unanswered.push_back(asked[i].name);
+				continue;
+			}
+			const sluice_worker &rec = shm->workers[asked[i].index];
+			matched += __atomic_load_n(&rec.info.conn_list_matched, __ATOMIC_RELAXED);
+			const uint32_t n = std::min(__atomic_load_n(&rec.info.conn_list_rows, __ATOMIC_RELAXED),
+						    SLUICE_CONN_LIST_ROWS);
+			for (uint32_t r = 0; r < n; r++) {
+				const sluice_conn_row &c = rec.rows[r];
+				auto vn = vip_names.find(c.vip_id);
+				auto bn = backend_names.find(c.backend_id);
+				row x;
+				// An id the configuration no longer has: a flow of a
+				// removed VIP or backend, until it expires or moves.
+				x.vip = vn != vip_names.end() ? vn->second : fmt::format("(vip id {})", c.vip_id);
+				x.backend = bn != backend_names.end() ? bn->second
+								     : fmt::format("(backend id {})", c.backend_id);
+				x.client = endpoint_text(c.key.src, c.key.family, c.key.sport_be);
+				x.j = json{{"protocol", c.key.proto == SLUICE_IPPROTO_TCP   ? "tcp"
+							: c.key.proto == SLUICE_IPPROTO_UDP ? "udp"
+											    : std::to_string(c.key.proto)},
+					   {"state", ct_state_name(c.state)},
+					   {"age_s", c.age_s},
+					   {"expire_s", c.expire_s},
+					   {"client", x.client},
+					   {"vip", x.vip},
+					   {"destination", endpoint_text(c.key.dst, c.key.family, c.key.dport_be)},
+					   {"backend", x.backend},
+					   {"worker", asked[i].name}};
+				rows.push_back(std::move(x));
+			}
+		}
+		std::sort(rows.begin(), rows.end(), [](const row &a, const row &b) {
+			return std::tie(a.vip, a.backend, a.client) < std::tie(b.vip, b.backend, b.client);
+		});
+		if (rows.size() > limit)
+			rows.resize(limit);
+		for (auto &r : rows)
+			out["connections"].push_back(std::move(r.j));
+		out["matched"] = matched;
+	}
+	out["dataplanes"] = json{{"asked", asked.size()}, {"unanswered", unanswered}};
+	return out;
 }
 
 json service::verb_events(const json &args)

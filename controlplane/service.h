@@ -40,6 +40,9 @@ public:
 	virtual uint64_t generation() const = 0;
 	// The segment to read counters and workers from; nullptr if none.
 	virtual const sluice_shm *segment() const = 0;
+	// The same, for the requests sluiced posts to the dataplanes (a
+	// connection listing); nullptr if none.
+	virtual sluice_shm *request_segment() { return nullptr; }
 	virtual std::chrono::milliseconds worker_timeout() const = 0;
 };
 
@@ -64,6 +67,9 @@ struct worker_view {
 	uint32_t conn_sweeps = 0;
 	uint32_t conn_sweep_ms = 0;
 	double conn_sweep_age_s = -1;
+	// Its connection table's fill as of that sweep: live entries and ways.
+	uint32_t ct_live = 0;
+	uint32_t ct_capacity = 0;
 };
 
 struct backend_view {
@@ -245,6 +251,7 @@ private:
 	// Held across a change verb and its event, so the events of changes
 	// are in the order of their generations.
 	std::mutex change_order_mu_;
+	std::mutex conn_list_mu_; // one listing request in the segment at a time
 	std::mutex watch_mu_;
 	std::optional<std::vector<worker_view>> last_workers_; // under watch_mu_
 	// The live workers' connection counts, summed (conns.h).

@@ -26,6 +26,7 @@ constexpr uint64_t sweep_step_buckets = 1024;
 struct table_sweep {
 	worker_lcore *w;
 	conn_sweep sweep;
+	conn_lister lister;
 };
 
 std::vector<table_sweep> plan_sweeps(const options &o, runtime &rt)
@@ -36,7 +37,8 @@ std::vector<table_sweep> plan_sweeps(const options &o, runtime &rt)
 		return out;
 	const auto period_ns = static_cast<uint64_t>(o.conn_sweep_s * 1e9);
 	for (auto &w : rt.workers) {
-		out.push_back({w.get(), conn_sweep(w->state.ct->n_buckets, period_ns, sweep_step_buckets)});
+		out.push_back({w.get(), conn_sweep(w->state.ct->n_buckets, period_ns, sweep_step_buckets), {}});
+		out.back().sweep.set_capacity(uint64_t(w->state.ct->n_buckets) * SLUICE_CT_WAYS);
 		out.back().sweep.announce(w->handle.record());
 	}
 	return out;
@@ -51,11 +53,17 @@ void sweep_step(std::vector<table_sweep> &sweeps)
 	const auto now_s = static_cast<uint32_t>(now_ns / 1000000000u);
 	for (table_sweep &ts : sweeps) {
 		sluice_worker &rec = ts.w->handle.record();
+		const sluice_ct_table *t = ts.w->state.ct;
+		// A listing sluiced asked for: the whole table in one go (about
+		// 8 ms per million entries), as its answer is waited for.
+		if (ts.lister.requested(ts.w->handle.segment(), rec)) {
+			ts.lister.add(t->buckets, t->n_buckets, now_s, t->to, rec);
+			ts.lister.answer(rec);
+		}
 		const conn_sweep::step st =
 			ts.sweep.due(now_ns, __atomic_load_n(&rec.info.generation_applied, __ATOMIC_RELAXED));
 		if (st.count == 0)
 			continue;
-		const sluice_ct_table *t = ts.w->state.ct;
 		if (ts.sweep.counted(&t->buckets[st.first], st.count, now_s, t->to))
 			ts.sweep.publish(rec, now_ns);
 	}

@@ -32,9 +32,11 @@ uint32_t table_now_s()
 
 } // namespace
 
-ct_counter::ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, sluice_worker &rec)
+ct_counter::ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, const sluice_shm &shm,
+		       sluice_worker &rec)
 	: fd_(prog.map_fd(prog.skel()->maps.sl_ct)), cpus_(prog.cpus()), per_cpu_(prog.ct_buckets()),
-	  step_(std::max<uint32_t>(1, read_buckets / std::max<uint32_t>(1, prog.cpus()))), to_(to), rec_(rec),
+	  step_(std::max<uint32_t>(1, read_buckets / std::max<uint32_t>(1, prog.cpus()))), to_(to), shm_(shm),
+	  rec_(rec),
 	  on_(period_s > 0),
 	  // A step is bucket i..i+step of every CPU's table at once: a flow
 	  // whose packets reached several CPUs has an entry in each, at the
@@ -45,6 +47,7 @@ ct_counter::ct_counter(const program &prog, const sluice_ct_timeouts &to, double
 		return;
 	buf_.resize(size_t(cpus_) * step_);
 	keys_.resize(step_);
+	sweep_.set_capacity(uint64_t(cpus_) * per_cpu_ * SLUICE_CT_WAYS);
 	sweep_.announce(rec_);
 }
 
@@ -84,10 +87,29 @@ bool ct_counter::read_run(uint32_t first, uint32_t n, sluice_ct_bucket *out)
 	return true;
 }
 
+void ct_counter::list(uint32_t now_s)
+{
+	// Every CPU's buckets, a step at a time through the same buffer: a
+	// million-entry table on two CPUs is 128 MiB through the kernel, some
+	// tens of milliseconds. A bucket the map refuses is left out (said).
+	for (uint32_t first = 0; first < per_cpu_; first += step_) {
+		const uint32_t n = std::min(step_, per_cpu_ - first);
+		if (!read(first, n)) {
+			spdlog::warn("connection listing: reading sl_ct buckets {}..{} failed: {}", first,
+				     first + n - 1, errno_text(errno));
+			continue;
+		}
+		lister_.add(buf_.data(), n, now_s, to_, rec_, cpus_, step_);
+	}
+	lister_.answer(rec_);
+}
+
 void ct_counter::poll(uint64_t generation)
 {
 	if (!on_)
 		return;
+	if (lister_.requested(shm_, rec_))
+		list(table_now_s());
 	const uint64_t now_ns = monotonic_ns();
 	const conn_sweep::step st = sweep_.due(now_ns, generation);
 	if (st.count == 0)

@@ -21,11 +21,14 @@ class ct_counter {
 public:
 	// period_s 0: counts nothing (the record says so). Timeouts: the
 	// program's own (its rodata), so "live" means what it means there.
-	ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, sluice_worker &rec);
+	// Listings sluiced asks for in `shm` are answered in `rec` too.
+	ct_counter(const program &prog, const sluice_ct_timeouts &to, double period_s, const sluice_shm &shm,
+		   sluice_worker &rec);
 
 	// One step of the sweep, if one is due; `generation` is what the maps
 	// forward by now (noted when a sweep begins). At most one map read of
-	// read_buckets buckets.
+	// read_buckets buckets, unless sluiced asked for a listing: that reads
+	// the whole table.
 	void poll(uint64_t generation);
 
 private:
@@ -33,14 +36,17 @@ private:
 	// false: the map refused.
 	bool read(uint32_t first, uint32_t n);
 	bool read_run(uint32_t key, uint32_t n, sluice_ct_bucket *out);
+	void list(uint32_t now_s);
 	int fd_ = -1;
 	uint32_t cpus_, per_cpu_, step_;
 	sluice_ct_timeouts to_;
+	const sluice_shm &shm_;
 	sluice_worker &rec_;
 	bool on_ = false;
 	bool batch_ = true; // bpf_map_lookup_batch works here (Linux 5.6+)
 	bool read_failing_ = false; // said so once
 	conn_sweep sweep_;
+	conn_lister lister_;
 	std::vector<sluice_ct_bucket> buf_;
 	std::vector<uint32_t> keys_;
 };

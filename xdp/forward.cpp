@@ -69,7 +69,7 @@ int run_forwarder(const options &o)
 	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp " + o.iface);
 	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
-	ct_counter conns(prog, o.ct_timeouts, o.conn_sweep_s, h.record());
+	ct_counter conns(prog, o.ct_timeouts, o.conn_sweep_s, h.segment(), h.record());
 	count_base_pin base_pin = count_base_pin::open(o.pin_dir);
 
 	// The program goes on the interface only once it has a snapshot: before

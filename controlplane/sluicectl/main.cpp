@@ -217,6 +217,19 @@ void print_backends(const json &r)
 	print_table({"VIP", "BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "NEXT-HOP", "ERROR"}, rows);
 }
 
+// The connection table's fill at the worker's last sweep, "18/1.0M (0%)";
+// "-" for a worker that does not count (conn sweeps off, none done yet).
+std::string table_fill(const json &w)
+{
+	if (!w.contains("ct_live") || w["ct_live"].is_null() || !w["ct_capacity"].is_number())
+		return "-";
+	const double live = w["ct_live"].get<double>(), cap = w["ct_capacity"].get<double>();
+	const std::string c = cap >= 1e6 ? fmt::format("{:.1f}M", cap / 1e6)
+			    : cap >= 1e3 ? fmt::format("{:.0f}k", cap / 1e3)
+					 : fmt::format("{:.0f}", cap);
+	return fmt::format("{:.0f}/{} ({:.0f}%)", live, c, cap > 0 ? 100 * live / cap : 0.0);
+}
+
 void print_workers(const json &ws)
 {
 	if (ws.empty()) {
@@ -227,8 +240,8 @@ void print_workers(const json &ws)
 	for (const auto &w : ws)
 		rows.push_back({w["name"], w["kind"], num(w["pid"]), w["state"],
 				fmt::format("{:.1f}s", w["heartbeat_age_s"].get<double>()),
-				num(w["generation_applied"]), w["stale"]});
-	print_table({"WORKER", "KIND", "PID", "STATE", "HEARTBEAT", "GENERATION", "STALE"}, rows);
+				num(w["generation_applied"]), table_fill(w), w["stale"]});
+	print_table({"WORKER", "KIND", "PID", "STATE", "HEARTBEAT", "GENERATION", "TABLE", "STALE"}, rows);
 }
 
 void print_status(const json &r)
@@ -411,6 +424,50 @@ cli_verb cli_backend_list()
 }
 
 cli_verb cli_status() { return {{}, no_options, no_args, print_status}; }
+
+// `conn list`: one line per connection, as ipvsadm -Lnc prints them (the
+// protocol, state, seconds to expiry, then the addresses), with the age
+// since the flow's last packet and the worker whose table holds it.
+void print_conns(const json &r)
+{
+	std::vector<std::vector<std::string>> rows;
+	for (const auto &c : r["connections"])
+		rows.push_back({c["protocol"], c["state"], num(c["age_s"]), num(c["expire_s"]), c["client"], c["vip"],
+				c["backend"], c["worker"]});
+	if (!rows.empty())
+		print_table({"PRO", "STATE", "AGE", "EXPIRE", "CLIENT", "VIP", "BACKEND", "WORKER"}, rows);
+	const json &d = r["dataplanes"];
+	if (d["asked"].get<uint64_t>() == 0) {
+		std::puts("no live dataplane counts connections (sluice-dpdk and sluice-xdp do unless started with "
+			  "--conn-sweep-s 0, or replaying --pcap)");
+		return;
+	}
+	std::printf("%s of %s matching connections shown (--limit %s)\n", num(json(rows.size())).c_str(),
+		    num(r["matched"]).c_str(), num(r["limit"]).c_str());
+	for (const auto &w : d["unanswered"])
+		std::fprintf(stderr, "sluicectl: dataplane %s did not answer within 2 s: its connections are "
+				     "left out\n",
+			     w.get<std::string>().c_str());
+}
+
+cli_verb cli_conn_list()
+{
+	return {{"vip"},
+		[](po::options_description &d) {
+			d.add_options()("backend", po::value<std::string>(),
+					"only connections to this backend ADDRESS")(
+				"limit", po::value<std::string>(),
+				"show at most N connections (1 to 1024; default 100)");
+		},
+		[](const po::variables_map &vm) {
+			json a = json::object();
+			put_if(a, vm, "vip", "vip");
+			put_if(a, vm, "backend", "backend");
+			put_if(a, vm, "limit", "limit");
+			return a;
+		},
+		print_conns};
+}
 
 // A rate as the live view shows it: "-" when unknown, else three figures
 // with a k/M/G suffix past a thousand.

@@ -35,13 +35,17 @@
 
 #include <sluice/compiler.h>
 #include <sluice/counters.h>
+#include <sluice/flow.h>
 #include <sluice/hash.h>
 
 #define SLUICE_SHM_MAGIC 0x4D53454349554C53ULL /* "SLUICESM" read little endian */
 /* 2: worker records say which generation they forward by; 4,096 VIPs,
  * found through a seeded VIP hash. 3: worker records carry live connections
- * per backend (conns[], the conn_* fields of the info). */
-#define SLUICE_ABI_VERSION 3u
+ * per backend (conns[], the conn_* fields of the info). 4: a connection
+ * listing on request (the conn_list line after the control line, rows[] and
+ * the conn_list_* fields of each record) and each table's fill (ct_live,
+ * ct_capacity). */
+#define SLUICE_ABI_VERSION 4u
 
 #define SLUICE_MAX_VIPS 4096u
 #define SLUICE_MAX_BACKENDS 4096u /* over all VIPs; also the backend id space */
@@ -240,7 +244,17 @@ struct sluice_worker_info {
 	uint64_t conn_sweep_done_ns;    /* CLOCK_MONOTONIC when it completed */
 	uint32_t conn_sweep_ms;         /* how long a sweep is paced to take; set at
 					 * start, before the first sweep: 0, no counting */
-	uint8_t pad[20];
+	/* The table's fill as of that sweep (under conn_seq too): live
+	 * entries of every state over all its copies (sluice-xdp: one per
+	 * CPU), and the ways those copies have. */
+	uint32_t ct_live;
+	uint32_t ct_capacity;
+	/* The answer to the control block's conn_list request: rows[0..rows)
+	 * of `matched` live connections the filter matched; written before
+	 * conn_list_done is set (release) to the request's seq. */
+	uint32_t conn_list_done;
+	uint32_t conn_list_rows;
+	uint32_t conn_list_matched;
 };
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, generation_applied) == 64,
 		     "generation_applied on the second line");
@@ -249,6 +263,8 @@ SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_sweep_gener
 		     "info.conn_sweep_generation at 80");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_sweep_ms) == 104,
 		     "info.conn_sweep_ms at 104");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_worker_info, conn_list_done) == 116,
+		     "info.conn_list_done at 116");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker_info) == 128, "worker info is two lines");
 
 /* Live entries of one backend in one worker's connection table, as IPVS
@@ -260,6 +276,21 @@ struct sluice_conn_count {
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_conn_count) == 8, "conn count is two words");
 
+/* One connection of a listing (`sluicectl conn list`), as the dataplane's
+ * table held it when it answered. */
+#define SLUICE_CONN_LIST_ROWS 1024u /* per record and request */
+#define SLUICE_CONN_ANY 0xFFFFFFFFu /* a filter that matches every id */
+struct sluice_conn_row {
+	struct sluice_flow_key key; /* client to VIP */
+	uint32_t backend_id;
+	uint32_t vip_id;
+	uint32_t age_s;    /* since the flow's last packet */
+	uint32_t expire_s; /* until its entry expires unless another comes */
+	uint8_t state;     /* enum sluice_ct_state */
+	uint8_t pad[7];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_conn_row) == 64, "conn row is one line");
+
 /* A worker's record: its own cache lines, so counting needs no atomics. */
 struct sluice_worker {
 	struct sluice_worker_info info;
@@ -269,10 +300,12 @@ struct sluice_worker {
 	/* By backend id, as of the last completed sweep (info.conn_seq).
 	 * Written by the dataplane's housekeeping, never by the packet path. */
 	struct sluice_conn_count conns[SLUICE_MAX_BACKENDS];
+	/* The last conn_list answer (info.conn_list_*). */
+	struct sluice_conn_row rows[SLUICE_CONN_LIST_ROWS];
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) ==
 			     128 + 8 * SLUICE_COUNTER_SLOTS + 24 * (SLUICE_MAX_VIPS + SLUICE_MAX_BACKENDS) +
-				     8 * SLUICE_MAX_BACKENDS,
+				     8 * SLUICE_MAX_BACKENDS + 64 * SLUICE_CONN_LIST_ROWS,
 		     "worker record size");
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_worker) % SLUICE_CACHE_LINE == 0, "worker records line up");
 
@@ -303,14 +336,30 @@ struct sluice_shm_control {
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_shm_control) == 64, "shm control is one line");
 
+/* A request for a listing of live connections, written by sluiced only:
+ * the filter, then seq (release). Each dataplane that counts connections
+ * answers in its records (info.conn_list_*, rows[]) from one pass over its
+ * table, off the packet path. sluiced posts one request at a time and reads
+ * a record's rows only once it has answered that seq. */
+struct sluice_conn_list_request {
+	uint32_t seq;        /* 0: none posted yet */
+	uint32_t vip_id;     /* SLUICE_CONN_ANY: every VIP */
+	uint32_t backend_id; /* SLUICE_CONN_ANY: every backend */
+	uint32_t limit;      /* rows wanted, at most SLUICE_CONN_LIST_ROWS */
+	uint8_t pad[48];
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_conn_list_request) == 64, "conn list request is one line");
+
 struct sluice_shm {
 	struct sluice_shm_header hdr;
 	struct sluice_shm_control ctl;
+	struct sluice_conn_list_request conn_list;
 	struct sluice_worker workers[SLUICE_MAX_WORKERS];
 	struct sluice_snapshot slots[SLUICE_SNAPSHOT_SLOTS];
 };
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, ctl) == 64, "shm.ctl at 64");
-SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, workers) == 128, "shm.workers at 128");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, conn_list) == 128, "shm.conn_list at 128");
+SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, workers) == 192, "shm.workers at 192");
 SLUICE_STATIC_ASSERT(SLUICE_OFFSETOF(struct sluice_shm, slots) % SLUICE_CACHE_LINE == 0,
 		     "snapshot slots line up");
 

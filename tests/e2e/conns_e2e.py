@@ -174,6 +174,36 @@ class Conns(unittest.TestCase):
                     f"{act}")
             self.assertIn(line, metrics)
 
+        # 1b: `conn list`: every connection, from its client to the backend
+        # whose server answered it; filtered by VIP, by backend, limited.
+        listed = topo.ctl_json("conn", "list", tcp)
+        self.assertEqual(listed["dataplanes"], {"asked": 1, "unanswered": []}, listed)
+        self.assertEqual(listed["matched"], N_TCP, listed)
+        self.assertEqual(sorted((c["client"], c["backend"]) for c in listed["connections"]),
+                         sorted((c, topo.be4(be)) for c, be in zip(got["tcp_from"], got["tcp"])))
+        self.assertEqual({(c["vip"], c["protocol"], c["state"], c["destination"]) for c in listed["connections"]},
+                         {(tcp, "tcp", "EST", f"{vip}:{T.HTTP_PORT}")})
+        every = topo.ctl_json("conn", "list")
+        self.assertEqual(every["matched"], N_TCP + N_UDP, every)
+        self.assertEqual(sorted(c["client"] for c in every["connections"] if c["vip"] == udp),
+                         sorted(got["udp_from"]))
+        one = by_tcp.most_common()[-1][0]
+        only = topo.ctl_json("conn", "list", tcp, "--backend", topo.be4(one))
+        self.assertEqual(sorted(c["client"] for c in only["connections"]),
+                         sorted(c for c, be in zip(got["tcp_from"], got["tcp"]) if be == one))
+        few = topo.ctl_json("conn", "list", "--limit", "2")
+        self.assertEqual((len(few["connections"]), few["matched"]), (2, N_TCP + N_UDP), few)
+        text = topo.ctl("conn", "list", tcp)[1]
+        self.assertIn(f"{N_TCP} of {N_TCP} matching connections shown", text)
+        self.assertEqual(sum(1 for ln in text.splitlines() if ln.startswith("tcp ")), N_TCP, text)
+        rc, _, err = topo.ctl("conn", "list", tcp, "--limit", "0", check=False)
+        self.assertEqual((rc, err.count("\n")), (1, 1), err)
+        self.assertIn("--limit: '0'", err)
+        # The table's fill, per worker: at least the flows held open.
+        w = next(w for w in topo.ctl_json("stats")["workers"] if w["state"] == "live")
+        self.assertGreaterEqual(w["ct_live"], N_TCP + N_UDP, w)
+        self.assertGreater(w["ct_capacity"], w["ct_live"], w)
+
         # 2: drain the busiest backend in both services.
         x = by_tcp.most_common(1)[0][0]
         addr = topo.be4(x)
@@ -190,6 +220,8 @@ class Conns(unittest.TestCase):
         others_udp = {be: c for be, c in want_udp.items() if be != x}
         self.wait_counts(tcp, {**others_tcp, x: (0, by_tcp[x])},
                          f"{x}'s closed connections counted inactive (FIN, {FIN_S} s)")
+        closing = topo.ctl_json("conn", "list", tcp, "--backend", addr)["connections"]
+        self.assertEqual(sorted(c["state"] for c in closing), ["FIN"] * by_tcp[x], closing)
         # Only TCP's: the UDP flows were closed too and expire after
         # UDP_S (3 s), so that service may be done already, rightly.
         self.assertEqual([e for e in self.drained_events() if e["vip"] == tcp], [],

@@ -351,7 +351,8 @@ class Monitoring(unittest.TestCase):
         import yaml
         rules = yaml.safe_load(open(os.path.join(SOURCE, "dist/prometheus/sluice-alerts.yml")))
         alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
-        self.assertEqual(sorted(alerts), ["SluiceBackendDown", "SluiceDataplaneHeartbeatStale", "SluiceDropsRising",
+        self.assertEqual(sorted(alerts), ["SluiceBackendDown", "SluiceConnTableNearlyFull",
+                                          "SluiceDataplaneHeartbeatStale", "SluiceDropsRising",
                                           "SluiceVipWithoutHealthyBackends", "SluiceWorkerRefusesSnapshot"])
         for name, r in alerts.items():
             with self.subTest(alert=name):

@@ -8,6 +8,7 @@ one JSON line answers each command line on stdin:
                          X-Backend) and UDP_N flows to VIP:5353 (echoed
                          "NAME:..."), each flow re-sent every 0.5 s so its
                          entry stays live; answers which backend each got
+                         and from which address:port
   close NAME             closes NAME's TCP connections and stops its UDP flows
   quit
 
@@ -96,7 +97,9 @@ def main():
                 with lock:
                     for i in range(n_udp):
                         udp.append(UdpFlow(CLIENTS[i % len(CLIENTS)], vip, i))
-                out = {"tcp": [be for _, be in tcp], "udp": [f.backend for f in udp]}
+                out = {"tcp": [be for _, be in tcp], "udp": [f.backend for f in udp],
+                       "tcp_from": ["%s:%d" % s.getsockname() for s, _ in tcp],
+                       "udp_from": ["%s:%d" % f.s.getsockname() for f in udp]}
             elif cmd[0] == "close":
                 name = cmd[1]
                 keep, closed = [], 0

@@ -62,10 +62,11 @@ sluice_flow_key key(uint32_t n, uint8_t proto = SLUICE_IPPROTO_TCP)
 }
 
 // Stores a flow as the worker would: its first packet's state, at now_s.
-void put(sluice_ct_table *t, const sluice_flow_key &k, uint32_t backend, uint8_t state, uint32_t now_s)
+void put(sluice_ct_table *t, const sluice_flow_key &k, uint32_t backend, uint8_t state, uint32_t now_s,
+	 uint32_t vip = 1)
 {
 	const uint32_t h = sluice_ct_hash(&k, t->secret);
-	ASSERT_NE(sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), backend, 1, state, now_s,
+	ASSERT_NE(sluice_ct_insert(sluice_ct_table_bucket(t, h), &k, sluice_ct_tag(h), backend, vip, state, now_s,
 				   &t->to, nullptr),
 		  nullptr);
 }
@@ -114,6 +115,8 @@ TEST(conn_sweep, counts_live_entries_by_state_like_ipvs)
 	EXPECT_EQ(got->by_backend[9].active, 1u);
 	EXPECT_EQ(got->by_backend[9].inactive, 0u);
 	EXPECT_EQ(meta.sweeps, 1u);
+	// The fill counts every live way, the fragment's too, not the expired.
+	EXPECT_EQ(meta.ct_live, 6u);
 	EXPECT_EQ(meta.sweep_generation, 3u);
 	EXPECT_EQ(meta.period_ms, 2000u);
 	EXPECT_GE(meta.done_ns, meta.begun_ns);
@@ -265,6 +268,112 @@ TEST(conns, drain_is_done_only_when_every_counting_sweep_after_it_finds_nothing)
 	EXPECT_EQ(drain_state(sum_conns({ra.get(), rb.get(), starting.get()}), 3, drained_at),
 		  drain_progress::waiting);
 	EXPECT_EQ(drain_state(sum_conns({starting.get()}), 3, drained_at), drain_progress::waiting);
+}
+
+// `sluicectl conn list`: sluiced posts a filter into the segment, the
+// dataplane's housekeeping answers it in its worker record with rows and
+// the number that matched; each request is answered once.
+struct listing {
+	std::unique_ptr<sluice_shm, freer> shm{static_cast<sluice_shm *>(std::calloc(1, sizeof(sluice_shm)))};
+	sluice_worker &rec() { return shm->workers[0]; }
+	std::vector<sluice_conn_row> rows()
+	{
+		return {rec().rows, rec().rows + rec().info.conn_list_rows};
+	}
+};
+
+TEST(conn_list, answers_the_posted_filter_once_with_rows_and_the_matched_count)
+{
+	table_ptr t = make_table(4096);
+	const uint32_t now = 5000;
+	put(t.get(), key(1), 7, SLUICE_CT_EST, now - 4, 1);
+	put(t.get(), key(2), 7, SLUICE_CT_FIN, now - 20, 1);
+	put(t.get(), key(3), 8, SLUICE_CT_SYN, now, 1);
+	put(t.get(), key(4, SLUICE_IPPROTO_UDP), 9, SLUICE_CT_UDP, now - 1, 2);
+	put(t.get(), key(5), 7, SLUICE_CT_EST, now - 901, 1); // expired: not a connection
+
+	listing l;
+	ASSERT_NE(l.shm, nullptr);
+	conn_lister lister;
+	EXPECT_FALSE(lister.requested(*l.shm, l.rec())) << "nothing posted yet";
+
+	uint32_t seq = post_conn_list(*l.shm, 1, 7, 100); // VIP 1, backend 7
+	ASSERT_TRUE(lister.requested(*l.shm, l.rec()));
+	EXPECT_FALSE(conn_list_answered(l.rec(), seq));
+	lister.add(t->buckets, t->n_buckets, now, t->to, l.rec());
+	lister.answer(l.rec());
+	EXPECT_TRUE(conn_list_answered(l.rec(), seq));
+	EXPECT_FALSE(lister.requested(*l.shm, l.rec())) << "answered: not again";
+	auto rows = l.rows();
+	ASSERT_EQ(rows.size(), 2u);
+	EXPECT_EQ(l.rec().info.conn_list_matched, 2u);
+	for (const auto &r : rows) {
+		EXPECT_EQ(r.backend_id, 7u);
+		EXPECT_EQ(r.vip_id, 1u);
+		const sluice_flow_key k1 = key(1), k2 = key(2);
+		if (sluice_flow_key_equal(&r.key, &k1)) {
+			EXPECT_EQ(r.state, SLUICE_CT_EST);
+			EXPECT_EQ(r.age_s, 4u);
+			EXPECT_EQ(r.expire_s, t->to.est_s - 4);
+		} else {
+			EXPECT_TRUE(sluice_flow_key_equal(&r.key, &k2));
+			EXPECT_EQ(r.state, SLUICE_CT_FIN);
+			EXPECT_EQ(r.expire_s, t->to.fin_s - 20);
+		}
+	}
+
+	// Every VIP, every backend, at most 2 rows: all 4 counted as matched.
+	seq = post_conn_list(*l.shm, SLUICE_CONN_ANY, SLUICE_CONN_ANY, 2);
+	ASSERT_TRUE(lister.requested(*l.shm, l.rec()));
+	lister.add(t->buckets, t->n_buckets, now, t->to, l.rec());
+	lister.answer(l.rec());
+	EXPECT_TRUE(conn_list_answered(l.rec(), seq));
+	EXPECT_EQ(l.rows().size(), 2u);
+	EXPECT_EQ(l.rec().info.conn_list_matched, 4u);
+
+	// A limit past the record's rows is held to them.
+	post_conn_list(*l.shm, 2, SLUICE_CONN_ANY, 1000000);
+	EXPECT_EQ(l.shm->conn_list.limit, SLUICE_CONN_LIST_ROWS);
+	ASSERT_TRUE(lister.requested(*l.shm, l.rec()));
+	lister.add(t->buckets, t->n_buckets, now, t->to, l.rec());
+	lister.answer(l.rec());
+	ASSERT_EQ(l.rows().size(), 1u);
+	EXPECT_EQ(l.rows()[0].state, SLUICE_CT_UDP);
+	EXPECT_EQ(l.rows()[0].backend_id, 9u);
+}
+
+TEST(conn_list, a_flow_in_several_cpus_tables_is_listed_once_as_its_current_copy)
+{
+	const uint32_t now = 2000;
+	table_ptr cpu0 = make_table(256), cpu1 = make_table(256);
+	put(cpu0.get(), key(1), 5, SLUICE_CT_EST, now - 3);
+	put(cpu1.get(), key(1), 5, SLUICE_CT_FIN, now - 1);
+	put(cpu0.get(), key(2), 5, SLUICE_CT_EST, now);
+	put(cpu1.get(), key(2), 5, SLUICE_CT_EST, now - 2);
+	const uint32_t nb = cpu0->n_buckets;
+	std::vector<sluice_ct_bucket> both(2 * nb);
+	std::memcpy(both.data(), cpu0->buckets, nb * sizeof(sluice_ct_bucket));
+	std::memcpy(both.data() + nb, cpu1->buckets, nb * sizeof(sluice_ct_bucket));
+
+	listing l;
+	conn_lister lister;
+	post_conn_list(*l.shm, SLUICE_CONN_ANY, SLUICE_CONN_ANY, 10);
+	ASSERT_TRUE(lister.requested(*l.shm, l.rec()));
+	// Read as sluice-xdp reads its map: in steps, every CPU's run at once.
+	for (uint32_t first = 0; first < nb; first += 16)
+		lister.add(both.data() + first, std::min(16u, nb - first), now, cpu0->to, l.rec(), 2, nb);
+	lister.answer(l.rec());
+	auto rows = l.rows();
+	ASSERT_EQ(rows.size(), 2u);
+	EXPECT_EQ(l.rec().info.conn_list_matched, 2u);
+	const sluice_flow_key k1 = key(1);
+	for (const auto &r : rows)
+		EXPECT_EQ(r.state, sluice_flow_key_equal(&r.key, &k1) ? SLUICE_CT_FIN : SLUICE_CT_EST);
+
+	// The fill counts each copy: four ways hold the two flows.
+	auto tally = std::make_unique<conn_tally>();
+	conn_count_across(both.data(), 2, nb, nb, now, cpu0->to, *tally);
+	EXPECT_EQ(tally->live_entries, 4u);
 }
 
 } // namespace

@@ -134,6 +134,7 @@ TEST_F(VerbsTest, SluicectlReachesEveryVerbUnderItsName)
 		{"backend.del", "backend del 10.200.1.1:80/tcp 10.0.0.13"},
 		{"status", "status"},
 		{"stats", "stats"},
+		{"conn.list", "conn list 10.200.1.1:80/tcp --backend 10.0.0.11 --limit 5"},
 		{"apply", "apply -f " + file.string()},
 		{"diff", "diff -f " + file.string()},
 		{"dump", "dump"},

@@ -14,6 +14,7 @@
 usage: xdp_startup_test.py BUILD_DIR SOURCE_DIR
 """
 import os
+import re
 import shutil
 import signal
 import struct
@@ -121,7 +122,10 @@ class Startup(unittest.TestCase):
             f.write(hdr)
             f.truncate(os.path.getsize(f"/dev/shm/{self.sluiced.shm}"))
         try:
-            self.one_line(xdp("--iface", "lo", "--shm", name), 1, "ABI version 999", "speaks 3")
+            # The version this build speaks, as the header defines it.
+            ours = re.search(r"#define SLUICE_ABI_VERSION (\d+)u",
+                             open(os.path.join(U.SOURCE, "include/sluice/shm.h")).read())[1]
+            self.one_line(xdp("--iface", "lo", "--shm", name), 1, "ABI version 999", f"speaks {ours}")
             self.one_line(xdp("--pcap", f"{self.tmp}/x.pcap:{self.tmp}/y.pcap", "--shm", name), 1)
         finally:
             os.unlink(path)
