@@ -33,6 +33,15 @@ constexpr uint64_t ns_per_ms = 1000000;
 // pid_max is at most 2^22.
 constexpr uint32_t pid_claiming = SLUICE_WORKER_PID_CLAIMING;
 
+// A record's packet counts (node, VIP and backend counters), zeroed while
+// its claim lock is held, when readers skip it.
+void zero_counts(sluice_worker &rec)
+{
+	std::memset(static_cast<void *>(rec.counters), 0, sizeof(rec.counters));
+	std::memset(static_cast<void *>(rec.vip), 0, sizeof(rec.vip));
+	std::memset(static_cast<void *>(rec.backend), 0, sizeof(rec.backend));
+}
+
 // How long a record whose pid no longer exists may stay silent before a
 // claimer takes it. kill(pid, 0) alone is not trusted: in another pid
 // namespace, or for tests' simulated workers, a live owner's pid can look
@@ -534,6 +543,11 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 			if (pass == 0 && (info.kind != kind ||
 					  std::strncmp(info.name, name.c_str(), sizeof(info.name) - 1) != 0))
 				continue;
+			// A replay takes no gone dataplane's record: zeroing it
+			// (below) would take that dataplane's packets out of the
+			// node's totals.
+			if (pass == 2 && kind == SLUICE_WORKER_KIND_REPLAY && info.kind != SLUICE_WORKER_KIND_REPLAY)
+				continue;
 			if (owner != 0 && !owner_gone(info, owner, monotonic_ns(), stale_ns))
 				continue;
 			if (!__atomic_compare_exchange_n(&info.pid, &owner, pid_claiming, false,
@@ -558,6 +572,11 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 			__atomic_store_n(&info.conn_seq, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&info.conn_sweep_ms, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&info.heartbeat_ns, monotonic_ns(), __ATOMIC_RELEASE);
+			// A replay's counts are its own: from zero, and never left
+			// to a dataplane that takes its record (readers skip a
+			// record while it is being claimed).
+			if (kind == SLUICE_WORKER_KIND_REPLAY || info.kind == SLUICE_WORKER_KIND_REPLAY)
+				zero_counts(shm->workers[i]);
 			info.kind = kind;
 			info.queue = queue;
 			std::memset(info.name, 0, sizeof(info.name));
@@ -579,7 +598,8 @@ worker_handle worker_handle::claim(sluice_shm *shm, uint32_t kind, uint32_t queu
 
 worker_handle::worker_handle(worker_handle &&other) noexcept
 	: shm_(std::exchange(other.shm_, nullptr)), rec_(std::exchange(other.rec_, nullptr)),
-	  index_(other.index_), seen_(other.seen_), applies_what_it_sees_(other.applies_what_it_sees_)
+	  index_(other.index_), pid_(other.pid_), seen_(other.seen_),
+	  applies_what_it_sees_(other.applies_what_it_sees_)
 {
 }
 
@@ -590,6 +610,7 @@ worker_handle &worker_handle::operator=(worker_handle &&other) noexcept
 		shm_ = std::exchange(other.shm_, nullptr);
 		rec_ = std::exchange(other.rec_, nullptr);
 		index_ = other.index_;
+		pid_ = other.pid_;
 		seen_ = other.seen_;
 		applies_what_it_sees_ = other.applies_what_it_sees_;
 	}
@@ -635,6 +656,24 @@ void worker_handle::release()
 {
 	if (!rec_)
 		return;
+	if (rec_->info.kind == SLUICE_WORKER_KIND_REPLAY) {
+		// A replay that exits leaves nothing behind: no "stopped" worker
+		// whose heartbeat ages for ever, no counts. Under the claim lock,
+		// as a claimer fills a record (readers skip it meanwhile); only
+		// if it is still ours (a claimer may have judged us gone).
+		uint32_t owner = pid_;
+		if (__atomic_compare_exchange_n(&rec_->info.pid, &owner, pid_claiming, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED)) {
+			zero_counts(*rec_);
+			__atomic_store_n(&rec_->info.conn_seq, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&rec_->info.conn_sweep_ms, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&rec_->info.state, SLUICE_WORKER_FREE, __ATOMIC_RELEASE);
+			__atomic_store_n(&rec_->info.pid, 0u, __ATOMIC_RELEASE);
+			shm_ = nullptr;
+			rec_ = nullptr;
+			return;
+		}
+	}
 	// Release: every read of a snapshot is done before the writer can see
 	// that this record holds nothing.
 	__atomic_store_n(&rec_->info.state, SLUICE_WORKER_STOPPED, __ATOMIC_RELEASE);

@@ -189,13 +189,15 @@ public:
 
 private:
 	worker_handle(sluice_shm *shm, uint32_t index)
-		: shm_(shm), rec_(&shm->workers[index]), index_(index)
+		: shm_(shm), rec_(&shm->workers[index]), index_(index),
+		  pid_(__atomic_load_n(&rec_->info.pid, __ATOMIC_RELAXED))
 	{
 	}
 
 	sluice_shm *shm_ = nullptr;
 	sluice_worker *rec_ = nullptr;
 	uint32_t index_ = 0;
+	uint32_t pid_ = 0; // the owner this handle claimed the record as
 	uint64_t seen_ = 0; // our last generation_seen store
 	bool applies_what_it_sees_ = true;
 };

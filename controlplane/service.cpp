@@ -117,6 +117,8 @@ std::string worker_kind(uint32_t k)
 		return "xdp";
 	case SLUICE_WORKER_KIND_TEST:
 		return "test";
+	case SLUICE_WORKER_KIND_REPLAY:
+		return "replay";
 	}
 	return "unknown";
 }
@@ -364,8 +366,9 @@ sluice_obj_counters service::read_counters(object_ids::kind k, uint32_t id) cons
 	for (uint32_t w = 0; w < SLUICE_MAX_WORKERS; w++) {
 		const sluice_worker &rec = shm->workers[w];
 		uint32_t owner = __atomic_load_n(&rec.info.pid, __ATOMIC_ACQUIRE);
-		if (owner == 0 || owner == SLUICE_WORKER_PID_CLAIMING)
-			continue;
+		if (owner == 0 || owner == SLUICE_WORKER_PID_CLAIMING ||
+		    __atomic_load_n(&rec.info.kind, __ATOMIC_RELAXED) == SLUICE_WORKER_KIND_REPLAY)
+			continue; // a replay's packets are not what the node forwarded
 		const sluice_obj_counters &c =
 			k == object_ids::kind::vip ? rec.vip[id] : rec.backend[id];
 		sum.packets += __atomic_load_n(&c.packets, __ATOMIC_RELAXED);
@@ -1101,9 +1104,12 @@ std::vector<worker_view> service::read_workers(std::array<uint64_t, SLUICE_CNT__
 			if (pid == 0 || pid == SLUICE_WORKER_PID_CLAIMING)
 				continue;
 			worker_view wv;
+			// A replay's counters are its own (shown by worker), never
+			// in the node's totals.
+			const bool replay = rec.info.kind == SLUICE_WORKER_KIND_REPLAY;
 			for (size_t i = 0; i < SLUICE_CNT__COUNT; i++) {
 				wv.counters[i] = __atomic_load_n(&rec.counters[i], __ATOMIC_RELAXED);
-				if (sum)
+				if (sum && !replay)
 					(*sum)[i] += wv.counters[i];
 			}
 			wv.index = w;
@@ -1226,7 +1232,7 @@ conn_totals service::read_conns(const std::vector<worker_view> &workers) const
 	std::vector<const sluice_worker *> live;
 	if (const sluice_shm *shm = pub_.segment())
 		for (const auto &w : workers)
-			if (w.state == "live")
+			if (w.state == "live" && w.kind != "replay")
 				live.push_back(&shm->workers[w.index % SLUICE_MAX_WORKERS]);
 	return sum_conns(live);
 }
@@ -1361,7 +1367,7 @@ json service::verb_conn_list(const json &args)
 	sluice_shm *shm = pub_.request_segment();
 	std::vector<worker_view> asked;
 	for (auto &w : read_workers(nullptr))
-		if (w.state == "live" && w.conn_sweep_ms > 0)
+		if (w.state == "live" && w.conn_sweep_ms > 0 && w.kind != "replay")
 			asked.push_back(std::move(w));
 	json unanswered = json::array();
 	if (shm && !asked.empty()) {

@@ -205,7 +205,9 @@ void create_workers(const options &o, const data_port &data, shm_segment &segmen
 	std::vector<worker_lcore *> all;
 	for (uint32_t q = 0; q < workers; q++) {
 		worker_lcore &w = *rt.workers[q];
-		w.handle = worker_handle::claim(segment.get(), SLUICE_WORKER_KIND_DPDK, q,
+		// A replay's packets are not the node's: counted apart (shm.h).
+		w.handle = worker_handle::claim(segment.get(),
+						w.replay ? SLUICE_WORKER_KIND_REPLAY : SLUICE_WORKER_KIND_DPDK, q,
 						fmt::format("dpdk {} q{}", rt.ports.data_name, q));
 		w.state.stats = &w.handle.record();
 		std::memcpy(w.baseline, w.state.stats->counters, sizeof(w.baseline));

@@ -83,7 +83,7 @@ int run_pcap(const options &o)
 	ps.replay = true;
 	program prog = program::load(ps);
 	mirror m(prog);
-	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_XDP, 0, "xdp pcap");
+	worker_handle h = worker_handle::claim(seg.get(), SLUICE_WORKER_KIND_REPLAY, 0, "xdp pcap");
 	h.report_applied_separately();
 	counter_copier counters(prog, h.record());
 

@@ -207,6 +207,11 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_snapshot) == 589952 + 4ull * SLUICE_RI
 #define SLUICE_WORKER_KIND_DPDK 1u
 #define SLUICE_WORKER_KIND_XDP 2u
 #define SLUICE_WORKER_KIND_TEST 3u
+/* A --pcap replay (sluice-dpdk or sluice-xdp) attached to a segment to take
+ * its snapshots: sluiced counts its packets apart from what the node
+ * forwarded (never in the VIP, backend or node totals) and its record is
+ * freed, counters zeroed, when it exits cleanly. */
+#define SLUICE_WORKER_KIND_REPLAY 4u
 
 /* Why a worker forwards by an older generation than the one it has seen:
  * sluice-xdp copies each snapshot into its maps and refuses one they

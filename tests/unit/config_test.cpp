@@ -388,9 +388,11 @@ TEST_F(ServiceTest, FreedIdsSurviveARestartInBothStateForms)
 		ASSERT_TRUE(s.restored_from_state());
 		ASSERT_TRUE(call(s, "backend.add", {{"vip", "10.200.1.1:80/tcp"}, {"address", "10.0.0.77"}})["ok"]);
 		json listed = call(s, "backend.list");
-		for (const auto &b : listed["result"])
-			if (b["address"] == "10.0.0.77")
+		for (const auto &b : listed["result"]) {
+			if (b["address"] == "10.0.0.77") {
 				EXPECT_NE(b["id"], freed) << (old_form ? "old form" : "array form");
+			}
+		}
 	}
 }
 

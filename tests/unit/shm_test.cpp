@@ -39,20 +39,6 @@ namespace {
 // Simulated workers need pids no process has: pid_max is at most 2^22.
 constexpr uint32_t fake_pid_base = 0x40000000u;
 
-// Polls `pred` until it holds, at most `polls` times (100 us apart): for
-// states another thread or the product stores with no way to wait on them.
-// The bound only keeps a broken product from hanging the test; no test
-// passes or fails on how long anything took.
-bool poll_until(const std::function<bool()> &pred, int polls = 600'000)
-{
-	for (int i = 0; i < polls; i++) {
-		if (pred())
-			return true;
-		std::this_thread::sleep_for(100us);
-	}
-	return pred();
-}
-
 // Threads reporting in: each add() counts one, wait_for(n) blocks until n
 // have. The failsafe only turns a hang into a failure.
 class counter_signal {
@@ -757,6 +743,51 @@ TEST_F(shm_test, claim_reclaims_a_stopped_record_and_keeps_its_counters)
 	worker_handle taker = worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, 0, "taker", (uint32_t)getpid());
 	EXPECT_EQ(taker.index(), silent_index);
 	EXPECT_STREQ(shm->workers[silent_index].info.name, "taker");
+}
+
+TEST_F(shm_test, a_replay_counts_apart_and_leaves_nothing_when_it_exits)
+{
+	// `sluice-xdp --pcap` / `sluice-dpdk --pcap` against a live segment:
+	// its packets are not the node's, and once it exits cleanly no
+	// "stopped" worker is left to age (and fire the heartbeat alert).
+	shm_segment seg = shm_segment::create_or_adopt(fresh_name());
+	sluice_shm *shm = seg.get();
+	worker_handle replay = worker_handle::claim(shm, SLUICE_WORKER_KIND_REPLAY, 0, "xdp pcap", fake_pid_base);
+	const uint32_t index = replay.index();
+	replay.record().counters[0] = 500;
+	replay.record().vip[3].packets = 500;
+	replay.release();
+	const sluice_worker &rec = shm->workers[index];
+	EXPECT_EQ(rec.info.pid, 0u);
+	EXPECT_EQ(rec.info.state, SLUICE_WORKER_FREE);
+	EXPECT_EQ(rec.counters[0], 0u);
+	EXPECT_EQ(rec.vip[3].packets, 0u);
+
+	// A replay that died leaves its counts; a dataplane taking its record
+	// starts from zero, not from the replay's packets.
+	worker_handle dead = worker_handle::claim(shm, SLUICE_WORKER_KIND_REPLAY, 0, "dpdk pcap q0", fake_pid_base + 1);
+	dead.record().backend[2].packets = 9;
+	dead.record().info.state = SLUICE_WORKER_STOPPED; // as if it exited without releasing
+	const uint32_t dead_index = dead.index();
+	std::vector<worker_handle> others;
+	for (uint32_t i = 0; i < SLUICE_MAX_WORKERS; i++)
+		if (i != dead_index)
+			others.push_back(
+				worker_handle::claim(shm, SLUICE_WORKER_KIND_TEST, i, "other", (uint32_t)getpid()));
+	worker_handle dp = worker_handle::claim(shm, SLUICE_WORKER_KIND_DPDK, 0, "dpdk eth0 q0", fake_pid_base + 2);
+	EXPECT_EQ(dp.index(), dead_index);
+	EXPECT_EQ(shm->workers[dead_index].backend[2].packets, 0u);
+
+	// And a replay never takes a stopped dataplane's record: that would
+	// zero the node's totals.
+	dp.record().counters[0] = 1234;
+	dp.release();
+	std::string msg = error_of([&] {
+		worker_handle::claim(shm, SLUICE_WORKER_KIND_REPLAY, 0, "xdp pcap", fake_pid_base + 3);
+	});
+	EXPECT_NE(msg.find("all 64 worker records"), std::string::npos) << msg;
+	EXPECT_EQ(shm->workers[dead_index].counters[0], 1234u);
+	dead = worker_handle(); // already taken over: nothing of it to release
 }
 
 TEST_F(shm_test, a_restarted_worker_takes_back_its_own_record)
