@@ -229,6 +229,11 @@ service::service(publisher &pub, const std::string &state_dir, const config &ini
 						state_.health[state_.ids.backend_id(v.key, b.address)] = true;
 			state_.health_recorded = true;
 		}
+		// Drains the last run reported stay reported: one event per drain,
+		// however often sluiced restarts. Watched from this run's first
+		// generation, for `status` (the counts say the rest).
+		for (uint32_t id : state_.drains_reported)
+			drains_[id] = drain_note{0, true};
 	} else {
 		validate(initial);
 		state_.cfg = initial;
@@ -1274,6 +1279,22 @@ void service::watch_workers()
 				next[id] = n;
 			}
 		drains_ = std::move(next);
+		std::set<uint32_t> reported;
+		for (const auto &[id, n] : drains_)
+			if (n.reported)
+				reported.insert(id);
+		if (reported != state_.drains_reported) {
+			persisted_state keep = state_;
+			keep.drains_reported = std::move(reported);
+			try {
+				store_.save(keep);
+				state_ = std::move(keep);
+			} catch (const std::exception &ex) {
+				// Only the event's once-ness is at stake; said, tried
+				// again on the next pass.
+				spdlog::warn("saving the reported drains to {}: {}", store_.path(), ex.what());
+			}
+		}
 	}
 	for (const auto &e : done)
 		record(e);

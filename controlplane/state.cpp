@@ -146,6 +146,8 @@ json state_to_json(const persisted_state &s)
 			e["baseline"] = counters_to_json(it->second);
 		if (auto it = s.health.find(id); it != s.health.end())
 			e["healthy"] = it->second;
+		if (s.drains_reported.count(id))
+			e["drain_reported"] = true;
 		backends.push_back(e);
 	}
 	j["vip_ids"] = vips;
@@ -187,6 +189,8 @@ persisted_state state_from_json(const json &j)
 			s.ids.backend_baseline[id] = counters_from_json(e["baseline"]);
 		if (e.contains("healthy"))
 			s.health[id] = e.at("healthy").get<bool>();
+		if (e.value("drain_reported", false))
+			s.drains_reported.insert(id);
 	}
 	s.health_recorded = j.value("health_recorded", false);
 	if (j.contains("drained") && !j["drained"].is_boolean())

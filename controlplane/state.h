@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,6 +82,9 @@ struct persisted_state {
 	// Kept here, not in the configuration: a maintenance state of this
 	// node, which `apply -f` of a fleet's file must not undo.
 	bool drained = false;
+	// Backends (by id) at weight 0 whose "drained" event was recorded, so a
+	// restarted sluiced does not record it again.
+	std::set<uint32_t> drains_reported;
 };
 
 json state_to_json(const persisted_state &s);

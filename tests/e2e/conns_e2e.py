@@ -27,6 +27,7 @@ import collections
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -240,6 +241,17 @@ class Conns(unittest.TestCase):
         self.assertIn(f'sluice_backend_drain_done{{vip="{tcp}",backend="{addr}"}} 1', topo.metrics())
         time.sleep(3 * SWEEP_S)  # a few more sweeps: still one event per drain
         self.assertEqual(len(self.drained_events()), 2)
+
+        # 3b: a restarted sluiced knows the drains were reported (state.json):
+        # no second event for them, and they still read done.
+        topo.kill_sluiced(signal.SIGTERM)
+        topo.start_sluiced()
+        T.wait_for(lambda: topo.ctl_json("stats")["conns_workers"]["counting"] >= 1, 20,
+                   "the dataplane's counts read by the new sluiced")
+        time.sleep(3 * SWEEP_S)
+        self.assertEqual(self.drained_events(), [], "a drain reported again after a restart")
+        for svc in (tcp, udp):
+            self.assertEqual(self.backends(svc, "status")[x]["drain"], "done")
 
         # 4: no live dataplane, no counts.
         topo.stop_dataplane()
