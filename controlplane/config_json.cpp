@@ -258,6 +258,12 @@ vip_config vip_from_json(const json &j, const std::string &where, field_names na
 	v.mode = *m;
 	v.ring_size = static_cast<uint32_t>(r.uint("ring_size", 0, UINT32_MAX, v.ring_size));
 	v.gue_port = static_cast<uint16_t>(r.uint("gue_port", 0, 65535, v.gue_port));
+	// Only a GUE VIP has one: accepted elsewhere it would mean nothing, and
+	// vanish from `dump` (found by fuzz_config: such a file did not survive
+	// its own dump).
+	if (r.find("gue_port") && v.mode != vip_mode::gue)
+		throw error("{}: only a VIP of mode gue has a GUE port (this one is {})", r.path("gue_port"),
+			    to_string(v.mode));
 	if (const json *bs = r.find("backends")) {
 		if (!bs->is_array())
 			throw error("{}: expected a list of backends", r.path("backends"));

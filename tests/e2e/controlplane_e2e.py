@@ -364,8 +364,8 @@ class ControlPlane(unittest.TestCase):
         # A live worker (heartbeating) that named generation G once and never
         # reads again, as a stalled dataplane would: it holds one slot, so
         # changes keep publishing, and status says what it is doing.
-        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
-        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096  # shm.h: ..., conns[]
+        WORKERS, COUNTER_SLOTS, MAX_VIPS = 192, 64, 4096  # shm.h: workers after ctl and conn_list
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096 + 64 * 1024  # ..., conns[], rows[]
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)
         os.close(fd)
@@ -404,8 +404,8 @@ class ControlPlane(unittest.TestCase):
         vip_id = self.d.json("vip", "list")[0]["id"]
         b = self.d.json("backend", "list", "10.200.1.1:80/tcp")
         bid = {x["address"]: x["id"] for x in b}["10.0.0.12"]
-        WORKERS, COUNTER_SLOTS, MAX_VIPS = 128, 64, 4096
-        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096  # shm.h: ..., conns[]
+        WORKERS, COUNTER_SLOTS, MAX_VIPS = 192, 64, 4096  # shm.h: workers after ctl and conn_list
+        STRIDE = 128 + 8 * COUNTER_SLOTS + 24 * (MAX_VIPS + 4096) + 8 * 4096 + 64 * 1024  # ..., conns[], rows[]
         fd = os.open(f"/dev/shm/{self.d.shm}", os.O_RDWR)
         m = mmap.mmap(fd, 0)
         os.close(fd)
