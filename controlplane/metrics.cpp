@@ -186,18 +186,24 @@ std::string render_metrics(const stats_view &sv)
 	}
 	// The connection table's fill, as the worker's last sweep counted it:
 	// only workers that count (conn sweeps on, at least one done).
-	family(out, "sluice_worker_conn_table_entries", "gauge",
-	       "Live entries in the worker's connection table (all states, every CPU's copy), at its last sweep.");
-	for (const auto &w : sv.workers)
-		if (w.conn_sweeps)
-			out += fmt::format("sluice_worker_conn_table_entries{{worker=\"{}\",kind=\"{}\"}} {}\n",
-					   esc(w.name), w.kind, w.ct_live);
-	family(out, "sluice_worker_conn_table_capacity", "gauge",
-	       "Entries the worker's connection table holds when full (buckets x ways, every CPU's copy).");
-	for (const auto &w : sv.workers)
-		if (w.conn_sweeps)
-			out += fmt::format("sluice_worker_conn_table_capacity{{worker=\"{}\",kind=\"{}\"}} {}\n",
-					   esc(w.name), w.kind, w.ct_capacity);
+	const struct {
+		const char *name, *help;
+		uint32_t worker_view::*field;
+	} table_fill[] = {
+		{"sluice_worker_conn_table_entries",
+		 "Live entries in the worker's connection table (all states, every CPU's copy), at its last sweep.",
+		 &worker_view::ct_live},
+		{"sluice_worker_conn_table_capacity",
+		 "Entries the worker's connection table holds when full (buckets x ways, every CPU's copy).",
+		 &worker_view::ct_capacity},
+	};
+	for (const auto &f : table_fill) {
+		family(out, f.name, "gauge", f.help);
+		for (const auto &w : sv.workers)
+			if (w.conn_sweeps)
+				out += fmt::format("{}{{worker=\"{}\",kind=\"{}\"}} {}\n", f.name, esc(w.name), w.kind,
+						   w.*f.field);
+	}
 	// Per worker, all reasons together (sluice_drops_total has them by
 	// reason for the node): one worker dropping while the others do not is
 	// a queue or a core, not the configuration.

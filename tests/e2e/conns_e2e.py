@@ -26,6 +26,7 @@ usage: conns_e2e.py BUILD_DIR SOURCE_DIR xdp|dpdk [unittest args]
 import collections
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -170,6 +171,10 @@ class Conns(unittest.TestCase):
         v = next(v for v in stats["vips"] if v["vip"] == tcp)
         self.assertEqual(v["conns"], {"active": N_TCP, "inactive": 0})
         metrics = topo.metrics()
+        fill = re.search(r'^sluice_worker_conn_table_entries\{worker="[^"]+",kind="(?:xdp|dpdk)"\} (\d+)$',
+                         metrics, re.M)
+        self.assertTrue(fill and int(fill[1]) >= N_TCP + N_UDP, "the table's fill on /metrics")
+        self.assertRegex(metrics, r'(?m)^sluice_worker_conn_table_capacity\{worker="[^"]+",kind="(?:xdp|dpdk)"\} [1-9]')
         for be, (act, _) in want_tcp.items():
             line = (f'sluice_backend_connections{{vip="{tcp}",backend="{topo.be4(be)}",state="active"}} '
                     f"{act}")

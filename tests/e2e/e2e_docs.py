@@ -253,7 +253,9 @@ class Configuration(unittest.TestCase):
                if p.startswith("vips[].backends[].check.")}
         vip.pop("backends")
         be.pop("check")
-        # One VIP with every field; its backend with every field.
+        # One VIP with every field (a GUE one: only it has a gue_port);
+        # its backend with every field.
+        vip["mode"] = "gue"
         lines = ["node:", node, "vips:"]
         first = True
         for k, v in vip.items():
