@@ -32,7 +32,7 @@ private:
 	std::chrono::milliseconds timeout_;
 };
 
-// Keeps the last snapshot in (lazily zeroed) heap memory.
+// Keeps the last snapshot in (lazily zeroed) private anonymous memory.
 class memory_publisher final : public publisher {
 public:
 	memory_publisher();
