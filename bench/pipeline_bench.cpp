@@ -42,6 +42,7 @@
 #include "config_io.h"
 #include "publishers.h"
 #include "service.h"
+#include "table_mem.h"
 #include "table_size.h"
 #include "worker.h"
 
@@ -78,7 +79,6 @@ constexpr uint16_t burst = burst_size;
 constexpr uint32_t now_s = 1000; // nothing expires during a run
 constexpr uint32_t backends_per_vip = 16;
 
-bool use_thp = true;
 rte_mempool *pool;
 
 // One VIP per variant, 16 backends of the VIP's family each; the gateway MAC
@@ -222,37 +222,7 @@ sluice_flow_key key_of(const variant &v, uint32_t i)
 
 using bench::table_entries_for;
 
-// One mapping for every table of the run, grown when a bigger one is
-// needed: faulting a GiB into huge pages (compaction included) costs
-// seconds, clearing it again a tenth of that. 2 MiB-aligned so the whole
-// table can sit in huge pages.
-struct arena {
-	void *raw = nullptr;
-	size_t len = 0;
-	void *aligned = nullptr;
-	size_t usable = 0;
-
-	void *get(size_t bytes)
-	{
-		const size_t huge = 2u << 20;
-		if (bytes > usable) {
-			if (raw)
-				munmap(raw, len);
-			len = (bytes + 2 * huge - 1) / huge * huge;
-			raw = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			if (raw == MAP_FAILED) {
-				std::perror("bench_pipeline: mmap");
-				std::exit(1);
-			}
-			aligned = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(raw) + huge - 1) &
-							   ~(huge - 1));
-			usable = len - huge;
-			madvise(aligned, usable, use_thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-		}
-		std::memset(aligned, 0, bytes); // faulted in here, not in a timed run
-		return aligned;
-	}
-} tables;
+bench::table_arena tables{"bench_pipeline"};
 
 // A worker's connection table holding exactly `flows` flows of one variant,
 // the order established packets visit them in, and new flows for SYNs.
@@ -269,19 +239,6 @@ struct fixture {
 	uint64_t thp_bytes = 0;        // the process's AnonHugePages once the table is in place
 };
 
-uint64_t anon_huge_bytes()
-{
-	FILE *f = std::fopen("/proc/self/smaps_rollup", "r");
-	if (!f)
-		return 0;
-	char line[256];
-	uint64_t kb = 0;
-	while (std::fgets(line, sizeof(line), f))
-		if (std::sscanf(line, "AnonHugePages: %lu kB", &kb) == 1)
-			break;
-	std::fclose(f);
-	return kb * 1024;
-}
 
 bool bucket_has_free_way(const sluice_ct_bucket *b)
 {
@@ -303,7 +260,7 @@ std::unique_ptr<fixture> build(uint32_t flows, const variant &v)
 	const uint32_t entries = table_entries_for(flows);
 	f->table_bytes = sluice_ct_table_bytes(entries);
 	f->table = static_cast<sluice_ct_table *>(tables.get(f->table_bytes));
-	f->thp_bytes = anon_huge_bytes();
+	f->thp_bytes = bench::anon_huge_bytes();
 	sluice_ct_table_init(f->table, entries, nullptr, 0x9E3779B97F4A7C15ull);
 
 	const sluice_snapshot *s = cp->snap();
@@ -517,9 +474,9 @@ int main(int argc, char **argv)
 	int rounds = 1;
 	for (int i = 0; i < argc; i++) {
 		if (std::strcmp(argv[i], "--pages=4k") == 0)
-			use_thp = false;
+			tables.thp = false;
 		else if (std::strcmp(argv[i], "--pages=thp") == 0)
-			use_thp = true;
+			tables.thp = true;
 		else if (std::strncmp(argv[i], "--rounds=", 9) == 0)
 			rounds = std::max(1, std::atoi(argv[i] + 9));
 		else
