@@ -29,6 +29,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const std::string d = "/dev/shm/sluice-fuzz-api-" + std::to_string(getpid());
 		std::filesystem::remove_all(d);
 		std::filesystem::create_directories(d);
+		// Gone when the run ends (libFuzzer exits through exit()), not left
+		// in /dev/shm by every run.
+		std::atexit([] {
+			std::error_code ec;
+			std::filesystem::remove_all("/dev/shm/sluice-fuzz-api-" + std::to_string(getpid()), ec);
+		});
 		return d;
 	}();
 	static const config base = config_from_yaml(R"(
