@@ -166,8 +166,7 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 	for (uint16_t i = 0; i < n; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 
-	// Stage 1: parse, classify (VIP, hash, bucket), prefetch the bucket's
-	// tag line.
+	// Stage 1: parse every packet of the burst.
 	uint64_t rx_bytes = 0;
 	for (uint16_t i = 0; i < n; i++) {
 		rte_mbuf *m = pkts[i];
@@ -175,10 +174,18 @@ void process_burst(worker_state &st, const sluice_snapshot *snap, rte_mbuf **pkt
 		const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
 		const uint32_t r = sluice_parse(data, data + m->data_len, &pkt[i]);
 		parsed[i] = r == SLUICE_PARSE_OK;
-		if (unlikely(!parsed[i])) {
+		if (unlikely(!parsed[i]))
 			cnt[r & (SLUICE_COUNTER_SLOTS - 1)]++;
+	}
+	// Stage 1a: classify (VIP, hash, bucket) and prefetch the bucket's tag
+	// line. A pass of its own: the parser writes the flow key a field at a
+	// time and the VIP memo and the hashes read it a word at a time; read
+	// right after the writes, each word waits for the stores in flight to
+	// reach the cache (a failed store-to-load forward), a burst later they
+	// are there.
+	for (uint16_t i = 0; i < n; i++) {
+		if (unlikely(!parsed[i]))
 			continue;
-		}
 		sluice_classify(&env, &memo, 1, &pkt[i], &flow[i]);
 		if (flow[i].bucket)
 			sluice_ct_prefetch(flow[i].bucket);
