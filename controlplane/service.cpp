@@ -10,8 +10,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -1323,18 +1326,30 @@ std::string endpoint_text(const uint8_t addr[16], uint8_t family, uint16_t port_
 	return a.is_v6() ? fmt::format("[{}]:{}", a.str(), port) : fmt::format("{}:{}", a.str(), port);
 }
 
+// A whole-number argument from lo to hi: a JSON number, or the digits
+// sluicectl passes on as typed (no sign, space, point or exponent); absent
+// or null: nullopt. Refused with "--NAME: 'TEXT' is not WHAT".
+std::optional<uint64_t> number_arg(const json &args, const char *name, uint64_t lo, uint64_t hi,
+				   std::string_view what)
+{
+	if (!args.contains(name) || args[name].is_null())
+		return std::nullopt;
+	const json &v = args[name];
+	const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+	// 19 digits always fit in 64 bits.
+	const bool digits = !text.empty() && text.size() <= 19 && text.find_first_not_of("0123456789") == std::string::npos;
+	const uint64_t n = digits ? std::stoull(text) : 0;
+	if (!digits || n < lo || n > hi)
+		throw error("--{}: '{}' is not {}", name, text, what);
+	return n;
+}
+
 // --limit: rows shown in all, 1 to SLUICE_CONN_LIST_ROWS (what one record
 // holds: a busier table is filtered by VIP or backend, not paged).
 uint32_t limit_arg(const json &args)
 {
-	if (!args.contains("limit") || args["limit"].is_null())
-		return 100;
-	const json &v = args["limit"];
-	std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-	if (text.empty() || text.size() > 5 || text.find_first_not_of("0123456789") != std::string::npos ||
-	    text[0] == '0' || std::stoul(text) > SLUICE_CONN_LIST_ROWS)
-		throw error("--limit: '{}' is not a number of connections from 1 to {}", text, SLUICE_CONN_LIST_ROWS);
-	return static_cast<uint32_t>(std::stoul(text));
+	static const std::string what = fmt::format("a number of connections from 1 to {}", SLUICE_CONN_LIST_ROWS);
+	return static_cast<uint32_t>(number_arg(args, "limit", 1, SLUICE_CONN_LIST_ROWS, what).value_or(100));
 }
 
 } // namespace
@@ -1462,19 +1477,8 @@ json service::verb_conn_list(const json &args)
 
 json service::verb_events(const json &args)
 {
-	uint64_t since = 0;
-	if (args.contains("since") && !args["since"].is_null()) {
-		const json &v = args["since"];
-		if (v.is_number_unsigned())
-			since = v.get<uint64_t>();
-		else if (v.is_string() && !v.get<std::string>().empty() &&
-			 v.get<std::string>().find_first_not_of("0123456789") == std::string::npos &&
-			 v.get<std::string>().size() <= 19)
-			since = std::stoull(v.get<std::string>());
-		else
-			throw error("--since: '{}' is not an event sequence number (0 or more)",
-				    v.is_string() ? v.get<std::string>() : v.dump());
-	}
+	const uint64_t since =
+		number_arg(args, "since", 0, UINT64_MAX, "an event sequence number (0 or more)").value_or(0);
 	event_ring::slice sl = events_.since(since);
 	json events = json::array();
 	for (const auto &e : sl.events) {
