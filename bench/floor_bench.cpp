@@ -8,9 +8,13 @@
 // Each lookup is a random bucket of the whole table (as bench_pipeline's
 // established packets visit their flows in a random order):
 //  - serial: one lookup at a time, the next bucket depending on what the
-//    last read returned: the latency of one miss, nothing overlapped;
+//    last read returned: the latency of one miss, nothing overlapped, plus
+//    the hash that picks the bucket (the 1K-flow figure, no misses, is that
+//    hash's own cost);
 //  - one_line: bursts of 32, every bucket's tag line prefetched before any
-//    is read, then each read and its last-seen word written;
+//    is read, then each read and its last-seen word written (prefetches as
+//    the worker's, __builtin_prefetch(p, 1, 3): prefetcht0 on a target
+//    without PRFCHW);
 //  - two_lines: bursts of 32 in three passes, as the worker's stages: every
 //    tag line prefetched; then each tag line read and the line of the way
 //    it names prefetched (always another line: the worst case); then each
@@ -20,7 +24,10 @@
 //
 // bench_floor [--pages=4k] [Google Benchmark flags]
 // Names: floor/<serial|one_line|two_lines>/<flows>; the figure is the
-// counter ns_per_lookup.
+// counter ns_per_lookup (thp_MiB: the process's AnonHugePages, the table's
+// and anything else's). Each run fills its table just before it is timed,
+// as bench_pipeline builds its fixture: what of it the last-level cache
+// still holds is warm in both alike.
 #include "table_mem.h"
 #include "table_size.h"
 
@@ -76,7 +83,9 @@ void bm_floor(benchmark::State &state, mode md, uint32_t flows)
 		switch (md) {
 		case mode::serial:
 			for (int j = 0; j < burst; j++) {
-				sluice_ct_bucket *b = &buckets[mix(k++ ^ acc) & (n_buckets - 1)];
+				// k + acc only grows (acc by the tag read, 1-3), so every
+				// lookup is another random bucket, and it waits on the last.
+				sluice_ct_bucket *b = &buckets[mix(k++ + acc) & (n_buckets - 1)];
 				acc += b->way[0].tags[0];
 				b->way[0].last_seen_s = static_cast<uint32_t>(acc);
 			}

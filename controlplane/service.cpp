@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -1336,10 +1337,16 @@ std::optional<uint64_t> number_arg(const json &args, const char *name, uint64_t 
 		return std::nullopt;
 	const json &v = args[name];
 	const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-	// 19 digits always fit in 64 bits.
-	const bool digits = !text.empty() && text.size() <= 19 && text.find_first_not_of("0123456789") == std::string::npos;
-	const uint64_t n = digits ? std::stoull(text) : 0;
-	if (!digits || n < lo || n > hi)
+	uint64_t n = 0;
+	bool ok = false;
+	if (v.is_number_unsigned()) {
+		n = v.get<uint64_t>();
+		ok = true;
+	} else if (v.is_string() && !text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+		const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+		ok = ec == std::errc() && end == text.data() + text.size(); // too many digits: out of range
+	}
+	if (!ok || n < lo || n > hi)
 		throw error("--{}: '{}' is not {}", name, text, what);
 	return n;
 }

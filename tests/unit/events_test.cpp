@@ -192,6 +192,28 @@ TEST_F(ServiceEvents, ChangesAndRefusalsNameTheCallerAndWhatTheyDid)
 		  }));
 }
 
+// `events --since N`: any 64-bit sequence number, as a JSON number or as
+// the digits sluicectl passes on; past 64 bits, a sign or a word, refused
+// with the line the client reads.
+TEST_F(ServiceEvents, SinceTakesEverySixtyFourBitNumberAndNothingElse)
+{
+	memory_publisher pub;
+	service s(pub, dir, config_from_yaml(base_yaml));
+	const api_caller root{true, 0u, 1};
+	auto events_since = [&](const json &since) {
+		return s.handle(json{{"verb", "events"}, {"args", {{"since", since}}}}, root);
+	};
+	EXPECT_TRUE(events_since(UINT64_MAX)["ok"]);
+	EXPECT_TRUE(events_since("18446744073709551615")["ok"]);
+	EXPECT_TRUE(events_since("0")["ok"]);
+	for (const json &bad : {json("18446744073709551616"), json("-1"), json(-1), json(1.5), json("soon"), json("")}) {
+		const json r = events_since(bad);
+		ASSERT_FALSE(r["ok"]) << bad.dump();
+		EXPECT_EQ(r["error"], "--since: '" + (bad.is_string() ? bad.get<std::string>() : bad.dump()) +
+					      "' is not an event sequence number (0 or more)");
+	}
+}
+
 TEST_F(ServiceEvents, AnApplyThatChangesNothingIsNoChange)
 {
 	memory_publisher pub;
