@@ -32,6 +32,7 @@
 #include "table_size.h"
 
 #include <sluice/conntrack.h>
+#include <sluice/hash.h>
 
 #include <benchmark/benchmark.h>
 
@@ -49,15 +50,10 @@ constexpr int burst = 32;
 
 bench::table_arena tables{"bench_floor"};
 
-// A 64-bit finaliser (MurmurHash3's): a random bucket per counter value.
+// A random bucket per counter value: MurmurHash3's finaliser (hash.h).
 inline uint64_t mix(uint64_t x)
 {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
+	return sluice_fmix64(x);
 }
 
 enum class mode { serial, one_line, two_lines };
@@ -142,11 +138,7 @@ int main(int argc, char **argv)
 {
 	std::vector<char *> rest;
 	for (int i = 0; i < argc; i++) {
-		if (std::strcmp(argv[i], "--pages=4k") == 0)
-			tables.thp = false;
-		else if (std::strcmp(argv[i], "--pages=thp") == 0)
-			tables.thp = true;
-		else
+		if (!tables.take_pages_option(argv[i]))
 			rest.push_back(argv[i]);
 	}
 	int rargc = static_cast<int>(rest.size());

@@ -473,11 +473,9 @@ int main(int argc, char **argv)
 	std::vector<char *> rest;
 	int rounds = 1;
 	for (int i = 0; i < argc; i++) {
-		if (std::strcmp(argv[i], "--pages=4k") == 0)
-			tables.thp = false;
-		else if (std::strcmp(argv[i], "--pages=thp") == 0)
-			tables.thp = true;
-		else if (std::strncmp(argv[i], "--rounds=", 9) == 0)
+		if (tables.take_pages_option(argv[i]))
+			continue;
+		if (std::strncmp(argv[i], "--rounds=", 9) == 0)
 			rounds = std::max(1, std::atoi(argv[i] + 9));
 		else
 			rest.push_back(argv[i]);

@@ -48,6 +48,17 @@ struct table_arena {
 		std::memset(aligned, 0, bytes); // faulted in here, not in a timed run
 		return aligned;
 	}
+
+	// --pages=4k | --pages=thp, taken from a benchmark's command line:
+	// true if `arg` was one of them.
+	bool take_pages_option(const char *arg)
+	{
+		if (std::strcmp(arg, "--pages=4k") == 0 || std::strcmp(arg, "--pages=thp") == 0) {
+			thp = std::strcmp(arg, "--pages=thp") == 0;
+			return true;
+		}
+		return false;
+	}
 };
 
 // The process's AnonHugePages: how much of the table the kernel did put in
