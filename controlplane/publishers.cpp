@@ -7,7 +7,7 @@
 
 namespace sluice {
 
-void memory_publisher::free_deleter::operator()(sluice_snapshot *p) const
+void memory_publisher::unmap_deleter::operator()(sluice_snapshot *p) const
 {
 	munmap(p, sizeof(*p));
 }

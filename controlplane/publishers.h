@@ -43,10 +43,10 @@ public:
 	const sluice_snapshot &last() const { return *snap_; }
 
 private:
-	struct free_deleter {
+	struct unmap_deleter {
 		void operator()(sluice_snapshot *p) const;
 	};
-	std::unique_ptr<sluice_snapshot, free_deleter> snap_;
+	std::unique_ptr<sluice_snapshot, unmap_deleter> snap_;
 	uint64_t generation_ = 0;
 };
 
