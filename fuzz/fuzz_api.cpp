@@ -23,17 +23,23 @@
 
 using namespace sluice;
 
+// The service's state directory, one per fuzzing process.
+static std::string state_dir()
+{
+	return "/dev/shm/sluice-fuzz-api-" + std::to_string(getpid());
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const std::string dir = [] {
-		const std::string d = "/dev/shm/sluice-fuzz-api-" + std::to_string(getpid());
+		const std::string d = state_dir();
 		std::filesystem::remove_all(d);
 		std::filesystem::create_directories(d);
 		// Gone when the run ends (libFuzzer exits through exit()), not left
 		// in /dev/shm by every run.
 		std::atexit([] {
 			std::error_code ec;
-			std::filesystem::remove_all("/dev/shm/sluice-fuzz-api-" + std::to_string(getpid()), ec);
+			std::filesystem::remove_all(state_dir(), ec);
 		});
 		return d;
 	}();
